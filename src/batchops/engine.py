@@ -1,0 +1,384 @@
+"""Running a job: the parent side of the data path.
+
+    manifest ─► chunks ─► Scheduler (leases) ─► workers ─► markers ─► report
+
+The parent streams the manifest into chunks, leases them to worker processes through
+the native `Scheduler` (at most `PREFETCH` per worker), collects each chunk's marker,
+keeps job.json's counters current, and at the end publishes the completion report.
+A worker that dies has its chunks taken back and run again by a new worker. On
+SIGINT/SIGTERM the job stops with its checkpoint (the markers) intact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import multiprocessing.connection
+import signal
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._scheduler import Scheduler
+from .chunk import Chunk
+from .errors import BatchopsError, JobStoreError, ManifestError
+from .job import (
+    ACTIVE,
+    CANCELLED,
+    COMPLETE,
+    COMPLETING,
+    FAILED,
+    PAUSED,
+    default_workers,
+    fail_job,
+    manifest_info,
+)
+from .jobstore import JobStore, now_iso
+from .manifest import chunk_count, file_digest, iter_chunks
+from .report import publish
+from .worker import Executor, WorkerConfig, worker_main
+
+PREFETCH = 2
+STATUS_INTERVAL = 1.0
+MAX_RESPAWNS_PER_WORKER = 3
+
+ProgressFn = Callable[[int, int, int], None]
+
+
+@dataclass
+class _Worker:
+    wid: int
+    proc: Any
+    conn: Any
+    leased: list[int] = field(default_factory=list)
+
+
+class _Stop(Exception):
+    pass
+
+
+class JobRun:
+    """One run (first or resumed) of a job in this process."""
+
+    def __init__(self, store: JobStore, on_progress: ProgressFn | None = None,
+                 in_process: bool = False, preset_stores: dict[str, Any] | None = None) -> None:
+        self.store = store
+        self.doc = store.read()
+        self.settings = self.doc["Batchops"]
+        self.job = self.doc["Job"]
+        self.info = manifest_info(self.doc)
+        self.chunk_size = int(self.settings["chunk_size"])
+        self.on_progress = on_progress or (lambda s, f, t: None)
+        self.in_process = in_process
+        self.preset_stores = preset_stores
+        self.stop_reason: str | None = None
+        self.sched = Scheduler(chunk_count(self.info.total_tasks, self.chunk_size),
+                               self.info.total_tasks,
+                               int(self.settings["failure_min_tasks"]),
+                               float(self.settings["failure_ratio"]))
+        self._held: dict[int, Chunk] = {}
+        self._reader: Iterator[Chunk] | None = None
+        self._started = time.monotonic()
+        self._active_before = int(self.job["ProgressSummary"]["Timers"]
+                                  ["ElapsedTimeInActiveSeconds"])
+        self._last_status = 0.0
+        self.fatal: str | None = None
+
+    # -- setup -------------------------------------------------------------------------------
+
+    def _check_manifest(self) -> None:
+        try:
+            size, digest = file_digest(self.info.source)
+        except OSError:
+            raise ManifestError(self.info.location, None,
+                                "the manifest is gone; a job reads it until it completes"
+                                ) from None
+        if (size, digest) != (self.info.size, self.info.digest):
+            raise ManifestError(self.info.location, None,
+                                "the manifest changed since the job was created "
+                                f"(digest {digest}, expected {self.info.digest}); "
+                                "create a new job for the new manifest")
+
+    def _load_checkpoint(self) -> None:
+        for marker in self.store.markers():
+            self.sched.mark_done(marker["chunk"], marker["succeeded"], marker["failed"])
+
+    def worker_config(self) -> WorkerConfig:
+        s = self.settings
+        return WorkerConfig(
+            job_id=self.store.job_id, home=self.store.home, operation=s["operation"],
+            params=s["params"], bucket_map=tuple(tuple(p) for p in s["bucket_map"]),
+            concurrency=int(s["concurrency"]), max_attempts=int(s["max_attempts"]),
+            report_scope=self.job["Report"]["ReportScope"], dry_run=bool(s["dry_run"]),
+        )
+
+    # -- chunk supply --------------------------------------------------------------------
+
+    def _next_chunk(self) -> Chunk | None:
+        c = self.sched.next_chunk()
+        if c < 0:
+            return None
+        chunk = self._held.get(c)
+        if chunk is None:
+            if self._reader is None:
+                self._reader = iter_chunks(self.info, self.chunk_size,
+                                           lambda i: not self.sched.is_done(i))
+            chunk = next(self._reader)
+            if chunk.index != c:  # the reader and the scheduler walk the same order
+                raise RuntimeError(f"chunk order mismatch: {chunk.index} != {c}")
+            self._held[c] = chunk
+        return chunk
+
+    def _on_marker(self, marker: dict[str, Any]) -> None:
+        c = marker["chunk"]
+        self.sched.complete(c, marker["succeeded"], marker["failed"])
+        self._held.pop(c, None)
+
+    # -- status ----------------------------------------------------------------------------
+
+    def _update_status(self, status: str | None = None, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_status < STATUS_INTERVAL:
+            return
+        self._last_status = now
+        succeeded, failed = self.sched.counters()
+        summary = self.job["ProgressSummary"]
+        summary["NumberOfTasksSucceeded"] = succeeded
+        summary["NumberOfTasksFailed"] = failed
+        summary["Timers"]["ElapsedTimeInActiveSeconds"] = (
+            self._active_before + int(now - self._started))
+        if status:
+            self.job["Status"] = status
+        self.store.write(self.doc, durable=force)
+        self.on_progress(succeeded, failed, self.info.total_tasks)
+
+    def _tick(self) -> None:
+        self._update_status()
+        if self.sched.threshold_exceeded():
+            s, f = self.sched.counters()
+            self.stop_reason = "threshold"
+            raise _Stop(f"{f} of {s + f} tasks failed, more than "
+                        f"{self.sched.failure_ratio:.0%} (failure threshold)")
+
+    # -- running ---------------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        """Run the job to its end (or to a stop); return the final job document."""
+        self.store.lock()
+        try:
+            return self._run_locked()
+        finally:
+            self.store.unlock()
+
+    def _run_locked(self) -> dict[str, Any]:
+        if self.job["Status"] in (COMPLETE, CANCELLED):
+            return self.doc
+        self._check_manifest()
+        self._load_checkpoint()
+        self.job.pop("StatusUpdateReason", None)
+        self.job.pop("FailureReasons", None)
+        self.job.pop("TerminationDate", None)
+        self.store.log("active", chunks_done=self.sched.chunks_done,
+                       chunks=self.sched.n_chunks)
+        self._update_status(ACTIVE, force=True)
+        message: str | None = None
+        try:
+            if not self.sched.finished:
+                if self.in_process:
+                    asyncio.run(self._run_in_process())
+                else:
+                    self._run_workers()
+        except _Stop as stop:
+            message = str(stop)
+        except KeyboardInterrupt:
+            self.stop_reason = "interrupted"
+            message = "interrupted"
+        if self.fatal:
+            self.stop_reason = "fatal"
+            message = self.fatal
+        return self._finish(message)
+
+    def _finish(self, message: str | None) -> dict[str, Any]:
+        if self.stop_reason in ("interrupted", "fatal"):
+            self.job["StatusUpdateReason"] = (
+                f"{message}; run `batchops resume {self.store.job_id}` to continue")
+            self._update_status(PAUSED, force=True)
+            self.store.log("paused", reason=message)
+            return self.doc
+        if self.stop_reason == "threshold":
+            self._update_status(force=True)
+            self._publish()
+            fail_job(self.store, self.doc, "TaskFailureThresholdExceeded", message or "")
+            return self.doc
+        self._update_status(COMPLETING, force=True)
+        self._publish()
+        self.job["TerminationDate"] = now_iso()
+        self._update_status(COMPLETE, force=True)
+        s, f = self.sched.counters()
+        self.store.log("complete", succeeded=s, failed=f)
+        return self.doc
+
+    def _publish(self) -> None:
+        if not self.job["Report"].get("Enabled", True):
+            return
+        url = publish(self.store, self.settings["report_url"],
+                      self.job["Report"]["ReportScope"])
+        self.settings["report_manifest"] = url
+
+    # -- workers as processes --------------------------------------------------------------
+
+    def _spawn(self, ctx: Any, wid: int, cfg: WorkerConfig) -> _Worker:
+        parent_conn, child_conn = ctx.Pipe(duplex=True)
+        proc = ctx.Process(target=worker_main, args=(wid, cfg, child_conn), daemon=True,
+                           name=f"batchops-worker-{wid}")
+        proc.start()
+        child_conn.close()
+        return _Worker(wid, proc, parent_conn)
+
+    def _run_workers(self) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        cfg = self.worker_config()
+        n = int(self.settings["workers"]) or default_workers()
+        n = max(1, min(n, self.sched.n_chunks - self.sched.chunks_done))
+        workers = {wid: self._spawn(ctx, wid, cfg) for wid in range(n)}
+        next_wid = n
+        respawns = 0
+        stop = {"signal": False}
+
+        def on_signal(signum: int, frame: Any) -> None:
+            stop["signal"] = True
+
+        old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            while not self.sched.finished:
+                if stop["signal"]:
+                    raise KeyboardInterrupt
+                for w in list(workers.values()):
+                    while len(w.leased) < PREFETCH:
+                        chunk = self._next_chunk()
+                        if chunk is None:
+                            break
+                        self.sched.lease(chunk.index, w.wid)
+                        w.leased.append(chunk.index)
+                        try:
+                            w.conn.send(("chunk", chunk))
+                        except (BrokenPipeError, OSError):
+                            break  # its death is handled below
+                waitables = [w.conn for w in workers.values()] + \
+                    [w.proc.sentinel for w in workers.values()]
+                ready = multiprocessing.connection.wait(waitables, timeout=0.25)
+                for w in list(workers.values()):
+                    if w.conn in ready:
+                        self._drain(w)
+                    if w.proc.sentinel in ready or not w.proc.is_alive():
+                        self._drain(w)
+                        back = self.sched.release(w.wid)
+                        self.store.log("worker-died", worker=w.wid, exitcode=w.proc.exitcode,
+                                       chunks=back)
+                        del workers[w.wid]
+                        respawns += 1
+                        if respawns > MAX_RESPAWNS_PER_WORKER * n:
+                            self.fatal = "workers keep dying; see the job log"
+                            return
+                        if not self.sched.finished:
+                            workers[next_wid] = self._spawn(ctx, next_wid, cfg)
+                            next_wid += 1
+                if self.fatal:
+                    return
+                self._tick()
+        finally:
+            for s, handler in old.items():
+                signal.signal(s, handler)
+            self._stop_workers(workers.values())
+
+    def _drain(self, w: _Worker) -> None:
+        try:
+            while w.conn.poll():
+                msg = w.conn.recv()
+                kind = msg[0]
+                if kind == "done":
+                    marker = msg[1]
+                    if "fatal" in marker:
+                        self.fatal = marker["fatal"]
+                        continue
+                    self._on_marker(marker)
+                    if marker["chunk"] in w.leased:
+                        w.leased.remove(marker["chunk"])
+                elif kind == "progress":
+                    self.sched.progress(msg[1], msg[2], msg[3])
+                elif kind == "fatal":
+                    self.fatal = msg[1]
+        except (EOFError, OSError):
+            pass
+
+    @staticmethod
+    def _stop_workers(workers: Any) -> None:
+        workers = list(workers)
+        for w in workers:
+            try:
+                w.conn.send(("stop",))
+            except (BrokenPipeError, OSError):
+                pass
+        deadline = time.monotonic() + 5
+        for w in workers:
+            w.proc.join(max(0.0, deadline - time.monotonic()))
+            if w.proc.is_alive():
+                w.proc.kill()
+                w.proc.join()
+            w.conn.close()
+
+    # -- in this process ------------------------------------------------------------------
+
+    async def _run_in_process(self) -> None:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        executor = Executor(self.worker_config(), done.put_nowait, self.preset_stores)
+        executor.start()
+        interrupted = asyncio.Event()
+        for s in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(s, interrupted.set)
+        in_flight = 0
+        try:
+            while True:
+                while in_flight < PREFETCH:
+                    chunk = self._next_chunk()
+                    if chunk is None:
+                        break
+                    self.sched.lease(chunk.index, 0)
+                    executor.submit(chunk)
+                    in_flight += 1
+                if in_flight == 0:
+                    break
+                if interrupted.is_set():
+                    raise KeyboardInterrupt
+                try:
+                    marker = await asyncio.wait_for(done.get(), STATUS_INTERVAL / 4)
+                except TimeoutError:
+                    for index, ok, failed in executor.progress():
+                        self.sched.progress(index, ok, failed)
+                else:
+                    if "fatal" in marker:
+                        self.fatal = marker["fatal"]
+                        return
+                    self._on_marker(marker)
+                    in_flight -= 1
+                self._tick()
+        finally:
+            for s in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(s)
+            await asyncio.wait_for(executor.close(), 10) if not interrupted.is_set() else None
+
+
+def run_job(store: JobStore, on_progress: ProgressFn | None = None, in_process: bool = False,
+            preset_stores: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run (or resume) a job to its end; returns its final job document."""
+    try:
+        return JobRun(store, on_progress, in_process, preset_stores).run()
+    except JobStoreError:
+        raise
+    except BatchopsError:
+        raise
+
+
+__all__ = ["JobRun", "run_job", "FAILED"]

@@ -1,0 +1,216 @@
+"""The job store: everything about a job under one folder.
+
+    $BATCHOPS_HOME/jobs/<job-id>/
+      job.json        {"Job": <Amazon's JobDescriptor>, "Batchops": <run settings>}
+      chunks/         one marker per finished chunk: the checkpoint
+      results/        report parts, one or two per chunk (succeeded / failed)
+      log             one JSON line per event
+      lock            held (flock) by the process running the job
+
+Every write is atomic: temporary file, fsync, rename, fsync of the folder. A chunk is
+done when its marker exists, and its marker is written only after its parts are
+durable. Files and folders are created readable by their owner only.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from .errors import JobLockedError, JobNotFoundError, JobStoreError
+
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+
+
+def batchops_home() -> str:
+    return os.environ.get("BATCHOPS_HOME") or os.path.join(os.path.expanduser("~"), ".batchops")
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str, data: bytes, durable: bool = True) -> None:
+    """Write `data` to `path` so that a crash leaves either the old or the new file."""
+    tmp = f"{path}.tmp.{os.getpid()}"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        if durable:
+            _fsync_dir(os.path.dirname(path) or ".")
+    except OSError as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise JobStoreError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def makedirs(path: str) -> None:
+    try:
+        os.makedirs(path, mode=DIR_MODE, exist_ok=True)
+    except OSError as exc:
+        raise JobStoreError(f"cannot create {path}: {exc.strerror or exc}") from None
+
+
+class JobStore:
+    """One job's folder."""
+
+    def __init__(self, job_id: str, home: str | None = None) -> None:
+        self.job_id = job_id
+        self.home = home or batchops_home()
+        self.dir = os.path.join(self.home, "jobs", job_id)
+        self.chunks_dir = os.path.join(self.dir, "chunks")
+        self.results_dir = os.path.join(self.dir, "results")
+        self.job_path = os.path.join(self.dir, "job.json")
+        self._lock_fd: int | None = None
+
+    # -- creation and lookup -----------------------------------------------------------
+
+    @classmethod
+    def create(cls, job_id: str, home: str | None = None) -> JobStore:
+        store = cls(job_id, home)
+        makedirs(os.path.join(store.home, "jobs"))
+        try:
+            os.mkdir(store.dir, DIR_MODE)
+        except FileExistsError:
+            raise JobStoreError(f"job {job_id} already exists in {store.home}") from None
+        except OSError as exc:
+            raise JobStoreError(f"cannot create {store.dir}: {exc.strerror or exc}") from None
+        makedirs(store.chunks_dir)
+        makedirs(store.results_dir)
+        return store
+
+    @classmethod
+    def open(cls, job_id: str, home: str | None = None) -> JobStore:
+        store = cls(job_id, home)
+        if "/" in job_id or job_id in ("", ".", "..") or not os.path.isfile(store.job_path):
+            raise JobNotFoundError(f"no job {job_id!r} in {store.home} (see `batchops list-jobs`)")
+        return store
+
+    @staticmethod
+    def all_ids(home: str | None = None) -> list[str]:
+        root = os.path.join(home or batchops_home(), "jobs")
+        try:
+            names = os.listdir(root)
+        except FileNotFoundError:
+            return []
+        return [n for n in names if os.path.isfile(os.path.join(root, n, "job.json"))]
+
+    def destroy(self) -> None:
+        """Remove a job folder that was never completed (failed creation)."""
+        import shutil
+
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    # -- job.json -----------------------------------------------------------------------
+
+    def read(self) -> dict[str, Any]:
+        try:
+            with open(self.job_path, "rb") as f:
+                return orjson.loads(f.read())
+        except FileNotFoundError:
+            raise JobNotFoundError(f"no job {self.job_id!r} in {self.home}") from None
+        except orjson.JSONDecodeError as exc:
+            raise JobStoreError(f"{self.job_path} is corrupt: {exc}") from None
+
+    def write(self, doc: dict[str, Any], durable: bool = True) -> None:
+        atomic_write(self.job_path, orjson.dumps(doc, option=orjson.OPT_INDENT_2), durable)
+
+    # -- checkpoint -----------------------------------------------------------------------
+
+    def marker_path(self, chunk: int) -> str:
+        return os.path.join(self.chunks_dir, f"{chunk:012d}.json")
+
+    def markers(self) -> Iterator[dict[str, Any]]:
+        """Every finished chunk's marker, in chunk order."""
+        try:
+            names = sorted(n for n in os.listdir(self.chunks_dir) if n.endswith(".json"))
+        except FileNotFoundError:
+            return
+        for name in names:
+            with open(os.path.join(self.chunks_dir, name), "rb") as f:
+                yield orjson.loads(f.read())
+
+    # -- log ------------------------------------------------------------------------------
+
+    def log(self, event: str, **fields: Any) -> None:
+        """Append one event line. Never pass secrets here."""
+        line = orjson.dumps({"time": now_iso(), "event": event, **fields}) + b"\n"
+        try:
+            fd = os.open(os.path.join(self.dir, "log"),
+                         os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
+            try:
+                os.write(fd, line)
+            finally:
+                os.close(fd)
+        except OSError:
+            pass  # the log is best effort; the checkpoint is what matters
+
+    # -- lock -------------------------------------------------------------------------------
+
+    def lock(self) -> None:
+        """Hold the job's lock; refuse when another live process holds it.
+
+        flock locks die with their process, so a lock left by kill -9 never blocks.
+        """
+        path = os.path.join(self.dir, "lock")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise JobLockedError(
+                f"job {self.job_id} is already running (process {holder}); "
+                "wait for it or stop it first"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def is_locked(self) -> bool:
+        path = os.path.join(self.dir, "lock")
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+
+
+def elapsed_since(start: float) -> int:
+    return int(time.monotonic() - start)

@@ -1,0 +1,331 @@
+"""Reading manifests: the preparing pass and the chunk stream.
+
+Formats:
+- Amazon's CSV manifest `S3BatchOperations_CSV_20180820`: `bucket,key[,versionId]`, no
+  header, keys URL-encoded (decoded once, here). A batchops or Amazon completion-report
+  part (`bucket,key,versionId,taskStatus,httpStatus,errorCode,resultMessage`) is read as
+  a manifest too, so a failed-tasks part retries exactly the failures.
+- JSON Lines, one `{"url": "s3://bucket/key", "versionId": ..., "destination":
+  {"bucket": ..., "key": ...}}` per line; keys are literal (not URL-encoded).
+- The JSON document `{"entries": [...]}` of the same entries. It is normalised once,
+  when the job is created, into JSON Lines inside the job folder (so it is read whole
+  once; use JSON Lines for very large lists).
+
+Both passes stream with Polars in batches: memory does not grow with the manifest.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import os
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from urllib.parse import unquote_plus
+
+import orjson
+import polars as pl
+
+from .chunk import Chunk, encode_key
+from .errors import ManifestError
+
+CSV_FORMAT = "S3BatchOperations_CSV_20180820"
+JSONL_FORMAT = "Batchops_JSONL_1"
+REPORT_FIELDS = 7
+MAX_KEY_BYTES = 1024
+_BATCH_ROWS = 1_000_000
+# A percent sign not followed by two hex digits.
+_BAD_PERCENT = r"%([^0-9A-Fa-f]|[0-9A-Fa-f][^0-9A-Fa-f]|[0-9A-Fa-f]?$)"
+_URL_RE = r"^([A-Za-z][A-Za-z0-9+.-]*)://([^/]+)/(.+)$"
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestInfo:
+    """What the preparing pass learned about a manifest; saved with the job."""
+
+    location: str  # as the user gave it
+    source: str  # local file that was digested (the original, or its copy in the job)
+    path: str  # local file the chunk stream reads (the source, or a normalised copy)
+    format: str  # CSV_FORMAT or JSONL_FORMAT
+    columns: int  # CSV: number of fields per row (2, 3 or 7)
+    size: int  # bytes of the original
+    digest: str  # "sha256:<hex>" of the original
+    total_tasks: int
+
+    def to_json(self) -> dict[str, object]:
+        return {f: getattr(self, f) for f in self.__slots__}
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> ManifestInfo:
+        return cls(**data)  # type: ignore[arg-type]
+
+
+def file_digest(path: str) -> tuple[int, str]:
+    """Size and sha256 digest of a file, read in large blocks (releases the GIL)."""
+    with open(path, "rb") as f:
+        digest = hashlib.file_digest(f, "sha256").hexdigest()
+        size = f.tell()
+    return size, f"sha256:{digest}"
+
+
+def _decode(key: str) -> str:
+    return unquote_plus(key, errors="strict") if ("%" in key or "+" in key) else key
+
+
+def _sniff(path: str) -> tuple[str, int]:
+    """(format, number of CSV fields) from the first non-blank bytes of the file."""
+    with open(path, "rb") as f:
+        head = f.read(64 * 1024)
+    text = head.lstrip(b"\xef\xbb\xbf").lstrip()
+    if text.startswith(b"{"):
+        first = text.split(b"\n", 1)[0].strip()
+        try:
+            orjson.loads(first)
+            return JSONL_FORMAT, 0
+        except orjson.JSONDecodeError:
+            return "json-document", 0
+    line = head.split(b"\n", 1)[0].decode("utf-8", "replace")
+    try:
+        fields = next(csv.reader([line]), [])
+    except csv.Error:
+        fields = []
+    return CSV_FORMAT, (REPORT_FIELDS if len(fields) == REPORT_FIELDS else 3)
+
+
+def _csv_frame(path: str, columns: int) -> pl.LazyFrame:
+    names = ["bucket", "key", "version"] + [f"_{i}" for i in range(3, columns)]
+    return pl.scan_csv(
+        path,
+        has_header=False,
+        schema={n: pl.String for n in names},
+        empty_string_is_null=False,
+        missing_columns="insert",
+        raise_if_empty=False,
+        quote_char='"',
+    )
+
+
+def _jsonl_frame(path: str) -> pl.LazyFrame:
+    schema = {
+        "url": pl.String,
+        "versionId": pl.String,
+        "destination": pl.Struct({"bucket": pl.String, "key": pl.String}),
+    }
+    parts = pl.col("url").str.extract_groups(_URL_RE)
+    bucket = (
+        pl.when(parts.struct.field("1") == "s3")
+        .then(parts.struct.field("2"))
+        .otherwise(parts.struct.field("1") + "://" + parts.struct.field("2"))
+    )
+    return pl.scan_ndjson(path, schema=schema).select(
+        bucket.alias("bucket"),
+        parts.struct.field("3").alias("key"),
+        pl.col("versionId").alias("version"),
+        pl.col("destination").struct.field("bucket").alias("dest_bucket"),
+        pl.col("destination").struct.field("key").alias("dest_key"),
+    )
+
+
+def _bad_rows(df: pl.DataFrame, fmt: str) -> pl.Series:
+    """Row mask of rows the preparing pass rejects (vectorised)."""
+    bucket, key = pl.col("bucket"), pl.col("key")
+    bad = bucket.is_null() | (bucket == "") | key.is_null() | (key == "")
+    if fmt == CSV_FORMAT:
+        bad = bad | key.str.contains(_BAD_PERCENT) | (key.str.len_bytes() > 3 * MAX_KEY_BYTES)
+    else:
+        bad = bad | (key.str.len_bytes() > MAX_KEY_BYTES) | (
+            pl.col("dest_bucket").is_null() != pl.col("dest_key").is_null()
+        )
+    return df.select(bad.fill_null(True).alias("bad"))["bad"]
+
+
+def _explain(row: dict[str, str | None], fmt: str) -> str:
+    if not row.get("bucket"):
+        return "missing bucket (expected bucket,key[,versionId])" if fmt == CSV_FORMAT else (
+            "the url is not of the form scheme://bucket/key")
+    if not row.get("key"):
+        return "missing key (expected bucket,key[,versionId])" if fmt == CSV_FORMAT else (
+            "the url is not of the form scheme://bucket/key")
+    key = row["key"] or ""
+    if fmt == CSV_FORMAT:
+        try:
+            decoded = unquote_plus(key, errors="strict")
+        except UnicodeDecodeError:
+            return f"the key {key[:80]!r} does not decode to UTF-8"
+        if "%" in key and _has_bad_percent(key):
+            return f"the key {key[:80]!r} has a bad percent-encoding"
+        key = decoded
+    if len(key.encode()) > MAX_KEY_BYTES:
+        return f"the key is longer than {MAX_KEY_BYTES} bytes"
+    return "a destination needs both bucket and key"
+
+
+def _has_bad_percent(key: str) -> bool:
+    i = key.find("%")
+    while i >= 0:
+        if len(key) < i + 3 or not all(c in "0123456789abcdefABCDEF" for c in key[i + 1:i + 3]):
+            return True
+        i = key.find("%", i + 3)
+    return False
+
+
+def _check_decoding(df: pl.DataFrame, first_row: int, path: str) -> None:
+    """Keys with escapes must decode to UTF-8 within the key length limit."""
+    escaped = df.select(
+        pl.int_range(pl.len()).alias("i"), pl.col("key")
+    ).filter(pl.col("key").str.contains(r"[%+]"))
+    for i, key in escaped.iter_rows():
+        try:
+            decoded = unquote_plus(key, errors="strict")
+        except UnicodeDecodeError:
+            raise ManifestError(path, first_row + i + 1,
+                                f"the key {key[:80]!r} does not decode to UTF-8") from None
+        if len(decoded.encode()) > MAX_KEY_BYTES:
+            raise ManifestError(path, first_row + i + 1,
+                                f"the key is longer than {MAX_KEY_BYTES} bytes")
+
+
+def _locate_csv_error(path: str, columns: int) -> ManifestError:
+    """Polars refused the file: find the first offending line with the csv module."""
+    with open(path, "rb") as raw:
+        for number, line in enumerate(raw, 1):
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError:
+                return ManifestError(path, number, "the line is not valid UTF-8")
+            if not text.strip():
+                return ManifestError(path, number, "blank line (expected bucket,key[,versionId])")
+            try:
+                fields = next(csv.reader(io.StringIO(text)))
+            except (csv.Error, StopIteration):
+                return ManifestError(path, number, "the line is not valid CSV")
+            if len(fields) > columns or (columns == 3 and len(fields) > 3):
+                return ManifestError(
+                    path, number,
+                    f"{len(fields)} fields where bucket,key[,versionId] has at most 3",
+                )
+    return ManifestError(path, None, "the file is not a valid CSV manifest")
+
+
+def _locate_jsonl_error(path: str) -> ManifestError:
+    with open(path, "rb") as raw:
+        for number, line in enumerate(raw, 1):
+            try:
+                entry = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                return ManifestError(path, number, f"not valid JSON ({exc})")
+            if not isinstance(entry, dict) or not isinstance(entry.get("url"), str):
+                return ManifestError(path, number, 'expected an object with a "url" string')
+    return ManifestError(path, None, "the file is not valid JSON Lines")
+
+
+def _normalise_json_document(path: str, out_path: str) -> None:
+    """Rewrite {"entries": [...]} as JSON Lines (read whole once, at job creation)."""
+    try:
+        with open(path, "rb") as f:
+            doc = orjson.loads(f.read())
+    except orjson.JSONDecodeError as exc:
+        raise ManifestError(path, None, f"not valid JSON ({exc})") from None
+    entries = doc.get("entries") if isinstance(doc, dict) else None
+    if not isinstance(entries, list):
+        raise ManifestError(path, None, 'expected a JSON object with an "entries" list')
+    tmp = out_path + ".tmp"
+    with open(tmp, "wb") as out:
+        for number, entry in enumerate(entries, 1):
+            if not isinstance(entry, dict) or not isinstance(entry.get("url"), str):
+                os.unlink(tmp)
+                raise ManifestError(path, None, f'entry {number}: expected an object with a "url"')
+            out.write(orjson.dumps(entry) + b"\n")
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, out_path)
+
+
+def _frame(info_path: str, fmt: str, columns: int) -> pl.LazyFrame:
+    return _csv_frame(info_path, columns) if fmt == CSV_FORMAT else _jsonl_frame(info_path)
+
+
+def prepare(location: str, local_path: str, work_dir: str) -> ManifestInfo:
+    """The preparing pass: validate every row, count tasks, digest the file.
+
+    Raises ManifestError naming the file and line of the first bad row; nothing runs.
+    `work_dir` receives a normalised copy when the format needs one.
+    """
+    if not os.path.isfile(local_path):
+        raise ManifestError(location, None, "no such manifest file")
+    fmt, columns = _sniff(local_path)
+    digest_box: list[tuple[int, str]] = []
+    hasher = threading.Thread(target=lambda: digest_box.append(file_digest(local_path)))
+    hasher.start()
+    path = local_path
+    try:
+        if fmt == "json-document":
+            path = os.path.join(work_dir, "manifest.jsonl")
+            _normalise_json_document(local_path, path)
+            fmt = JSONL_FORMAT
+        total = 0
+        frame = _frame(path, fmt, columns)
+        try:
+            for batch in frame.collect_batches(chunk_size=_BATCH_ROWS):
+                bad = _bad_rows(batch, fmt)
+                if bad.any():
+                    i = int(bad.arg_true()[0])
+                    raise ManifestError(location, total + i + 1, _explain(batch.row(i, named=True),
+                                                                          fmt))
+                if fmt == CSV_FORMAT:
+                    _check_decoding(batch, total, location)
+                total += batch.height
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            located = (_locate_csv_error(local_path, columns) if fmt == CSV_FORMAT
+                       else _locate_jsonl_error(path))
+            raise ManifestError(location, located.line, located.problem) from exc
+    finally:
+        hasher.join()
+    size, digest = digest_box[0]
+    return ManifestInfo(location, local_path, path, fmt, columns, size, digest, total)
+
+
+def iter_chunks(
+    info: ManifestInfo, chunk_size: int, wanted: Callable[[int], bool] = lambda _: True
+) -> Iterator[Chunk]:
+    """Yield the manifest as chunks of exactly `chunk_size` rows (the last may be short).
+
+    `wanted(index)` False skips building a chunk (already done on a resumed job).
+    """
+    frame = _frame(info.path, info.format, info.columns)
+    pending: list[pl.DataFrame] = []
+    pending_rows = 0
+    index = 0
+    first_row = 0
+
+    def build(df: pl.DataFrame) -> Chunk:
+        raw_keys = df["key"].to_list()
+        versions = [v or None for v in df["version"].to_list()]
+        if info.format == CSV_FORMAT:
+            keys = [_decode(k) for k in raw_keys]
+            return Chunk(index, first_row, df["bucket"].to_list(), keys, versions, raw_keys)
+        return Chunk(index, first_row, df["bucket"].to_list(), raw_keys, versions,
+                     [encode_key(k) for k in raw_keys],
+                     df["dest_bucket"].to_list(), df["dest_key"].to_list())
+
+    for batch in frame.collect_batches(chunk_size=max(chunk_size, 50_000)):
+        pending.append(batch)
+        pending_rows += batch.height
+        while pending_rows >= chunk_size:
+            df = pl.concat(pending) if len(pending) > 1 else pending[0]
+            head, rest = df.slice(0, chunk_size), df.slice(chunk_size)
+            if wanted(index):
+                yield build(head)
+            index += 1
+            first_row += chunk_size
+            pending, pending_rows = ([rest] if rest.height else []), rest.height
+    if pending_rows:
+        df = pl.concat(pending) if len(pending) > 1 else pending[0]
+        if wanted(index):
+            yield build(df)
+
+
+def chunk_count(total_tasks: int, chunk_size: int) -> int:
+    return (total_tasks + chunk_size - 1) // chunk_size

@@ -1,0 +1,157 @@
+"""Completion reports in Amazon's `Report_CSV_20180820` layout.
+
+Each finished chunk becomes up to two parts in the job's `results/` folder, one of
+succeeded and one of failed rows:
+
+    bucket,key,versionId,taskStatus,httpStatus,errorCode,resultMessage
+
+with keys URL-encoded, as Amazon's example rows are. Part names are deterministic, so
+a chunk that runs again after a crash replaces its parts: each manifest row appears
+in the report exactly once. The chunk's marker (the checkpoint) is written after its
+parts are durable.
+
+At the end, `publish` puts the parts under `<report>/job-<id>/results/` and writes
+`<report>/job-<id>/manifest.json` listing them with their MD5.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import os
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import orjson
+
+from .chunk import Chunk
+from .errors import JobStoreError, Outcome
+from .jobstore import JobStore, atomic_write, now_iso
+
+REPORT_FORMAT = "Report_CSV_20180820"
+REPORT_SCHEMA = "Bucket, Key, VersionId, TaskStatus, ErrorCode, HTTPStatusCode, ResultMessage"
+SCOPES = ("AllTasks", "FailedTasksOnly")
+SUCCESS_MESSAGE = "Successful"
+
+
+def _rows_csv(rows: Iterable[tuple[object, ...]]) -> bytes:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(rows)
+    return buf.getvalue().encode()
+
+
+def part_name(chunk: int, status: str) -> str:
+    return f"chunk-{chunk:012d}-{status}.csv"
+
+
+def write_chunk(
+    store: JobStore,
+    chunk: Chunk,
+    failures: Mapping[int, Outcome],
+    messages: Mapping[int, str],
+    scope: str,
+    dry_run: bool = False,
+) -> dict[str, Any]:
+    """Write a finished chunk's parts, then its marker. Returns the marker."""
+    buckets, keys, versions = chunk.buckets, chunk.report_keys, chunk.versions
+    parts = []
+    n = len(chunk)
+    succeeded = n - len(failures)
+    status_ok = "dryrun" if dry_run else "succeeded"
+    if succeeded and scope == "AllTasks":
+        if failures or messages:
+            rows = ((buckets[i], keys[i], versions[i] or "", status_ok, 200, "",
+                     messages.get(i, SUCCESS_MESSAGE)) for i in range(n) if i not in failures)
+        else:
+            rows = ((buckets[i], keys[i], versions[i] or "", status_ok, 200, "", SUCCESS_MESSAGE)
+                    for i in range(n))
+        parts.append(("succeeded", _rows_csv(rows), succeeded))
+    if failures:
+        rows = ((buckets[i], keys[i], versions[i] or "", "failed", o.http_status, o.error_code,
+                 o.message) for i, o in sorted(failures.items()))
+        parts.append(("failed", _rows_csv(rows), len(failures)))
+    listed = []
+    for status, data, count in parts:
+        name = part_name(chunk.index, status)
+        atomic_write(os.path.join(store.results_dir, name), data)
+        listed.append({"status": status, "name": name, "md5": hashlib.md5(data).hexdigest(),
+                       "rows": count})
+    marker = {"chunk": chunk.index, "first_row": chunk.first_row, "rows": n,
+              "succeeded": succeeded, "failed": len(failures), "parts": listed}
+    atomic_write(store.marker_path(chunk.index), orjson.dumps(marker))
+    return marker
+
+
+def _put_file(store: Any, key: str, path: str) -> None:
+    from pathlib import Path
+
+    import obstore as obs
+
+    obs.put(store, key, Path(path))
+
+
+def publish(job: JobStore, report_url: str, scope: str) -> str:
+    """Put every part under the report location and write its manifest.json.
+
+    Returns the URL of the manifest.json.
+    """
+    from .stores import split_location
+
+    loc = split_location(report_url)
+    base = f"{loc.prefix}job-{job.job_id}/"
+    results = []
+    local_root = loc.root[len("file://"):] if loc.root.startswith("file://") else None
+    store = None
+    if local_root is None:
+        from .stores import build_store
+
+        store = build_store(loc.root)
+    for marker in job.markers():
+        for part in marker["parts"]:
+            if scope == "FailedTasksOnly" and part["status"] != "failed":
+                continue
+            src = os.path.join(job.results_dir, part["name"])
+            key = base + "results/" + part["name"]
+            try:
+                if local_root is not None:
+                    dest = os.path.join(local_root, key)
+                    os.makedirs(os.path.dirname(dest), mode=0o700, exist_ok=True)
+                    tmp = dest + ".tmp"
+                    if os.path.exists(tmp):
+                        os.unlink(tmp)
+                    try:
+                        os.link(src, tmp)
+                    except OSError:
+                        import shutil
+
+                        shutil.copyfile(src, tmp)
+                    os.replace(tmp, dest)
+                else:
+                    _put_file(store, key, src)
+            except OSError as exc:
+                raise JobStoreError(
+                    f"cannot write the report part {key} to {report_url}: {exc}") from None
+            bucket = (loc.root[len("s3://"):] if loc.root.startswith("s3://")
+                      else loc.root)
+            results.append({"TaskExecutionStatus": part["status"], "Bucket": bucket,
+                            "MD5Checksum": part["md5"], "Key": key})
+    manifest = orjson.dumps({
+        "Format": REPORT_FORMAT,
+        "ReportCreationDate": now_iso(),
+        "Results": results,
+        "ReportSchema": REPORT_SCHEMA,
+    }, option=orjson.OPT_INDENT_2)
+    key = base + "manifest.json"
+    if local_root is not None:
+        dest = os.path.join(local_root, key)
+        os.makedirs(os.path.dirname(dest), mode=0o700, exist_ok=True)
+        atomic_write(dest, manifest)
+        return "file://" + dest
+    import obstore as obs
+
+    try:
+        obs.put(store, key, manifest)
+    except Exception as exc:  # noqa: BLE001 - any store error becomes one sentence
+        raise JobStoreError(f"cannot write the report manifest to {report_url}: {exc}") from None
+    return f"{loc.root}/{key}"
