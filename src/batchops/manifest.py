@@ -133,7 +133,10 @@ def _bad_rows(df: pl.DataFrame, fmt: str) -> pl.Series:
     bucket, key = pl.col("bucket"), pl.col("key")
     bad = bucket.is_null() | (bucket == "") | key.is_null() | (key == "")
     if fmt == CSV_FORMAT:
-        bad = bad | key.str.contains(_BAD_PERCENT) | (key.str.len_bytes() > 3 * MAX_KEY_BYTES)
+        # Escaped keys shrink when decoded: _check_decoding measures those exactly.
+        too_long = (key.str.len_bytes() > 3 * MAX_KEY_BYTES) | (
+            (key.str.len_bytes() > MAX_KEY_BYTES) & ~key.str.contains(r"[%+]"))
+        bad = bad | key.str.contains(_BAD_PERCENT) | too_long
     else:
         bad = bad | (key.str.len_bytes() > MAX_KEY_BYTES) | (
             pl.col("dest_bucket").is_null() != pl.col("dest_key").is_null()
@@ -142,6 +145,8 @@ def _bad_rows(df: pl.DataFrame, fmt: str) -> pl.Series:
 
 
 def _explain(row: dict[str, str | None], fmt: str) -> str:
+    if not row.get("bucket") and not row.get("key") and fmt == CSV_FORMAT:
+        return "blank line (expected bucket,key[,versionId])"
     if not row.get("bucket"):
         return "missing bucket (expected bucket,key[,versionId])" if fmt == CSV_FORMAT else (
             "the url is not of the form scheme://bucket/key")

@@ -1,0 +1,301 @@
+"""Local-copy benchmark: batchops vs rclone vs cp on many small files.
+
+    python bench/local_copy.py [--dir FOLDER] [--repeats N] [--keep]
+
+Makes 20,000 files of 4 KiB (scaled by BATCHOPS_BENCH_SCALE, default 1.0) in
+`<dir>/src/dNNNN/fNNNNNN.bin`, 100 per folder, and a CSV manifest `bucket,key` (no
+header, keys URL-encoded, bucket `src`). Then, in one run, on the same files, times:
+
+  1. batchops run --manifest M --operation copy --target file:///T1
+        --bucket-map src=file:///SRC --workers 2 --no-progress
+  2. rclone copy SRC T2 --transfers 16 --checkers 16
+  3. cp -r SRC T3
+
+Each target is removed before each run (untimed) and `sync` is called so that no
+previous run's writeback lands inside the next measurement; nothing is dropped from
+the page cache, and the source tree is read once (untimed) before anything is timed,
+so every tool starts from a warm cache. Each tool runs `--repeats` times (default 3),
+interleaved; the best (minimum) wall time counts. Wall time covers the whole command,
+process start included. CPU is user+sys of the whole process tree, from
+getrusage(RUSAGE_CHILDREN) deltas around each run (batchops' worker processes are
+waited for by batchops, so they are included).
+
+After each batchops run: exit code 0, the target holds exactly the source's files,
+and ~200 random files have identical bytes. The other tools' targets are counted too.
+
+Prints a markdown table and writes the section "## Local copy (issue 2 / issue 5
+workload 1)" of bench/RESULTS.md (other sections are left alone).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import random
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import quote_plus
+
+BASE_FILES = 20_000
+FILE_SIZE = 4096
+PER_FOLDER = 100
+SPOT_CHECKS = 200
+SECTION = "## Local copy (issue 2 / issue 5 workload 1)"
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "RESULTS.md"
+RCLONE_FLAGS = ["--transfers", "16", "--checkers", "16"]
+
+
+def n_files() -> int:
+    scale = float(os.environ.get("BATCHOPS_BENCH_SCALE", "1.0"))
+    return max(1, round(BASE_FILES * scale))
+
+
+def batchops_exe() -> str:
+    exe = Path(sys.executable).with_name("batchops")
+    return str(exe) if exe.exists() else (shutil.which("batchops") or "batchops")
+
+
+# -- data set ------------------------------------------------------------------------------
+
+
+def make_source(root: Path, n: int) -> tuple[Path, Path, list[str]]:
+    src = root / "src"
+    src.mkdir(parents=True)
+    rng = random.Random(42)
+    keys = []
+    for i in range(n):
+        key = f"d{i // PER_FOLDER:04d}/f{i:06d}.bin"
+        path = src / key
+        if i % PER_FOLDER == 0:
+            path.parent.mkdir()
+        path.write_bytes(rng.randbytes(FILE_SIZE))
+        keys.append(key)
+    manifest = root / "manifest.csv"
+    with open(manifest, "w", encoding="utf-8") as f:
+        for key in keys:
+            f.write(f"src,{quote_plus(key, safe='/')}\n")
+    return src, manifest, keys
+
+
+def warm(src: Path) -> int:
+    """Read every source file once (untimed) so that all tools see a warm cache."""
+    total = 0
+    for dirpath, _, names in os.walk(src):
+        for name in names:
+            with open(os.path.join(dirpath, name), "rb") as f:
+                total += len(f.read())
+    return total
+
+
+def listing(root: Path) -> set[str]:
+    out = set()
+    for dirpath, _, names in os.walk(root):
+        rel = os.path.relpath(dirpath, root)
+        for name in names:
+            out.add(name if rel == "." else f"{rel}/{name}")
+    return out
+
+
+def verify(src: Path, dst: Path, keys: list[str], spot: bool, rng: random.Random) -> str:
+    """'' when dst holds exactly the source's files (and the sample matches), else why."""
+    if not dst.is_dir():
+        return f"{dst} missing"
+    have = listing(dst)
+    if have != set(keys):
+        missing, extra = len(set(keys) - have), len(have - set(keys))
+        return f"{len(have)} files at target ({missing} missing, {extra} unexpected)"
+    if spot:
+        for key in rng.sample(keys, min(SPOT_CHECKS, len(keys))):
+            if (src / key).read_bytes() != (dst / key).read_bytes():
+                return f"{key} differs"
+    return ""
+
+
+# -- timing --------------------------------------------------------------------------------
+
+
+def children_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, subprocess.CompletedProcess]:
+    cpu0 = children_cpu()
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    return wall, children_cpu() - cpu0, proc
+
+
+def ensure_rclone() -> str:
+    exe = shutil.which("rclone")
+    if exe:
+        return exe
+    print("rclone missing: apt-get update && apt-get install -y rclone", file=sys.stderr)
+    subprocess.run(["apt-get", "update"], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(["apt-get", "install", "-y", "rclone"], check=True,
+                   stdout=subprocess.DEVNULL)
+    return shutil.which("rclone") or sys.exit("rclone could not be installed")
+
+
+# -- report --------------------------------------------------------------------------------
+
+
+def machine() -> str:
+    cpu = ""
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    nproc = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
+    return (f"nproc {nproc}, Python {platform.python_version()}, "
+            f"{platform.system()} {platform.release()}" + (f", {cpu}" if cpu else ""))
+
+
+def fs_type(path: Path) -> str:
+    r = subprocess.run(["df", "--output=fstype", str(path)], capture_output=True, text=True)
+    lines = r.stdout.split()
+    return lines[-1] if r.returncode == 0 and lines else "?"
+
+
+def write_section(text: str) -> None:
+    body = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n"
+    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.M | re.S)
+    section = text.rstrip("\n") + "\n\n"
+    if pattern.search(body):
+        body = pattern.sub(lambda m: section, body, count=1)
+    else:
+        body = body.rstrip("\n") + "\n\n" + section
+    RESULTS.write_text(body.rstrip("\n") + "\n", encoding="utf-8")
+
+
+# -- main ----------------------------------------------------------------------------------
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--dir", help="work folder (default: a new temp folder under /tmp)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--keep", action="store_true", help="keep the work folder")
+    ap.add_argument("--no-results", action="store_true", help="do not write RESULTS.md")
+    args = ap.parse_args()
+
+    n = n_files()
+    if args.dir:
+        root = Path(args.dir).resolve()
+        root.mkdir(parents=True, exist_ok=True)
+        root = Path(tempfile.mkdtemp(prefix="local-copy-", dir=root))
+    else:
+        root = Path(tempfile.mkdtemp(prefix="batchops-bench-", dir="/tmp"))
+    rclone = ensure_rclone()
+    rng = random.Random(7)
+    try:
+        print(f"making {n:,} files of {FILE_SIZE} B in {root}/src ...", file=sys.stderr)
+        src, manifest, keys = make_source(root, n)
+        home = root / "home"
+        home.mkdir()
+        env = dict(os.environ, BATCHOPS_HOME=str(home))
+        t1, t2, t3 = root / "T1", root / "T2", root / "T3"
+        tools = {
+            "batchops": [batchops_exe(), "run", "--manifest", str(manifest),
+                         "--operation", "copy", "--target", f"file://{t1}",
+                         "--bucket-map", f"src=file://{src}", "--workers", "2",
+                         "--no-progress"],
+            "rclone": [rclone, "copy", str(src), str(t2), *RCLONE_FLAGS],
+            "cp": ["cp", "-r", str(src), str(t3)],
+        }
+        targets = {"batchops": t1, "rclone": t2, "cp": t3}
+        warm(src)
+        runs: dict[str, list[tuple[float, float]]] = {t: [] for t in tools}
+        for rep in range(args.repeats):
+            for tool, cmd in tools.items():
+                shutil.rmtree(targets[tool], ignore_errors=True)
+                os.sync()
+                wall, cpu, proc = timed(cmd, env)
+                if proc.returncode != 0:
+                    print(proc.stdout, proc.stderr, sep="\n", file=sys.stderr)
+                    sys.exit(f"{tool} exited {proc.returncode}: {' '.join(cmd)}")
+                problem = verify(src, targets[tool], keys, spot=(tool == "batchops"), rng=rng)
+                if problem:
+                    sys.exit(f"{tool} run {rep + 1}: bad target: {problem}")
+                runs[tool].append((wall, cpu))
+                print(f"run {rep + 1} {tool:9s} {wall:7.3f} s wall, {cpu:7.3f} s cpu",
+                      file=sys.stderr)
+
+        best = {t: min(r) for t, r in runs.items()}  # (wall, cpu of that run)
+        rate = {t: n / best[t][0] for t in tools}
+        rows = ["| tool | best wall (s) | files/s | CPU user+sys (s) | CPU µs/file "
+                "| all runs wall (s) |",
+                "|---|---:|---:|---:|---:|---|"]
+        for t in tools:
+            wall, cpu = best[t]
+            rows.append(f"| {t} | {wall:.3f} | {rate[t]:,.0f} | {cpu:.3f} | "
+                        f"{cpu / n * 1e6:,.0f} | "
+                        + ", ".join(f"{w:.3f}" for w, _ in runs[t]) + " |")
+        table = "\n".join(rows)
+        ratios = (f"batchops/rclone throughput: **{rate['batchops'] / rate['rclone']:.2f}×**; "
+                  f"batchops/cp throughput: **{rate['batchops'] / rate['cp']:.2f}×** "
+                  f"(>1 means batchops is faster).")
+        print(table)
+        print()
+        print(ratios)
+
+        date = subprocess.run(["date", "-u", "+%F"], capture_output=True, text=True
+                              ).stdout.strip()
+        shown = {
+            "batchops": "batchops run --manifest M --operation copy --target file:///T1 "
+                        "--bucket-map src=file:///SRC --workers 2 --no-progress",
+            "rclone": "rclone copy SRC T2 " + " ".join(RCLONE_FLAGS),
+            "cp": "cp -r SRC T3",
+        }
+        rclone_ver = subprocess.run([rclone, "version"], capture_output=True, text=True
+                                    ).stdout.split("\n", 1)[0]
+        section = f"""{SECTION}
+
+- date: {date}
+- machine: {machine()}; work folder on {fs_type(root)}
+- workload: {n:,} files of {FILE_SIZE} B in {(n + PER_FOLDER - 1) // PER_FOLDER} folders
+  ({PER_FOLDER} per folder), CSV manifest `bucket,key`, local folder to local folder;
+  source read once before timing (warm cache), fresh empty target and `sync` before each
+  run; best of {args.repeats} interleaved runs; wall time of the whole command including
+  process start; CPU = user+sys of the process tree (getrusage RUSAGE_CHILDREN).
+- reproduce: `python bench/local_copy.py` (scale with `BATCHOPS_BENCH_SCALE`, e.g. 0.1)
+- every batchops run exited 0; its target held exactly the {n:,} source files and
+  {min(SPOT_CHECKS, n)} random files were byte-identical.
+
+{table}
+
+{ratios}
+
+Peer commands ({rclone_ver}, GNU cp):
+
+```
+{shown['batchops']}
+{shown['rclone']}
+{shown['cp']}
+```
+"""
+        if not args.no_results:
+            write_section(section)
+            print(f"\nwrote {RESULTS}", file=sys.stderr)
+    finally:
+        if args.keep:
+            print(f"kept {root}", file=sys.stderr)
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

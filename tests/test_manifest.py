@@ -1,0 +1,129 @@
+"""Manifest reading: formats, decoding, validation with line numbers, exact chunking."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from batchops.errors import ManifestError
+from batchops.manifest import CSV_FORMAT, JSONL_FORMAT, iter_chunks, prepare
+
+KEYS = ["plain.txt", "with space.txt", "plus+sign", "100%.bin", "ünï/cødé ✓", "a,comma",
+        'quote"d']
+
+
+def _prep(tmp_path: Path, name: str, text: str | bytes):  # type: ignore[no-untyped-def]
+    p = tmp_path / name
+    p.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return prepare(str(p), str(p), str(tmp_path))
+
+
+def test_csv_keys_are_decoded_once_and_reported_encoded(tmp_path: Path) -> None:
+    from helpers import enc
+
+    info = _prep(tmp_path, "m.csv", "".join(f"bkt,{enc(k)}\n" for k in KEYS))
+    assert (info.format, info.total_tasks) == (CSV_FORMAT, len(KEYS))
+    [chunk] = list(iter_chunks(info, 100))
+    assert chunk.keys == KEYS
+    assert chunk.report_keys == [enc(k) for k in KEYS]
+    assert chunk.buckets == ["bkt"] * len(KEYS)
+
+
+def test_quoted_fields_and_version_ids(tmp_path: Path) -> None:
+    info = _prep(tmp_path, "m.csv", 'bkt,"x,y",v1\n"bkt","plain",\n')
+    [chunk] = list(iter_chunks(info, 10))
+    assert chunk.keys == ["x,y", "plain"] and chunk.versions == ["v1", None]
+
+
+def test_chunks_are_exact_runs_of_rows(tmp_path: Path) -> None:
+    info = _prep(tmp_path, "m.csv", "".join(f"b,k{i}\n" for i in range(1003)))
+    chunks = list(iter_chunks(info, 100))
+    assert [len(c) for c in chunks] == [100] * 10 + [3]
+    assert [c.first_row for c in chunks] == [100 * i for i in range(11)]
+    assert chunks[7].keys[0] == "k700"
+    skipped = list(iter_chunks(info, 100, lambda i: i % 2 == 1))
+    assert [c.index for c in skipped] == [1, 3, 5, 7, 9]
+    assert skipped[2].keys[5] == "k505"
+
+
+@pytest.mark.parametrize(("text", "line", "words"), [
+    ("b,k1\nb,k2\nb\n", 3, "missing key"),
+    ("b,k1\n,k2\n", 2, "missing bucket"),
+    ("b,k1\nb,k%2\n", 2, "percent-encoding"),
+    ("b,k1\nb,k%zz\n", 2, "percent-encoding"),
+    ("b,k1\nb,k2\nb,k3,v,extra\n", 3, "fields"),
+    ("b,k1\nb,%ff%fe\n", 2, "UTF-8"),
+    ("b,k1\nb,k2\n\nb,k3\n", 3, "blank line"),
+])
+def test_bad_rows_name_the_line(tmp_path: Path, text: str, line: int, words: str) -> None:
+    with pytest.raises(ManifestError) as err:
+        _prep(tmp_path, "bad.csv", text)
+    assert err.value.line == line, str(err.value)
+    assert words in str(err.value) and "bad.csv" in str(err.value)
+
+
+def test_invalid_utf8_bytes_name_the_line(tmp_path: Path) -> None:
+    with pytest.raises(ManifestError) as err:
+        _prep(tmp_path, "bad.csv", b"b,k1\nb,\xff\xfe\n")
+    assert err.value.line == 2
+
+
+def test_key_longer_than_1024_bytes_is_rejected(tmp_path: Path) -> None:
+    with pytest.raises(ManifestError) as err:
+        _prep(tmp_path, "long.csv", "b,k\nb," + "x" * 1025 + "\n")
+    assert err.value.line == 2 and "1024" in str(err.value)
+
+
+def test_empty_manifest_has_zero_tasks(tmp_path: Path) -> None:
+    info = _prep(tmp_path, "empty.csv", "")
+    assert info.total_tasks == 0 and list(iter_chunks(info, 10)) == []
+
+
+def test_digest_records_the_file(tmp_path: Path) -> None:
+    import hashlib
+
+    info = _prep(tmp_path, "m.csv", "b,k\n")
+    assert info.digest == "sha256:" + hashlib.sha256(b"b,k\n").hexdigest()
+    assert info.size == 4
+
+
+def test_json_lines_with_per_row_destination(tmp_path: Path) -> None:
+    lines = [{"url": "s3://src/a b+c%.txt", "destination": {"bucket": "dst", "key": "new/a"}},
+             {"url": "s3://src/dir/x", "versionId": "v9"},
+             {"url": "gs://other/y"}]
+    info = _prep(tmp_path, "m.jsonl", "".join(json.dumps(x) + "\n" for x in lines))
+    assert info.format == JSONL_FORMAT and info.total_tasks == 3
+    [chunk] = list(iter_chunks(info, 10))
+    assert chunk.buckets == ["src", "src", "gs://other"]
+    assert chunk.keys == ["a b+c%.txt", "dir/x", "y"]  # literal, not decoded
+    assert chunk.versions == [None, "v9", None]
+    assert chunk.dest_buckets == ["dst", None, None]
+    assert chunk.dest_keys == ["new/a", None, None]
+    assert chunk.report_keys[0] == "a+b%2Bc%25.txt"
+
+
+def test_json_document_form(tmp_path: Path) -> None:
+    doc = {"entries": [{"url": "s3://src/k1"},
+                       {"url": "s3://src/k2", "destination": {"bucket": "d", "key": "z"}}]}
+    info = _prep(tmp_path, "m.json", json.dumps(doc, indent=2))
+    [chunk] = list(iter_chunks(info, 10))
+    assert chunk.keys == ["k1", "k2"] and chunk.dest_keys == [None, "z"]
+
+
+def test_json_lines_bad_line(tmp_path: Path) -> None:
+    with pytest.raises(ManifestError) as err:
+        _prep(tmp_path, "m.jsonl", '{"url": "s3://b/k"}\n{"url": \n')
+    assert err.value.line == 2
+    with pytest.raises(ManifestError) as err:
+        _prep(tmp_path, "m.jsonl", '{"url": "s3://b/k"}\n{"url": "nourl"}\n')
+    assert err.value.line == 2
+
+
+def test_failed_report_part_is_a_manifest(tmp_path: Path) -> None:
+    part = ('src,a+b,,failed,404,NoSuchKey,"The specified key does not exist."\n'
+            "src,c,v2,failed,500,InternalError,boom\n")
+    info = _prep(tmp_path, "part.csv", part)
+    [chunk] = list(iter_chunks(info, 10))
+    assert chunk.keys == ["a b", "c"] and chunk.versions == [None, "v2"]
