@@ -1,0 +1,85 @@
+"""Worker processes: a killed worker's chunks run again; progress shows on a terminal."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+from helpers import decoded_keys, read_report, report_manifest_path, write_manifest
+from test_resume import _done_chunks, _wait_for_job
+
+
+def _workers(pid: int) -> list[int]:
+    """Worker processes of a run: spawned children, not multiprocessing's resource tracker."""
+    out = subprocess.run(["ps", "-o", "pid=,args=", "--ppid", str(pid)], capture_output=True,
+                         text=True).stdout
+    return [int(line.split()[0]) for line in out.splitlines()
+            if "spawn_main" in line and "resource_tracker" not in line]
+
+
+def test_killed_worker_is_replaced_and_its_chunks_run_again(cli, s3, bucket, tmp_path):
+    keys = [f"k{i:04d}" for i in range(400)]
+    for k in keys:
+        s3.put_object(Bucket=bucket, Key=k, Body=k.encode())
+    m = write_manifest(tmp_path / "m.csv", [(bucket, k) for k in keys])
+    out = tmp_path / "out"
+    proc = cli.popen("run", "--manifest", str(m), "--operation", "copy", "--target",
+                     f"file://{out}", "--chunk-size", "10", "--workers", "2", "--concurrency",
+                     "2", "--json", "--no-progress", stdout=subprocess.PIPE,
+                     stderr=subprocess.PIPE)
+    job_id = _wait_for_job(cli.home)
+    while _done_chunks(cli.home, job_id) < 2:
+        time.sleep(0.01)
+    workers = _workers(proc.pid)
+    assert workers, "no worker processes found"
+    os.kill(workers[0], signal.SIGKILL)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    job = json.loads(stdout)["Job"]
+    assert job["Status"] == "Complete"
+    assert job["ProgressSummary"]["NumberOfTasksSucceeded"] == len(keys)
+    log = (cli.home / "jobs" / job_id / "log").read_text()
+    assert '"event":"worker-died"' in log
+    _, rows = read_report(report_manifest_path(cli.home, job_id))
+    assert Counter(decoded_keys(rows)) == Counter(keys)
+    assert all((out / k).read_bytes() == k.encode() for k in keys)
+
+
+def test_live_progress_on_a_terminal(home, tmp_path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(300):
+        (src / f"k{i}").write_bytes(b"x")
+    m = write_manifest(tmp_path / "m.csv", [(f"file://{src}", f"k{i}") for i in range(300)])
+    leader, follower = pty.openpty()
+    env = dict(os.environ, BATCHOPS_HOME=str(home), COLUMNS="120")
+    proc = subprocess.Popen([sys.executable, "-m", "batchops", "run", "--manifest", str(m),
+                             "--operation", "copy", "--target", f"file://{tmp_path / 'out'}",
+                             "--chunk-size", "50", "--workers", "1"],
+                            stdin=follower, stdout=follower, stderr=follower, env=env)
+    os.close(follower)
+    screen = b""
+    while True:
+        ready, _, _ = select.select([leader], [], [], 30)
+        if not ready:
+            break
+        try:
+            data = os.read(leader, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        screen += data
+    proc.wait(30)
+    os.close(leader)
+    text = screen.decode(errors="replace")
+    assert proc.returncode == 0, text
+    assert "300/300" in text and "failed 0" in text and "tasks/s" in text, text
+    assert "Complete: 300 succeeded" in text
