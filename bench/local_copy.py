@@ -20,8 +20,10 @@ process start included. CPU is user+sys of the whole process tree, from
 getrusage(RUSAGE_CHILDREN) deltas around each run (batchops' worker processes are
 waited for by batchops, so they are included).
 
-After each batchops run: exit code 0, the target holds exactly the source's files,
-and ~200 random files have identical bytes. The other tools' targets are counted too.
+After each run: exit code 0 and the target holds exactly the source's files; after
+each batchops run ~200 random files are also compared byte for byte. A run that fails
+either check is reported (in the output and RESULTS.md), not timed, and run again (at
+most MAX_ATTEMPTS times). Worker deaths (`worker-died` in the job log) are counted.
 
 Prints a markdown table and writes the section "## Local copy (issue 2 / issue 5
 workload 1)" of bench/RESULTS.md (other sections are left alone).
@@ -51,6 +53,7 @@ SECTION = "## Local copy (issue 2 / issue 5 workload 1)"
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "RESULTS.md"
 RCLONE_FLAGS = ["--transfers", "16", "--checkers", "16"]
+MAX_ATTEMPTS = 5  # per tool and repeat; failed attempts are reported, not timed
 
 
 def n_files() -> int:
@@ -133,6 +136,23 @@ def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, subprocess
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     return wall, children_cpu() - cpu0, proc
+
+
+def last_line(text: str) -> str:
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1][:200] if lines else ""
+
+
+def worker_deaths(home: Path, stderr: str) -> int:
+    """'worker-died' events in the job log of the batchops run that printed `stderr`."""
+    m = re.search(r"^job ([0-9a-f-]{36})", stderr, re.M)
+    if not m:
+        return 0
+    try:
+        log = (home / "jobs" / m.group(1) / "log").read_text(encoding="utf-8")
+    except OSError:
+        return 0
+    return log.count('"event":"worker-died"')
 
 
 def ensure_rclone() -> str:
@@ -218,20 +238,32 @@ def main() -> int:
         targets = {"batchops": t1, "rclone": t2, "cp": t3}
         warm(src)
         runs: dict[str, list[tuple[float, float]]] = {t: [] for t in tools}
+        failures: list[str] = []   # failed attempts (any tool), reported, never timed
+        respawns: list[int] = []   # worker-died events in each successful batchops run
         for rep in range(args.repeats):
             for tool, cmd in tools.items():
-                shutil.rmtree(targets[tool], ignore_errors=True)
-                os.sync()
-                wall, cpu, proc = timed(cmd, env)
-                if proc.returncode != 0:
-                    print(proc.stdout, proc.stderr, sep="\n", file=sys.stderr)
-                    sys.exit(f"{tool} exited {proc.returncode}: {' '.join(cmd)}")
-                problem = verify(src, targets[tool], keys, spot=(tool == "batchops"), rng=rng)
-                if problem:
-                    sys.exit(f"{tool} run {rep + 1}: bad target: {problem}")
+                for attempt in range(1, MAX_ATTEMPTS + 1):
+                    shutil.rmtree(targets[tool], ignore_errors=True)
+                    os.sync()
+                    wall, cpu, proc = timed(cmd, env)
+                    problem = "" if proc.returncode == 0 else (
+                        f"exit {proc.returncode}: {last_line(proc.stderr or proc.stdout)}")
+                    if not problem:
+                        problem = verify(src, targets[tool], keys, spot=(tool == "batchops"),
+                                         rng=rng)
+                    died = worker_deaths(home, proc.stderr) if tool == "batchops" else 0
+                    if not problem:
+                        break
+                    failures.append(f"{tool} run {rep + 1} attempt {attempt} ({wall:.2f} s, "
+                                    f"{died} worker deaths): {problem}")
+                    print("FAILED " + failures[-1], file=sys.stderr)
+                else:
+                    sys.exit(f"{tool} failed {MAX_ATTEMPTS} times in a row: {' '.join(cmd)}")
                 runs[tool].append((wall, cpu))
-                print(f"run {rep + 1} {tool:9s} {wall:7.3f} s wall, {cpu:7.3f} s cpu",
-                      file=sys.stderr)
+                if tool == "batchops":
+                    respawns.append(died)
+                print(f"run {rep + 1} {tool:9s} {wall:7.3f} s wall, {cpu:7.3f} s cpu"
+                      + (f", {died} worker deaths" if died else ""), file=sys.stderr)
 
         best = {t: min(r) for t, r in runs.items()}  # (wall, cpu of that run)
         rate = {t: n / best[t][0] for t in tools}
@@ -247,9 +279,21 @@ def main() -> int:
         ratios = (f"batchops/rclone throughput: **{rate['batchops'] / rate['rclone']:.2f}×**; "
                   f"batchops/cp throughput: **{rate['batchops'] / rate['cp']:.2f}×** "
                   f"(>1 means batchops is faster).")
+        notes = []
+        if failures:
+            notes.append(f"**{len(failures)} failed attempt(s)** (not timed; the run was "
+                         "repeated):")
+            notes += [f"  - {f}" for f in failures]
+        if any(respawns):
+            notes.append(f"Worker deaths (`worker-died` in the job log) in the timed batchops "
+                         f"runs: {', '.join(map(str, respawns))}.")
+        notes_text = "\n".join(notes)
         print(table)
         print()
         print(ratios)
+        if notes_text:
+            print()
+            print(notes_text)
 
         date = subprocess.run(["date", "-u", "+%F"], capture_output=True, text=True
                               ).stdout.strip()
@@ -271,13 +315,13 @@ def main() -> int:
   run; best of {args.repeats} interleaved runs; wall time of the whole command including
   process start; CPU = user+sys of the process tree (getrusage RUSAGE_CHILDREN).
 - reproduce: `python bench/local_copy.py` (scale with `BATCHOPS_BENCH_SCALE`, e.g. 0.1)
-- every batchops run exited 0; its target held exactly the {n:,} source files and
-  {min(SPOT_CHECKS, n)} random files were byte-identical.
+- every timed run exited 0 and its target held exactly the {n:,} source files; after
+  each batchops run {min(SPOT_CHECKS, n)} random files were compared byte for byte.
 
 {table}
 
 {ratios}
-
+{chr(10) + notes_text + chr(10) if notes_text else ""}
 Peer commands ({rclone_ver}, GNU cp):
 
 ```

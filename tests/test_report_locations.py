@@ -8,9 +8,8 @@ import io
 import json
 import os
 
-from helpers import job_id_of, write_manifest
-
 from batchops.operations.copy import SMALL_OBJECT
+from helpers import job_id_of, write_manifest
 
 
 def test_manifest_from_s3_and_report_to_s3(cli, s3, bucket, tmp_path) -> None:
