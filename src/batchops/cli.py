@@ -19,6 +19,14 @@ import orjson
 from . import errors
 from .errors import BatchopsError, SpecError
 
+OPERATION_HELP = (
+    "copy (S3PutObjectCopy), put-tagging (S3PutObjectTagging), delete-tagging "
+    "(S3DeleteObjectTagging), put-acl (S3PutObjectAcl), restore (S3InitiateRestoreObject), "
+    "put-retention (S3PutObjectRetention), put-legal-hold (S3PutObjectLegalHold), invoke "
+    "(LambdaInvoke), replicate (S3ReplicateObject), compute-checksum "
+    "(S3ComputeObjectChecksum), delete (ours), noop (benchmark the runner)"
+)
+
 EPILOG = """\
 exit codes:
   0    the job completed and every task succeeded
@@ -43,12 +51,65 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
                    help="manifest: CSV bucket,key[,versionId] (keys URL-encoded), JSON Lines "
                         "or {\"entries\": [...]} JSON; a local path or a store URL")
     p.add_argument("--operation", required=True, metavar="OP",
-                   help="operation: copy (S3PutObjectCopy) or noop (benchmark the runner)")
-    p.add_argument("--target", metavar="URL",
-                   help="copy: target bucket (name, arn:aws:s3:::name, s3://b/prefix, "
+                   help="the operation, by alias or Amazon's name: " + OPERATION_HELP +
+                        "; or Amazon's Operation JSON, e.g. "
+                        "'{\"S3PutObjectTagging\": {\"TagSet\": [...]}}'")
+    p.add_argument("--dry-run", action="store_true",
+                   help="validate and prepare, and write a report of what would be done, "
+                        "without touching any object")
+    g = p.add_argument_group("copy and replicate")
+    g.add_argument("--target", metavar="URL",
+                   help="target bucket (name, arn:aws:s3:::name, s3://b/prefix, "
                         "file:///folder, gs://b, az://account/container)")
-    p.add_argument("--target-key-prefix", default="", metavar="P",
-                   help="copy: key prefix at the target (Amazon's TargetKeyPrefix: P/key)")
+    g.add_argument("--target-key-prefix", default="", metavar="P",
+                   help="key prefix at the target (Amazon's TargetKeyPrefix: P/key)")
+    g.add_argument("--storage-class", metavar="CLASS", help="StorageClass (S3 targets)")
+    g.add_argument("--metadata-directive", choices=("COPY", "REPLACE"))
+    g.add_argument("--content-type", metavar="TYPE",
+                   help="new Content-Type (implies --metadata-directive REPLACE)")
+    g.add_argument("--metadata", action="append", default=[], metavar="K=V",
+                   help="new user metadata (repeatable; implies REPLACE)")
+    g.add_argument("--new-tag", action="append", default=[], metavar="K=V",
+                   help="replace the copies' tags (NewObjectTagging; repeatable)")
+    g.add_argument("--object-lock-mode", choices=("COMPLIANCE", "GOVERNANCE"))
+    g.add_argument("--object-lock-retain-until", metavar="ISO8601")
+    g.add_argument("--object-lock-legal-hold", choices=("ON", "OFF"))
+    g = p.add_argument_group("put-tagging")
+    g.add_argument("--tag", action="append", default=[], metavar="K=V",
+                   help="a tag of the new tag set (repeatable; at most 10)")
+    g = p.add_argument_group("put-acl (and copy)")
+    g.add_argument("--acl", metavar="CANNED",
+                   help="canned ACL: private, public-read, bucket-owner-full-control, ...")
+    g.add_argument("--grant", action="append", default=[], metavar="PERMISSION=TYPE:ID",
+                   help="put-acl: a grant, e.g. READ=id:79a59df9... or READ=uri:http://acs."
+                        "amazonaws.com/groups/global/AllUsers (repeatable; needs --owner-id)")
+    g.add_argument("--owner-id", metavar="ID", help="put-acl: the owner's canonical id")
+    g = p.add_argument_group("restore")
+    g.add_argument("--days", type=int, metavar="N", help="ExpirationInDays")
+    g.add_argument("--tier", choices=("BULK", "STANDARD"), help="GlacierJobTier (default BULK)")
+    g = p.add_argument_group("put-retention and put-legal-hold")
+    g.add_argument("--retention-mode", choices=("COMPLIANCE", "GOVERNANCE"))
+    g.add_argument("--retain-until", metavar="ISO8601", help="e.g. 2030-01-01T00:00:00Z")
+    g.add_argument("--bypass-governance", action="store_true",
+                   help="BypassGovernanceRetention")
+    g.add_argument("--legal-hold", choices=("ON", "OFF"))
+    g = p.add_argument_group("invoke")
+    g.add_argument("--function", metavar="TARGET",
+                   help="python:package.module:function, command:'[\"prog\", \"arg\"]' "
+                        "(argv, no shell; payload JSON on stdin, response JSON on stdout) "
+                        "or arn:aws:lambda:...")
+    g.add_argument("--invocation-schema", choices=("1.0", "2.0"), default="2.0")
+    g.add_argument("--user-arg", action="append", default=[], metavar="K=V",
+                   help="UserArguments passed to the function (repeatable)")
+    g = p.add_argument_group("compute-checksum (and copy)")
+    g.add_argument("--checksum-algorithm", metavar="ALG",
+                   help="CRC32, CRC32C, CRC64NVME, MD5, SHA1, SHA256, SHA512, XXHASH64, "
+                        "XXHASH3, XXHASH128")
+    g.add_argument("--checksum-type", choices=("FULL_OBJECT", "COMPOSITE"),
+                   default="FULL_OBJECT")
+    g = p.add_argument_group("delete")
+    g.add_argument("--confirm-delete", action="store_true",
+                   help="required to run delete (objects are removed for good)")
     p.add_argument("--report", metavar="URL",
                    help="completion report location (file:///folder or s3://bucket/prefix; "
                         "default: the job folder)")
@@ -133,23 +194,113 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _pairs(items: list[str], flag: str) -> list[tuple[str, str]]:
+    out = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SpecError(f"{flag} {item!r}: expected KEY=VALUE")
+        out.append((key, value))
+    return out
+
+
+def _tags(items: list[str], flag: str) -> list[dict[str, str]]:
+    return [{"Key": k, "Value": v} for k, v in _pairs(items, flag)]
+
+
+def _operation_from_args(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    """The operation's name and Amazon-shaped parameters from the shortcut flags."""
+    from .operations import get_operation
+
+    if args.operation.lstrip().startswith("{"):
+        try:
+            spec = orjson.loads(args.operation)
+        except orjson.JSONDecodeError as exc:
+            raise SpecError(f"--operation is not valid JSON ({exc})") from None
+        if not isinstance(spec, dict) or len(spec) != 1 or \
+                not isinstance(next(iter(spec.values())), dict):
+            raise SpecError('--operation JSON must have exactly one member, e.g. '
+                            '{"S3PutObjectTagging": {"TagSet": []}}')
+        name, params = next(iter(spec.items()))
+        return get_operation(name).alias, params
+    alias = get_operation(args.operation).alias
+    p: dict[str, Any] = {}
+    if alias in ("copy", "replicate"):
+        if not args.target:
+            raise SpecError(f"--operation {alias} needs --target URL (where to copy to)")
+        p["TargetResource"] = args.target
+        if args.target_key_prefix:
+            p["TargetKeyPrefix"] = args.target_key_prefix
+    if alias == "copy":
+        for flag, name in (("storage_class", "StorageClass"),
+                           ("metadata_directive", "MetadataDirective"),
+                           ("acl", "CannedAccessControlList"),
+                           ("checksum_algorithm", "ChecksumAlgorithm"),
+                           ("object_lock_mode", "ObjectLockMode"),
+                           ("object_lock_retain_until", "ObjectLockRetainUntilDate"),
+                           ("object_lock_legal_hold", "ObjectLockLegalHoldStatus")):
+            if getattr(args, flag):
+                p[name] = getattr(args, flag)
+        if args.content_type or args.metadata:
+            meta: dict[str, Any] = {"UserMetadata": dict(_pairs(args.metadata, "--metadata"))}
+            if args.content_type:
+                meta["ContentType"] = args.content_type
+            p["NewObjectMetadata"] = meta
+        if args.new_tag:
+            p["NewObjectTagging"] = _tags(args.new_tag, "--new-tag")
+    elif alias == "put-tagging":
+        p["TagSet"] = _tags(args.tag, "--tag")
+    elif alias == "put-acl":
+        if args.acl:
+            p["AccessControlPolicy"] = {"CannedAccessControlList": args.acl}
+        elif args.grant:
+            grants = []
+            for perm, grantee in _pairs(args.grant, "--grant"):
+                kind, sep, ident = grantee.partition(":")
+                if not sep:
+                    raise SpecError(f"--grant {perm}={grantee}: expected PERMISSION=TYPE:ID")
+                grants.append({"Grantee": {"TypeIdentifier": kind, "Identifier": ident},
+                               "Permission": perm})
+            p["AccessControlPolicy"] = {"AccessControlList": {
+                "Owner": {"ID": args.owner_id or ""}, "Grants": grants}}
+    elif alias == "restore":
+        if args.days is not None:
+            p["ExpirationInDays"] = args.days
+        if args.tier:
+            p["GlacierJobTier"] = args.tier
+    elif alias == "put-retention":
+        retention: dict[str, Any] = {}
+        if args.retention_mode:
+            retention["Mode"] = args.retention_mode
+        if args.retain_until:
+            retention["RetainUntilDate"] = args.retain_until
+        p["Retention"] = retention
+        p["BypassGovernanceRetention"] = args.bypass_governance
+    elif alias == "put-legal-hold":
+        p["LegalHold"] = {"Status": args.legal_hold} if args.legal_hold else None
+    elif alias == "invoke":
+        p["FunctionArn"] = args.function
+        p["InvocationSchemaVersion"] = args.invocation_schema
+        if args.user_arg:
+            p["UserArguments"] = dict(_pairs(args.user_arg, "--user-arg"))
+    elif alias == "compute-checksum":
+        p["ChecksumAlgorithm"] = args.checksum_algorithm
+        p["ChecksumType"] = args.checksum_type
+    return alias, p
+
+
 def _options_from_args(args: argparse.Namespace) -> Any:
     from .job import JobOptions
     from .stores import parse_bucket_map
 
-    params: dict[str, Any] = {}
-    if args.target:
-        params["TargetResource"] = args.target
-    if args.target_key_prefix:
-        params["TargetKeyPrefix"] = args.target_key_prefix
-    if args.operation in ("copy", "S3PutObjectCopy") and not args.target:
-        raise SpecError("--operation copy needs --target URL (where to copy to)")
+    operation, params = _operation_from_args(args)
     return JobOptions(
-        manifest=args.manifest, operation=args.operation, params=params, report=args.report,
+        manifest=args.manifest, operation=operation, params=params, report=args.report,
         report_scope=args.report_scope, chunk_size=args.chunk_size,
         bucket_map=parse_bucket_map(args.bucket_map), workers=args.workers,
         concurrency=args.concurrency, max_attempts=args.max_attempts,
-        description=args.description, priority=args.priority,
+        description=args.description, priority=args.priority, dry_run=args.dry_run,
+        confirmed=args.confirm_delete,
     )
 
 

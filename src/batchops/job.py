@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import BadInputError, BatchopsError, SpecError
+from .errors import BadInputError, BatchopsError, ManifestError, SpecError
 from .jobstore import JobStore, now_iso
 from .manifest import CSV_FORMAT, ManifestInfo, prepare
 from .operations import get_operation
@@ -52,6 +52,7 @@ class JobOptions:
     failure_min_tasks: int = 1000
     failure_ratio: float = 0.5
     dry_run: bool = False
+    confirmed: bool = False  # the user confirmed a destructive operation (--confirm-delete)
 
     def check(self) -> None:
         if self.chunk_size < 1:
@@ -123,6 +124,9 @@ def create_job(opts: JobOptions, home: str | None = None) -> JobStore:
     op = get_operation(opts.operation)
     resolver = Resolver(opts.bucket_map)
     params = op.validate(opts.params, resolver)
+    if op.destructive and not (opts.dry_run or opts.confirmed):
+        raise SpecError(f"{op.alias} removes objects for good: add --confirm-delete, or "
+                        "--dry-run to list what would be deleted")
     job_id = str(uuid.uuid4())
     store = JobStore.create(job_id, home)
     report_url = normalise_url(opts.report, "--report") if opts.report else \
@@ -157,8 +161,10 @@ def create_job(opts: JobOptions, home: str | None = None) -> JobStore:
         store.log("created", operation=op.alias, manifest=opts.manifest)
         path = _fetch_manifest(opts.manifest, store.dir)
         info = prepare(opts.manifest, path, store.dir)
+        op.check_locations(params, [resolver.location(b) for b in info.buckets])
     except BadInputError as exc:
-        fail_job(store, doc, "ManifestInvalid", str(exc))
+        fail_job(store, doc, "ManifestInvalid" if isinstance(exc, ManifestError)
+                 else "InvalidJobSpec", str(exc))
         raise
     except BatchopsError:
         shutil.rmtree(store.dir, ignore_errors=True)

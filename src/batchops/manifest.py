@@ -36,6 +36,7 @@ JSONL_FORMAT = "Batchops_JSONL_1"
 REPORT_FIELDS = 7
 MAX_KEY_BYTES = 1024
 _BATCH_ROWS = 1_000_000
+MAX_BUCKETS = 1000  # distinct buckets remembered for the store checks at job creation
 # A percent sign not followed by two hex digits.
 _BAD_PERCENT = r"%([^0-9A-Fa-f]|[0-9A-Fa-f][^0-9A-Fa-f]|[0-9A-Fa-f]?$)"
 _URL_RE = r"^([A-Za-z][A-Za-z0-9+.-]*)://([^/]+)/(.+)$"
@@ -53,12 +54,15 @@ class ManifestInfo:
     size: int  # bytes of the original
     digest: str  # "sha256:<hex>" of the original
     total_tasks: int
+    buckets: tuple[str, ...] = ()  # distinct buckets named (sources and destinations)
 
     def to_json(self) -> dict[str, object]:
         return {f: getattr(self, f) for f in self.__slots__}
 
     @classmethod
     def from_json(cls, data: dict[str, object]) -> ManifestInfo:
+        data = dict(data)
+        data["buckets"] = tuple(data.get("buckets") or ())  # type: ignore[arg-type]
         return cls(**data)  # type: ignore[arg-type]
 
 
@@ -271,6 +275,7 @@ def prepare(location: str, local_path: str, work_dir: str) -> ManifestInfo:
             _normalise_json_document(local_path, path)
             fmt = JSONL_FORMAT
         total = 0
+        buckets: set[str] = set()
         frame = _frame(path, fmt, columns)
         try:
             for batch in frame.collect_batches(chunk_size=_BATCH_ROWS):
@@ -281,6 +286,10 @@ def prepare(location: str, local_path: str, work_dir: str) -> ManifestInfo:
                                                                           fmt))
                 if fmt == CSV_FORMAT:
                     _check_decoding(batch, total, location)
+                if len(buckets) < MAX_BUCKETS:
+                    buckets.update(batch["bucket"].unique().to_list())
+                    if fmt != CSV_FORMAT:
+                        buckets.update(b for b in batch["dest_bucket"].unique().to_list() if b)
                 total += batch.height
         except (pl.exceptions.PolarsError, OSError) as exc:
             located = (_locate_csv_error(local_path, columns) if fmt == CSV_FORMAT
@@ -289,7 +298,8 @@ def prepare(location: str, local_path: str, work_dir: str) -> ManifestInfo:
     finally:
         hasher.join()
     size, digest = digest_box[0]
-    return ManifestInfo(location, local_path, path, fmt, columns, size, digest, total)
+    return ManifestInfo(location, local_path, path, fmt, columns, size, digest, total,
+                        tuple(sorted(buckets)))
 
 
 def iter_chunks(

@@ -58,7 +58,9 @@ def write_chunk(
     parts = []
     n = len(chunk)
     succeeded = n - len(failures)
-    status_ok = "dryrun" if dry_run else "succeeded"
+    status_ok = "succeeded"
+    if dry_run:
+        messages = {i: "DryRun: not performed" for i in range(n)}
     if succeeded and scope == "AllTasks":
         if failures or messages:
             rows = ((buckets[i], keys[i], versions[i] or "", status_ok, 200, "",

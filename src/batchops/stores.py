@@ -93,9 +93,23 @@ class Resolver:
     """Bucket names → Locations → obstore stores (cached per root)."""
 
     def __init__(self, bucket_map: tuple[tuple[str, str], ...] = (),
-                 preset: Mapping[str, Any] | None = None) -> None:
+                 preset: Mapping[str, Any] | None = None, concurrency: int = 64) -> None:
         self._map = dict(bucket_map)
         self._stores: dict[str, Any] = dict(preset or {})
+        self._s3api: Any = None
+        self._concurrency = concurrency
+
+    def s3api(self) -> Any:
+        """The worker's S3 API client (aiobotocore), for what obstore cannot do."""
+        if self._s3api is None:
+            from .s3api import S3Api
+
+            self._s3api = S3Api(self._concurrency)
+        return self._s3api
+
+    async def aclose(self) -> None:
+        if self._s3api is not None:
+            await self._s3api.close()
 
     def location(self, bucket: str) -> Location:
         url = self._map.get(bucket)
@@ -113,24 +127,39 @@ class Resolver:
         return store
 
 
-def _s3_kwargs() -> dict[str, Any]:
+def s3_endpoint_and_region() -> tuple[str | None, str | None]:
+    """The S3 endpoint and region from the environment, shared by every S3 client."""
     env = os.environ
+    endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None
+    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None
+    if region is None and endpoint:
+        region = "us-east-1"
+    return endpoint, region
+
+
+def s3_bucket(loc: Location) -> str:
+    """The bucket name of an S3 location (for the S3 API client)."""
+    return loc.root.split("://", 1)[1]
+
+
+def is_s3(loc: Location) -> bool:
+    return loc.scheme in ("s3", "s3a")
+
+
+def _s3_kwargs() -> dict[str, Any]:
     kwargs: dict[str, Any] = {
         # The scheduler owns retries (with the report's view of every attempt).
         "retry_config": {"max_retries": 0, "retry_timeout": timedelta(seconds=60)},
         "client_options": {"connect_timeout": timedelta(seconds=10),
                            "timeout": timedelta(seconds=300)},
     }
-    endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
+    endpoint, region = s3_endpoint_and_region()
     if endpoint:
         kwargs["endpoint"] = endpoint
         if endpoint.startswith("http://"):
             kwargs["client_options"]["allow_http"] = True
-    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
     if region:
         kwargs["region"] = region
-    elif endpoint:
-        kwargs["region"] = "us-east-1"
     return kwargs
 
 

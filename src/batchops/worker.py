@@ -77,8 +77,8 @@ class Executor:
 
         self.cfg = cfg
         self.store = JobStore(cfg.job_id, cfg.home)
-        self.resolver = Resolver(cfg.bucket_map, preset_stores)
-        self.op = get_operation(cfg.operation)(cfg.params, self.resolver)
+        self.resolver = Resolver(cfg.bucket_map, preset_stores, cfg.concurrency)
+        self.op = get_operation(cfg.operation)(cfg.params, self.resolver, cfg.job_id)
         self.policy = RetryPolicy(cfg.max_attempts)
         self.on_done = on_done
         self.runs: deque[_ChunkState] = deque()
@@ -109,6 +109,7 @@ class Executor:
         self._closing = True
         self._wake.set()
         await asyncio.gather(*self._pool, return_exceptions=True)
+        await self.resolver.aclose()
         if self._threads is not None:
             self._threads.shutdown(wait=True)
 

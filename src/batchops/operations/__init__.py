@@ -8,12 +8,23 @@ loop, or `run_sync` on the sync path for in-process stores).
 
 from __future__ import annotations
 
+from .acl import PutAclOperation
 from .base import Operation, TaskError
+from .checksum import ComputeChecksumOperation
 from .copy import CopyOperation
+from .delete import DeleteOperation
+from .invoke import InvokeOperation
 from .noop import NoopOperation
+from .objectlock import PutLegalHoldOperation, PutRetentionOperation
+from .replicate import ReplicateOperation
+from .restore import RestoreOperation
+from .tagging import DeleteTaggingOperation, PutTaggingOperation
 
 OPERATIONS: dict[str, type[Operation]] = {
-    op.alias: op for op in (CopyOperation, NoopOperation)
+    op.alias: op for op in (
+        CopyOperation, PutTaggingOperation, DeleteTaggingOperation, PutAclOperation,
+        RestoreOperation, PutRetentionOperation, PutLegalHoldOperation, InvokeOperation,
+        ReplicateOperation, ComputeChecksumOperation, DeleteOperation, NoopOperation)
 }
 BY_AMAZON_NAME: dict[str, type[Operation]] = {op.amazon_name: op for op in OPERATIONS.values()}
 

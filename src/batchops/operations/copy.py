@@ -1,32 +1,56 @@
 """`copy` (Amazon's `S3PutObjectCopy`): copy each object to a target.
 
-- Same store, no version id: server-side copy (obstore `copy`).
-- Otherwise (another store, another bucket, a version id): get → put, streamed; large
-  objects go up in parts and are never held whole in memory. Content type and user
-  metadata travel where both stores keep them.
-- Target: `TargetResource` (a bucket ARN, a bucket name, or any store URL) plus
-  `TargetKeyPrefix` as Amazon joins them (`prefix/key`), or a per-row destination from
-  a JSON manifest.
+How a task copies, cheapest first:
+- same store, no version id, no options: server-side copy (obstore `copy`);
+- S3 to S3 (another bucket, a version id, or any of Amazon's copy options): S3's
+  CopyObject through the S3 API client, server-side, with the options applied; objects
+  over 5 GB go through multipart copy (UploadPartCopy), since one CopyObject fails above
+  that size;
+- otherwise (another store): get → put, streamed; large objects go up in parts and are
+  never held whole in memory. Content type and user metadata travel where both stores
+  keep them.
 
-Writes are atomic at the destination: S3 makes an object visible only when its PUT or
-multipart upload completes; obstore's local store writes a temporary file and renames.
+Target: `TargetResource` (a bucket ARN, a bucket name, or any store URL) plus
+`TargetKeyPrefix` as Amazon joins them (`prefix/key`), or a per-row destination from a
+JSON manifest. Writes are atomic at the destination: S3 shows an object only when its
+PUT, copy or multipart upload completes; obstore's local store writes a temporary file
+and renames it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import obstore as obs
 
 from ..chunk import Chunk
 from ..errors import SpecError
-from ..stores import Location, Resolver, normalise_url, supports_attributes
-from .base import Operation, TaskError
+from ..stores import Location, Resolver, is_s3, normalise_url, s3_bucket, supports_attributes
+from .base import Operation, TaskError, check_tag_set, require_enum
+from .objectlock import parse_timestamp
 
 #: Objects up to this size are copied with one GET and one PUT; larger ones stream.
 SMALL_OBJECT = 16 * 1024 * 1024
 PART_SIZE = 16 * 1024 * 1024
+#: S3 refuses a single CopyObject above 5 GB.
+MAX_SINGLE_COPY = 5 * 1024**3
+_WHERE = "Operation.S3PutObjectCopy"
+STORAGE_CLASSES = ("STANDARD", "STANDARD_IA", "ONEZONE_IA", "GLACIER", "INTELLIGENT_TIERING",
+                   "DEEP_ARCHIVE", "GLACIER_IR")
+CHECKSUMS = ("CRC32", "CRC32C", "SHA1", "SHA256", "CRC64NVME")
+CANNED = ("private", "public-read", "public-read-write", "aws-exec-read", "authenticated-read",
+          "bucket-owner-read", "bucket-owner-full-control")
+#: Options only S3's CopyObject can apply.
+S3_OPTIONS = ("StorageClass", "MetadataDirective", "NewObjectMetadata", "NewObjectTagging",
+              "CannedAccessControlList", "AccessControlGrants", "ChecksumAlgorithm",
+              "ObjectLockMode", "ObjectLockRetainUntilDate", "ObjectLockLegalHoldStatus",
+              "SSEAwsKmsKeyId", "BucketKeyEnabled", "RequesterPays",
+              "BatchopsMultipartThreshold")
+_GRANT_ARGS = {"READ": "GrantRead", "READ_ACP": "GrantReadACP", "WRITE_ACP": "GrantWriteACP",
+               "FULL_CONTROL": "GrantFullControl"}
 
 
 def join_prefix(prefix: str, key: str) -> str:
@@ -36,41 +60,135 @@ def join_prefix(prefix: str, key: str) -> str:
     return prefix + key if prefix.endswith("/") else f"{prefix}/{key}"
 
 
+def _validate_options(out: dict[str, Any]) -> None:
+    require_enum(out, "StorageClass", STORAGE_CLASSES, _WHERE)
+    require_enum(out, "MetadataDirective", ("COPY", "REPLACE"), _WHERE)
+    require_enum(out, "CannedAccessControlList", CANNED, _WHERE)
+    require_enum(out, "ChecksumAlgorithm", CHECKSUMS, _WHERE)
+    require_enum(out, "ObjectLockMode", ("COMPLIANCE", "GOVERNANCE"), _WHERE)
+    require_enum(out, "ObjectLockLegalHoldStatus", ("ON", "OFF"), _WHERE)
+    if "NewObjectTagging" in out:
+        out["NewObjectTagging"] = check_tag_set(out["NewObjectTagging"],
+                                                f"{_WHERE}.NewObjectTagging")
+    if "ObjectLockRetainUntilDate" in out:
+        out["ObjectLockRetainUntilDate"] = parse_timestamp(
+            out["ObjectLockRetainUntilDate"], f"{_WHERE}.ObjectLockRetainUntilDate")
+    if ("ObjectLockMode" in out) != ("ObjectLockRetainUntilDate" in out):
+        raise SpecError(f"{_WHERE}: ObjectLockMode and ObjectLockRetainUntilDate go together")
+    meta = out.get("NewObjectMetadata")
+    if meta is not None:
+        if not isinstance(meta, dict) or not isinstance(meta.get("UserMetadata", {}), dict):
+            raise SpecError(f"{_WHERE}.NewObjectMetadata must be an object "
+                            "(ContentType, CacheControl, UserMetadata, ...)")
+        if out.get("MetadataDirective", "REPLACE") != "REPLACE":
+            raise SpecError(f"{_WHERE}: NewObjectMetadata needs MetadataDirective REPLACE")
+        out["MetadataDirective"] = "REPLACE"
+    for n, grant in enumerate(out.get("AccessControlGrants") or []):
+        grantee = grant.get("Grantee") if isinstance(grant, dict) else None
+        if not isinstance(grantee, dict) or \
+                grantee.get("TypeIdentifier") not in ("id", "emailAddress", "uri") or \
+                grant.get("Permission") not in _GRANT_ARGS:
+            raise SpecError(f"{_WHERE}.AccessControlGrants[{n}] needs Grantee.TypeIdentifier "
+                            "(id | emailAddress | uri), Grantee.Identifier and Permission "
+                            f"({' | '.join(_GRANT_ARGS)})")
+
+
+def copy_object_args(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Amazon's S3PutObjectCopy options → S3 CopyObject request arguments."""
+    args: dict[str, Any] = {}
+    for name, arg in (("StorageClass", "StorageClass"), ("MetadataDirective", "MetadataDirective"),
+                      ("CannedAccessControlList", "ACL"), ("ChecksumAlgorithm",
+                                                           "ChecksumAlgorithm"),
+                      ("ObjectLockMode", "ObjectLockMode"),
+                      ("ObjectLockLegalHoldStatus", "ObjectLockLegalHoldStatus"),
+                      ("BucketKeyEnabled", "BucketKeyEnabled")):
+        if params.get(name) is not None:
+            args[arg] = params[name]
+    if params.get("ObjectLockRetainUntilDate"):
+        args["ObjectLockRetainUntilDate"] = datetime.fromisoformat(
+            params["ObjectLockRetainUntilDate"].replace("Z", "+00:00"))
+    if params.get("SSEAwsKmsKeyId"):
+        args["ServerSideEncryption"] = "aws:kms"
+        args["SSEKMSKeyId"] = params["SSEAwsKmsKeyId"]
+    if params.get("RequesterPays"):
+        args["RequestPayer"] = "requester"
+    meta = params.get("NewObjectMetadata")
+    if meta:
+        for name in ("CacheControl", "ContentDisposition", "ContentEncoding",
+                     "ContentLanguage", "ContentType"):
+            if meta.get(name):
+                args[name] = meta[name]
+        if meta.get("HttpExpiresDate"):
+            args["Expires"] = datetime.fromisoformat(
+                str(meta["HttpExpiresDate"]).replace("Z", "+00:00"))
+        args["Metadata"] = dict(meta.get("UserMetadata") or {})
+    if params.get("NewObjectTagging") is not None:
+        args["TaggingDirective"] = "REPLACE"
+        args["Tagging"] = urlencode([(t["Key"], t["Value"]) for t in params["NewObjectTagging"]])
+    grants: dict[str, list[str]] = {}
+    for grant in params.get("AccessControlGrants") or []:
+        g = grant["Grantee"]
+        grants.setdefault(_GRANT_ARGS[grant["Permission"]], []).append(
+            f'{g["TypeIdentifier"]}="{g["Identifier"]}"')
+    args.update({k: ", ".join(v) for k, v in grants.items()})
+    return args
+
+
 class CopyOperation(Operation):
     amazon_name = "S3PutObjectCopy"
     alias = "copy"
+    verb = "copy"
 
     @classmethod
     def validate(cls, params: Mapping[str, Any], resolver: Resolver) -> dict[str, Any]:
-        out = dict(params)
+        out = {k: v for k, v in params.items() if v is not None}
         target = out.get("TargetResource")
         if target is not None:
             if not isinstance(target, str) or not target:
-                raise SpecError("Operation.S3PutObjectCopy.TargetResource must be a bucket "
-                                "ARN, bucket name or store URL")
+                raise SpecError(f"{_WHERE}.TargetResource must be a bucket ARN, bucket name "
+                                "or store URL")
             out["TargetResource"] = normalise_url(target, "TargetResource")
-        prefix = out.get("TargetKeyPrefix", "")
-        if not isinstance(prefix, str):
-            raise SpecError("Operation.S3PutObjectCopy.TargetKeyPrefix must be a string")
+        if not isinstance(out.get("TargetKeyPrefix", ""), str):
+            raise SpecError(f"{_WHERE}.TargetKeyPrefix must be a string")
+        _validate_options(out)
+        if target is not None and any(k in out for k in S3_OPTIONS):
+            loc = resolver.location(out["TargetResource"])
+            if not is_s3(loc):
+                used = ", ".join(k for k in S3_OPTIONS if k in out)
+                raise SpecError(f"{_WHERE}: {used} can only be applied by S3; the target "
+                                f"{loc.root} is not an S3 bucket")
         return out
 
     @classmethod
+    def check_locations(cls, params: Mapping[str, Any], sources: Iterable[Location]) -> None:
+        if any(k in params for k in S3_OPTIONS):
+            for loc in sources:
+                if not is_s3(loc):
+                    raise SpecError(f"{_WHERE}: copy options are applied by S3's CopyObject; "
+                                    f"the source {loc.root} is not an S3 bucket")
+
+    @classmethod
     def amazon_spec(cls, params: Mapping[str, Any]) -> dict[str, Any]:
-        spec = dict(params)
+        spec = {k: v for k, v in params.items() if not k.startswith("Batchops")}
         target = spec.get("TargetResource")
         if isinstance(target, str) and target.startswith("s3://") and "/" not in target[5:]:
             spec["TargetResource"] = "arn:aws:s3:::" + target[5:]
         return {cls.amazon_name: spec}
 
-    def __init__(self, params: Mapping[str, Any], resolver: Resolver) -> None:
-        super().__init__(params, resolver)
+    def __init__(self, params: Mapping[str, Any], resolver: Resolver, job_id: str = "") -> None:
+        super().__init__(params, resolver, job_id)
         target = params.get("TargetResource")
         self._target: Location | None = resolver.location(target) if target else None
         self._prefix = params.get("TargetKeyPrefix") or ""
+        self._s3_args = copy_object_args(params)
+        self._has_options = any(k in params for k in S3_OPTIONS)
+        self._multipart_threshold = int(params.get("BatchopsMultipartThreshold",
+                                                   MAX_SINGLE_COPY))
 
     # -- planning one task -------------------------------------------------------------
 
-    def _plan(self, chunk: Chunk, i: int) -> tuple[Location, str, Location, str]:
+    def plan(self, chunk: Chunk, i: int) -> tuple[Location, str, Location, str]:
+        """(source location, source key, destination location, destination key)."""
         src = self.resolver.location(chunk.buckets[i])
         if chunk.dest_buckets is not None and chunk.dest_buckets[i]:
             dst = self.resolver.location(chunk.dest_buckets[i])  # type: ignore[arg-type]
@@ -94,27 +212,96 @@ class CopyOperation(Operation):
     # -- running -----------------------------------------------------------------------
 
     async def run(self, chunk: Chunk, i: int) -> str | None:
-        src, src_key, dst, dst_key = self._plan(chunk, i)
+        src, src_key, dst, dst_key = self.plan(chunk, i)
         version = chunk.versions[i]
-        src_store = self.resolver.store(src)
-        dst_store = self.resolver.store(dst, create=True)
-        if src.root == dst.root and not version:
-            await obs.copy_async(src_store, src_key, dst_key)
+        if src.root == dst.root and not version and not self._has_options:
+            await obs.copy_async(self.resolver.store(src), src_key, dst_key)
             return None
-        result = await obs.get_async(src_store, src_key,
-                                     options={"version": version} if version else None)
-        attributes = result.attributes if supports_attributes(dst) else None
-        if result.meta["size"] <= SMALL_OBJECT:
-            data = await result.bytes_async()
-            await obs.put_async(dst_store, dst_key, data, attributes=attributes,
-                                use_multipart=False)
-        else:
-            await obs.put_async(dst_store, dst_key, result.stream(min_chunk_size=PART_SIZE),
-                                attributes=attributes, chunk_size=PART_SIZE, max_concurrency=4)
+        if is_s3(src) and is_s3(dst):
+            await self.s3_copy(src, src_key, version, dst, dst_key, self._s3_args)
+            return None
+        await self.stream_copy(src, src_key, version, dst, dst_key)
         return None
 
+    async def s3_copy(self, src: Location, src_key: str, version: str | None, dst: Location,
+                      dst_key: str, extra: dict[str, Any]) -> None:
+        """Server-side S3 copy; multipart (UploadPartCopy) above the single-copy limit."""
+        client = await self.resolver.s3api().client()
+        source: dict[str, str] = {"Bucket": s3_bucket(src), "Key": src_key}
+        if version:
+            source["VersionId"] = version
+        if self._multipart_threshold < MAX_SINGLE_COPY:
+            head = await client.head_object(**source)
+            if head["ContentLength"] > self._multipart_threshold:
+                await self._multipart_copy(client, source, head, s3_bucket(dst), dst_key, extra)
+                return
+        try:
+            await client.copy_object(Bucket=s3_bucket(dst), Key=dst_key, CopySource=source,
+                                     **extra)
+        except Exception as exc:
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+            if code not in ("EntityTooLarge", "InvalidRequest"):
+                raise
+            head = await client.head_object(**source)
+            if head["ContentLength"] <= MAX_SINGLE_COPY:
+                raise
+            await self._multipart_copy(client, source, head, s3_bucket(dst), dst_key, extra)
+
+    async def _multipart_copy(self, client: Any, source: dict[str, str], head: dict[str, Any],
+                              bucket: str, key: str, extra: dict[str, Any]) -> None:
+        size = head["ContentLength"]
+        create = {k: v for k, v in extra.items() if k not in ("MetadataDirective",
+                                                                "TaggingDirective")}
+        if extra.get("MetadataDirective") != "REPLACE":
+            # CreateMultipartUpload copies nothing: carry the source's metadata over.
+            for name in ("ContentType", "CacheControl", "ContentDisposition", "ContentEncoding",
+                         "ContentLanguage"):
+                if head.get(name):
+                    create[name] = head[name]
+            create["Metadata"] = head.get("Metadata") or {}
+        if "Tagging" not in create:
+            tags = await client.get_object_tagging(**source)
+            if tags.get("TagSet"):
+                create["Tagging"] = urlencode([(t["Key"], t["Value"]) for t in tags["TagSet"]])
+        part = max(64 * 1024 * 1024, -(-size // 10_000))
+        if self._multipart_threshold < MAX_SINGLE_COPY:
+            part = max(5 * 1024 * 1024, min(part, -(-size // 2)))
+        upload = await client.create_multipart_upload(Bucket=bucket, Key=key, **create)
+        upload_id = upload["UploadId"]
+        try:
+            parts = []
+            for n, start in enumerate(range(0, size, part), 1):
+                end = min(start + part, size) - 1
+                r = await client.upload_part_copy(Bucket=bucket, Key=key, UploadId=upload_id,
+                                                  PartNumber=n, CopySource=source,
+                                                  CopySourceRange=f"bytes={start}-{end}")
+                parts.append({"PartNumber": n, "ETag": r["CopyPartResult"]["ETag"]})
+            await client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id,
+                                                   MultipartUpload={"Parts": parts})
+        except BaseException:
+            await client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+            raise
+
+    async def stream_copy(self, src: Location, src_key: str, version: str | None,
+                          dst: Location, dst_key: str,
+                          tags: dict[str, str] | None = None) -> None:
+        """get → put through this process; parts for large objects."""
+        result = await obs.get_async(self.resolver.store(src), src_key,
+                                     options={"version": version} if version else None)
+        dst_store = self.resolver.store(dst, create=True)
+        attributes = result.attributes if supports_attributes(dst) else None
+        extra: dict[str, Any] = {"attributes": attributes}
+        if tags:
+            extra["tags"] = tags
+        if result.meta["size"] <= SMALL_OBJECT:
+            data = await result.bytes_async()
+            await obs.put_async(dst_store, dst_key, data, use_multipart=False, **extra)
+        else:
+            await obs.put_async(dst_store, dst_key, result.stream(min_chunk_size=PART_SIZE),
+                                chunk_size=PART_SIZE, max_concurrency=4, **extra)
+
     def run_sync(self, chunk: Chunk, i: int) -> str | None:
-        src, src_key, dst, dst_key = self._plan(chunk, i)
+        src, src_key, dst, dst_key = self.plan(chunk, i)
         version = chunk.versions[i]
         if version:
             raise TaskError(400, "InvalidRequest",
