@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..chunk import Chunk
@@ -15,6 +15,33 @@ CANNED = ("private", "public-read", "public-read-write", "aws-exec-read", "authe
 PERMISSIONS = ("FULL_CONTROL", "READ", "WRITE", "READ_ACP", "WRITE_ACP")
 GRANTEE_TYPES = {"id": "CanonicalUser", "emailAddress": "AmazonCustomerByEmail", "uri": "Group"}
 _WHERE = "Operation.S3PutObjectAcl.AccessControlPolicy"
+GRANT_HEADERS = {"FULL_CONTROL": "GrantFullControl", "READ": "GrantRead",
+                 "READ_ACP": "GrantReadACP", "WRITE": "GrantWrite", "WRITE_ACP": "GrantWriteACP"}
+_S3_GRANTEE = {"CanonicalUser": ("id", "ID"), "Group": ("uri", "URI"),
+               "AmazonCustomerByEmail": ("emailAddress", "EmailAddress")}
+
+
+def grant_headers(grants: Iterable[tuple[str, str, str]]) -> dict[str, str]:
+    """(TypeIdentifier, Identifier, Permission) grants → S3's x-amz-grant-* arguments.
+
+    The grant headers set the whole ACL as one request, like an AccessControlPolicy
+    body, and every S3-compatible server understands them.
+    """
+    out: dict[str, list[str]] = {}
+    for kind, ident, permission in grants:
+        out.setdefault(GRANT_HEADERS[permission], []).append(f'{kind}="{ident}"')
+    return {k: ", ".join(v) for k, v in out.items()}
+
+
+def s3_acl_grants(acl: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """An S3 GetObjectAcl response's grants as (TypeIdentifier, Identifier, Permission)."""
+    out = []
+    for grant in acl.get("Grants", []):
+        g = grant["Grantee"]
+        kind, field = _S3_GRANTEE.get(g.get("Type", ""), ("id", "ID"))
+        if g.get(field):
+            out.append((kind, g[field], grant["Permission"]))
+    return out
 
 
 class PutAclOperation(Operation):
@@ -57,21 +84,9 @@ class PutAclOperation(Operation):
         policy = self.params["AccessControlPolicy"]
         if policy.get("CannedAccessControlList"):
             return {"ACL": policy["CannedAccessControlList"]}
-        acl = policy["AccessControlList"]
-        grants = []
-        for grant in acl.get("Grants") or []:
-            g = grant["Grantee"]
-            kind = GRANTEE_TYPES[g["TypeIdentifier"]]
-            field = {"CanonicalUser": "ID", "AmazonCustomerByEmail": "EmailAddress",
-                     "Group": "URI"}[kind]
-            grantee = {"Type": kind, field: g["Identifier"]}
-            if g.get("DisplayName"):
-                grantee["DisplayName"] = g["DisplayName"]
-            grants.append({"Grantee": grantee, "Permission": grant["Permission"]})
-        owner = {"ID": acl["Owner"]["ID"]}
-        if acl["Owner"].get("DisplayName"):
-            owner["DisplayName"] = acl["Owner"]["DisplayName"]
-        return {"AccessControlPolicy": {"Grants": grants, "Owner": owner}}
+        return grant_headers(
+            (g["Grantee"]["TypeIdentifier"], g["Grantee"]["Identifier"], g["Permission"])
+            for g in policy["AccessControlList"].get("Grants") or [])
 
     async def run(self, chunk: Chunk, i: int) -> str | None:
         client = await self.resolver.s3api().client()

@@ -29,6 +29,7 @@ import obstore as obs
 from ..chunk import Chunk
 from ..errors import SpecError
 from ..stores import Location, Resolver, is_s3, normalise_url, s3_bucket, supports_attributes
+from .acl import grant_headers
 from .base import Operation, TaskError, check_tag_set, require_enum
 from .objectlock import parse_timestamp
 
@@ -125,12 +126,9 @@ def copy_object_args(params: Mapping[str, Any]) -> dict[str, Any]:
     if params.get("NewObjectTagging") is not None:
         args["TaggingDirective"] = "REPLACE"
         args["Tagging"] = urlencode([(t["Key"], t["Value"]) for t in params["NewObjectTagging"]])
-    grants: dict[str, list[str]] = {}
-    for grant in params.get("AccessControlGrants") or []:
-        g = grant["Grantee"]
-        grants.setdefault(_GRANT_ARGS[grant["Permission"]], []).append(
-            f'{g["TypeIdentifier"]}="{g["Identifier"]}"')
-    args.update({k: ", ".join(v) for k, v in grants.items()})
+    args.update(grant_headers(
+        (g["Grantee"]["TypeIdentifier"], g["Grantee"]["Identifier"], g["Permission"])
+        for g in params.get("AccessControlGrants") or []))
     return args
 
 

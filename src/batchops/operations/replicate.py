@@ -16,6 +16,7 @@ from typing import Any
 from ..chunk import Chunk
 from ..errors import SpecError
 from ..stores import Resolver, is_s3, s3_bucket
+from .acl import grant_headers, s3_acl_grants
 from .copy import CopyOperation
 
 
@@ -49,12 +50,11 @@ class ReplicateOperation(CopyOperation):
             # CopyObject keeps metadata and tags (directives COPY) server-side.
             await self.s3_copy(src, src_key, version, dst, dst_key, {})
             acl = await client.get_object_acl(**source)
-            await client.put_object_acl(
-                Bucket=s3_bucket(dst), Key=dst_key,
-                AccessControlPolicy={"Grants": acl["Grants"], "Owner": acl["Owner"]})
+            await client.put_object_acl(Bucket=s3_bucket(dst), Key=dst_key,
+                                        **grant_headers(s3_acl_grants(acl)))
         else:
             tags = None
-            if is_s3(src) and is_s3(dst) is False and dst.scheme in ("gs", "az", "azure"):
+            if is_s3(src) and dst.scheme in ("gs", "az", "azure"):
                 tagset = (await client.get_object_tagging(**source)).get("TagSet", [])
                 tags = {t["Key"]: t["Value"] for t in tagset} or None
             await self.stream_copy(src, src_key, version, dst, dst_key, tags)
