@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+
 from helpers import job_id_of, read_report, report_manifest_path, write_manifest
 
 KEYS = ["a.txt", "dir/b c.bin", "plus+pct%.dat"]
@@ -75,7 +76,8 @@ def test_tag_limits_are_enforced_at_creation(cli, tmp_path, flags, words) -> Non
 def test_delete_tagging(cli, s3, bucket, tmp_path) -> None:
     _seed(s3, bucket, tagging_keys := KEYS[:2])
     for k in tagging_keys:
-        s3.put_object_tagging(Bucket=bucket, Key=k, Tagging={"TagSet": [{"Key": "a", "Value": "b"}]})
+        s3.put_object_tagging(Bucket=bucket, Key=k,
+                              Tagging={"TagSet": [{"Key": "a", "Value": "b"}]})
     run_op(cli, tmp_path, [(bucket, k) for k in tagging_keys], "--operation", "delete-tagging")
     assert all(s3.get_object_tagging(Bucket=bucket, Key=k)["TagSet"] == [] for k in tagging_keys)
 
@@ -335,9 +337,9 @@ def test_local_store_operations(cli, tmp_path) -> None:
 
 
 def test_memory_store_operations_in_process(home, tmp_path) -> None:
+    import obstore
     from obstore.store import MemoryStore
 
-    import obstore
     from batchops import JobOptions, create_job, run_job
 
     mem = MemoryStore()

@@ -91,6 +91,18 @@ def _first_line(text: str) -> str:
     return re.sub(r"(https?://[^\s?]+)\?\S*", r"\1?…", line)[:300]
 
 
+def _is_botocore_transport_error(exc: BaseException) -> bool:
+    """A dropped, refused or cut connection seen by botocore (the S3 API client)."""
+    import sys
+
+    if "botocore" not in sys.modules:
+        return False
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+    from botocore.exceptions import HTTPClientError, ResponseStreamingError
+
+    return isinstance(exc, (BotoConnectionError, HTTPClientError, ResponseStreamingError))
+
+
 def classify(exc: BaseException) -> Outcome:
     """Map any exception raised by an operation onto the report's columns.
 
@@ -111,6 +123,9 @@ def classify(exc: BaseException) -> Outcome:
         code = str(err.get("Code") or "")
         retry = status >= 500 or status == 429 or code in _RETRYABLE_CODES
         return Outcome(retry, status or 500, code or "Error", str(err.get("Message") or code))
+
+    if _is_botocore_transport_error(exc):
+        return Outcome(True, 500, "RequestTimeout", _first_line(str(exc)) or type(exc).__name__)
 
     text = str(exc)
     code_m = _CODE_RE.search(text)

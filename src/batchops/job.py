@@ -8,14 +8,19 @@ map, workers, chunk size). Neither ever holds a credential.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+import orjson
+
 from .errors import BadInputError, BatchopsError, ManifestError, SpecError
+from .inventory import INVENTORY_FORMAT, fetch_manifest_object, normalise_inventory
 from .jobstore import JobStore, now_iso
+from .listing import generate, validate_generator
 from .manifest import CSV_FORMAT, ManifestInfo, prepare
 from .operations import get_operation
 from .report import SCOPES
@@ -36,7 +41,7 @@ DEFAULT_CONCURRENCY = 64
 class JobOptions:
     """A job as requested (from the CLI or a create-job document), before preparing."""
 
-    manifest: str
+    manifest: str  # path or URL; "" when a manifest generator makes it
     operation: str
     params: dict[str, Any] = field(default_factory=dict)
     report: str | None = None
@@ -53,6 +58,13 @@ class JobOptions:
     failure_ratio: float = 0.5
     dry_run: bool = False
     confirmed: bool = False  # the user confirmed a destructive operation (--confirm-delete)
+    confirmation_required: bool = False  # Amazon's ConfirmationRequired: start Suspended
+    manifest_format: str = CSV_FORMAT  # or INVENTORY_FORMAT
+    manifest_etag: str | None = None  # Manifest.Location.ETag: refuse another manifest
+    manifest_generator: dict[str, Any] | None = None  # S3JobManifestGenerator
+    tags: tuple[tuple[str, str], ...] = ()
+    client_request_token: str | None = None
+    role_arn: str | None = None
 
     def check(self) -> None:
         if self.chunk_size < 1:
@@ -67,32 +79,43 @@ class JobOptions:
             raise SpecError(f"--report-scope must be one of {', '.join(SCOPES)}")
         if not 0 < self.failure_ratio <= 1:
             raise SpecError("the failure threshold ratio must be in (0, 1]")
+        if self.manifest_format not in (CSV_FORMAT, INVENTORY_FORMAT):
+            raise SpecError(f"Manifest.Spec.Format must be {CSV_FORMAT} or {INVENTORY_FORMAT}")
+        if not self.manifest and not self.manifest_generator:
+            raise SpecError("a job needs a manifest (--manifest) or a manifest generator")
+        if not 0 <= self.priority <= 2147483647:
+            raise SpecError("Priority must be a whole number from 0 to 2147483647")
+
+    def request_digest(self) -> str:
+        """What makes two create-job requests "the same" (for ClientRequestToken)."""
+        fields = {k: v for k, v in self.__dict__.items() if k != "client_request_token"}
+        return hashlib.sha256(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS,
+                                           default=str)).hexdigest()
 
 
 def default_workers() -> int:
     return os.cpu_count() or 1
 
 
-def _fetch_manifest(location: str, job_dir: str) -> str:
-    """A local path for the manifest: remote manifests are copied into the job folder."""
+def _fetch_manifest(location: str, job_dir: str, etag: str | None) -> str:
+    """A local path for the manifest: remote manifests are copied into the job folder.
+
+    With `etag`, the manifest must still be that object (Amazon's Location.ETag check).
+    """
     url = normalise_url(location, "--manifest")
     if "://" not in url:
-        return os.path.abspath(location)
+        url = "file://" + os.path.abspath(location)
     if url.startswith("file://"):
-        return url[len("file://"):]
-    import obstore as obs
-
-    from .stores import build_store
-
-    loc = split_location(url)
-    key = loc.prefix.rstrip("/")
-    dest = os.path.join(job_dir, "manifest.source")
+        path = url[len("file://"):]
+        if etag and os.path.isfile(path):
+            with open(path, "rb") as f:
+                md5 = hashlib.file_digest(f, "md5").hexdigest()
+            if md5 != etag.strip('"'):
+                raise ManifestError(location, None, f"its ETag (MD5) is {md5}, not the "
+                                                    f"{etag} given in Manifest.Location.ETag")
+        return path
     try:
-        result = obs.get(build_store(loc.root), key)
-        with open(dest + ".tmp", "wb") as out:
-            for block in result.stream():
-                out.write(block)
-        os.replace(dest + ".tmp", dest)
+        path, meta = fetch_manifest_object(url, os.path.join(job_dir, "manifest.source"))
     except FileNotFoundError:
         raise BadInputError(f"--manifest {location}: no such object") from None
     except Exception as exc:  # noqa: BLE001 - one sentence for any store error
@@ -100,7 +123,10 @@ def _fetch_manifest(location: str, job_dir: str) -> str:
 
         raise BadInputError(f"--manifest {location}: cannot read it "
                             f"({classify(exc).message})") from None
-    return dest
+    if etag and meta["ETag"] != etag.strip('"'):
+        raise ManifestError(location, None, f"its ETag is {meta['ETag']}, not the {etag} "
+                                            "given in Manifest.Location.ETag")
+    return path
 
 
 def _report_spec(url: str, scope: str, enabled: bool) -> dict[str, Any]:
@@ -114,30 +140,77 @@ def _report_spec(url: str, scope: str, enabled: bool) -> dict[str, Any]:
     return spec
 
 
-def create_job(opts: JobOptions, home: str | None = None) -> JobStore:
-    """Create a job: validate, run the preparing pass, write job.json (status Ready).
+def _manifest_arn(location: str) -> str:
+    url = normalise_url(location, "--manifest")
+    if url.startswith("s3://"):
+        return "arn:aws:s3:::" + url[len("s3://"):]
+    return url if "://" in url else "file://" + os.path.abspath(location)
 
-    Bad input raises BadInputError; the job is then recorded as Failed with the reason
-    (a whole job.json, nothing half-written), or not at all if the spec itself is bad.
+
+def _claim_token(opts: JobOptions, home: str | None) -> str | None:
+    """Idempotency: the job id already created for this token and request, if any."""
+    if not opts.client_request_token:
+        return None
+    from .jobstore import batchops_home, makedirs
+
+    folder = os.path.join(home or batchops_home(), "tokens")
+    makedirs(folder)
+    name = hashlib.sha256(opts.client_request_token.encode()).hexdigest()
+    path = os.path.join(folder, name + ".json")
+    try:
+        with open(path, "rb") as f:
+            seen = orjson.loads(f.read())
+    except FileNotFoundError:
+        return None
+    if seen["request"] != opts.request_digest():
+        raise SpecError("ClientRequestToken was already used for a different create-job "
+                        "request; use a new token")
+    job_dir = os.path.join(home or batchops_home(), "jobs", seen["job_id"])
+    return str(seen["job_id"]) if os.path.isdir(job_dir) else None
+
+
+def _record_token(opts: JobOptions, home: str | None, job_id: str) -> None:
+    if not opts.client_request_token:
+        return
+    from .jobstore import atomic_write, batchops_home
+
+    name = hashlib.sha256(opts.client_request_token.encode()).hexdigest()
+    atomic_write(os.path.join(home or batchops_home(), "tokens", name + ".json"),
+                 orjson.dumps({"job_id": job_id, "request": opts.request_digest()}))
+
+
+def create_job(opts: JobOptions, home: str | None = None) -> JobStore:
+    """Create a job: validate, run the preparing pass, write job.json.
+
+    The job ends Ready, or Suspended when confirmation is required. Bad input raises
+    BadInputError; the job is then recorded as Failed with the reason (a whole
+    job.json, nothing half-written), or not at all if the spec itself is bad.
+    A repeated ClientRequestToken with the same request returns the same job.
     """
     opts.check()
     op = get_operation(opts.operation)
     resolver = Resolver(opts.bucket_map)
     params = op.validate(opts.params, resolver)
-    if op.destructive and not (opts.dry_run or opts.confirmed):
+    if op.destructive and not (opts.dry_run or opts.confirmed or opts.confirmation_required):
         raise SpecError(f"{op.alias} removes objects for good: add --confirm-delete, or "
                         "--dry-run to list what would be deleted")
+    generator = validate_generator(opts.manifest_generator) if opts.manifest_generator \
+        else None
+    existing = _claim_token(opts, home)
+    if existing:
+        return JobStore.open(existing, home)
     job_id = str(uuid.uuid4())
     store = JobStore.create(job_id, home)
     report_url = normalise_url(opts.report, "--report") if opts.report else \
         "file://" + os.path.join(store.dir, "report")
     if "://" not in report_url:
         report_url = "s3://" + report_url
+    manifest_arn = _manifest_arn(opts.manifest) if opts.manifest else ""
     job: dict[str, Any] = {
         "JobId": job_id,
-        "ConfirmationRequired": False,
-        "Description": opts.description,
-        "Status": PREPARING,
+        "JobArn": f"arn:aws:s3:local:000000000000:job/{job_id}",
+        "ConfirmationRequired": opts.confirmation_required,
+        "Status": NEW,
         "Operation": op.amazon_spec(params),
         "Priority": opts.priority,
         "ProgressSummary": {"TotalNumberOfTasks": 0, "NumberOfTasksSucceeded": 0,
@@ -145,22 +218,50 @@ def create_job(opts: JobOptions, home: str | None = None) -> JobStore:
                             "Timers": {"ElapsedTimeInActiveSeconds": 0}},
         "Report": _report_spec(report_url, opts.report_scope, opts.report_enabled),
         "CreationTime": now_iso(),
-        "Manifest": {"Spec": {"Format": CSV_FORMAT, "Fields": ["Bucket", "Key"]},
-                     "Location": {"ObjectArn": opts.manifest, "ETag": ""}},
     }
+    if opts.description:
+        job["Description"] = opts.description
+    if opts.role_arn:
+        job["RoleArn"] = opts.role_arn
+    if generator:
+        job["ManifestGenerator"] = {"S3JobManifestGenerator": opts.manifest_generator}
+    else:
+        job["Manifest"] = {"Spec": {"Format": opts.manifest_format,
+                                    "Fields": ["Bucket", "Key"]},
+                           "Location": {"ObjectArn": manifest_arn,
+                                        "ETag": opts.manifest_etag or "pending"}}
     settings: dict[str, Any] = {
         "operation": op.alias, "params": params, "report_url": report_url,
         "chunk_size": opts.chunk_size, "bucket_map": [list(p) for p in opts.bucket_map],
         "workers": opts.workers, "concurrency": opts.concurrency,
         "max_attempts": opts.max_attempts, "failure_min_tasks": opts.failure_min_tasks,
         "failure_ratio": opts.failure_ratio, "dry_run": opts.dry_run, "manifest": None,
+        "tags": [{"Key": k, "Value": v} for k, v in opts.tags],
     }
     doc = {"Job": job, "Batchops": settings}
     try:
         store.write(doc)
-        store.log("created", operation=op.alias, manifest=opts.manifest)
-        path = _fetch_manifest(opts.manifest, store.dir)
-        info = prepare(opts.manifest, path, store.dir)
+        _record_token(opts, home, job_id)
+        store.log("created", operation=op.alias, manifest=opts.manifest or "generated")
+        job["Status"] = PREPARING
+        store.write(doc)
+        location = opts.manifest
+        if generator:
+            location = f"listing:{generator['SourceBucket']}"
+            path, descriptor = generate(generator, job_id, store.dir, resolver)
+            if descriptor:
+                job["GeneratedManifestDescriptor"] = descriptor
+        else:
+            path = _fetch_manifest(opts.manifest, store.dir, opts.manifest_etag)
+            if opts.manifest_format == INVENTORY_FORMAT:
+                source = path
+                path = normalise_inventory(source, opts.manifest, store.dir, resolver)
+        info = prepare(location, path, store.dir)
+        if opts.manifest_format == INVENTORY_FORMAT and not generator:
+            from .manifest import file_digest
+
+            size, digest = file_digest(source)
+            info = replace(info, source=source, size=size, digest=digest)
         op.check_locations(params, [resolver.location(b) for b in info.buckets])
     except BadInputError as exc:
         fail_job(store, doc, "ManifestInvalid" if isinstance(exc, ManifestError)
@@ -169,14 +270,27 @@ def create_job(opts: JobOptions, home: str | None = None) -> JobStore:
     except BatchopsError:
         shutil.rmtree(store.dir, ignore_errors=True)
         raise
+    except Exception as exc:  # noqa: BLE001 - a store error while preparing: one sentence
+        from .errors import classify
+
+        message = f"cannot prepare the manifest: {classify(exc).message}"
+        fail_job(store, doc, "ManifestUnreadable", message)
+        raise BadInputError(message) from None
     settings["manifest"] = info.to_json()
-    fields = ["Bucket", "Key"] + (["VersionId"] if info.columns >= 3 else [])
-    job["Manifest"] = {"Spec": {"Format": CSV_FORMAT, "Fields": fields},
-                       "Location": {"ObjectArn": opts.manifest, "ETag": info.digest}}
+    if not generator:
+        fields = ["Bucket", "Key"] + (["VersionId"] if info.columns >= 3 else [])
+        job["Manifest"]["Spec"]["Fields"] = fields
+        job["Manifest"]["Location"]["ETag"] = opts.manifest_etag or info.digest
     job["ProgressSummary"]["TotalNumberOfTasks"] = info.total_tasks
-    job["Status"] = READY
+    if opts.confirmation_required:
+        job["Status"] = SUSPENDED
+        job["SuspendedDate"] = now_iso()
+        job["SuspendedCause"] = "AwaitingConfirmation"
+    else:
+        job["Status"] = READY
     store.write(doc)
-    store.log("prepared", total_tasks=info.total_tasks, digest=info.digest)
+    store.log("prepared", total_tasks=info.total_tasks, digest=info.digest,
+              status=job["Status"])
     return store
 
 

@@ -29,7 +29,7 @@ class S3Api:
         if self._stack is None:
             self._stack = AsyncExitStack()
         endpoint, region = s3_endpoint_and_region()
-        config = AioConfig(retries={"max_attempts": 1, "mode": "standard"},
+        config = AioConfig(retries={"total_max_attempts": 1, "mode": "standard"},
                            max_pool_connections=max(10, self._concurrency),
                            connect_timeout=10, read_timeout=300)
         kwargs: dict[str, Any] = {"config": config, "region_name": region or "us-east-1"}

@@ -237,7 +237,7 @@ class CopyOperation(Operation):
             await client.copy_object(Bucket=s3_bucket(dst), Key=dst_key, CopySource=source,
                                      **extra)
         except Exception as exc:
-            code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+            code = (getattr(exc, "response", None) or {}).get("Error", {}).get("Code")
             if code not in ("EntityTooLarge", "InvalidRequest"):
                 raise
             head = await client.head_object(**source)

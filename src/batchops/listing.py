@@ -1,0 +1,201 @@
+"""Generated manifests (`ManifestGenerator.S3JobManifestGenerator`): list a bucket (or
+any store URL, `file://` included), keep the objects that pass the `Filter`, and write
+them as the job's CSV manifest, streaming: the listing never sits in memory.
+
+With `EnableManifestOutput`, the generated manifest is also written in Amazon's
+`S3InventoryReport_CSV_20211130` form (a gzipped CSV data file and a `manifest.json`)
+under `ManifestOutputLocation`, and described by `GeneratedManifestDescriptor`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import hashlib
+import os
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from .chunk import encode_key
+from .errors import SpecError
+from .stores import Resolver, is_s3, normalise_url, s3_bucket, split_location
+
+GENERATED_FORMAT = "S3InventoryReport_CSV_20211130"
+_WHERE = "ManifestGenerator.S3JobManifestGenerator"
+
+
+def _when(value: Any, name: str) -> datetime:
+    try:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return datetime.fromtimestamp(value, UTC)
+        when = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise SpecError(f"{_WHERE}.Filter.{name} must be an ISO 8601 timestamp") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def validate_generator(gen: Any) -> dict[str, Any]:
+    """Check an S3JobManifestGenerator; return it normalised."""
+    if not isinstance(gen, dict) or not gen.get("SourceBucket"):
+        raise SpecError(f"{_WHERE}.SourceBucket is required")
+    if "EnableManifestOutput" not in gen:
+        raise SpecError(f"{_WHERE}.EnableManifestOutput is required (true or false)")
+    out = dict(gen)
+    out["SourceBucket"] = normalise_url(str(gen["SourceBucket"]), f"{_WHERE}.SourceBucket")
+    flt = out.get("Filter") or {}
+    if not isinstance(flt, dict):
+        raise SpecError(f"{_WHERE}.Filter must be an object")
+    known = {"CreatedAfter", "CreatedBefore", "KeyNameConstraint", "ObjectSizeGreaterThanBytes",
+             "ObjectSizeLessThanBytes", "MatchAnyStorageClass", "EligibleForReplication",
+             "ObjectReplicationStatuses", "MatchAnyObjectEncryption"}
+    unknown = set(flt) - known
+    if unknown:
+        raise SpecError(f"{_WHERE}.Filter: unknown member {sorted(unknown)[0]!r}")
+    for name in ("CreatedAfter", "CreatedBefore"):
+        if name in flt:
+            _when(flt[name], name)
+    if out.get("EnableManifestOutput"):
+        loc = out.get("ManifestOutputLocation")
+        if not isinstance(loc, dict) or not loc.get("Bucket"):
+            raise SpecError(f"{_WHERE}.ManifestOutputLocation.Bucket is required with "
+                            "EnableManifestOutput")
+        if loc.get("ManifestFormat", GENERATED_FORMAT) != GENERATED_FORMAT:
+            raise SpecError(f"{_WHERE}.ManifestOutputLocation.ManifestFormat must be "
+                            f"{GENERATED_FORMAT}")
+    return out
+
+
+def _predicate(flt: dict[str, Any]) -> Callable[[str, int, datetime, str], bool]:
+    after = _when(flt["CreatedAfter"], "CreatedAfter") if "CreatedAfter" in flt else None
+    before = _when(flt["CreatedBefore"], "CreatedBefore") if "CreatedBefore" in flt else None
+    names = flt.get("KeyNameConstraint") or {}
+    prefixes = tuple(names.get("MatchAnyPrefix") or ())
+    suffixes = tuple(names.get("MatchAnySuffix") or ())
+    substrings = tuple(names.get("MatchAnySubstring") or ())
+    bigger = flt.get("ObjectSizeGreaterThanBytes")
+    smaller = flt.get("ObjectSizeLessThanBytes")
+    classes = set(flt.get("MatchAnyStorageClass") or ())
+
+    def keep(key: str, size: int, modified: datetime, storage_class: str) -> bool:
+        return not (
+            (after is not None and modified <= after)
+            or (before is not None and modified >= before)
+            or (prefixes and not key.startswith(prefixes))
+            or (suffixes and not key.endswith(suffixes))
+            or (substrings and not any(s in key for s in substrings))
+            or (bigger is not None and size <= bigger)
+            or (smaller is not None and size >= smaller)
+            or (classes and storage_class not in classes)
+        )
+
+    return keep
+
+
+def _common_prefix(prefixes: list[str]) -> str:
+    return os.path.commonprefix(prefixes) if prefixes else ""
+
+
+def _list_s3(bucket: str, prefix: str) -> Iterator[tuple[str, int, datetime, str]]:
+    """S3 listing through the S3 API client (it reports storage classes), page by page."""
+    from .s3api import S3Api
+
+    loop = asyncio.new_event_loop()
+    api = S3Api()
+    try:
+        client = loop.run_until_complete(api.client())
+        paginator = client.get_paginator("list_objects_v2")
+        pages = paginator.paginate(Bucket=bucket, Prefix=prefix).__aiter__()
+        while True:
+            try:
+                page = loop.run_until_complete(pages.__anext__())
+            except StopAsyncIteration:
+                break
+            for obj in page.get("Contents", []):
+                yield (obj["Key"], obj["Size"], obj["LastModified"],
+                       obj.get("StorageClass", "STANDARD"))
+    finally:
+        loop.run_until_complete(api.close())
+        loop.close()
+
+
+def _list_store(resolver: Resolver, url: str,
+                prefix: str) -> Iterator[tuple[str, int, datetime, str]]:
+    import obstore as obs
+
+    loc = split_location(url)
+    for batch in obs.list(resolver.store(loc), prefix=loc.prefix + prefix or None,
+                          chunk_size=1000):
+        for meta in batch:
+            key = str(meta["path"])[len(loc.prefix):]
+            yield key, int(meta["size"]), meta["last_modified"], "STANDARD"
+
+
+def generate(gen: dict[str, Any], job_id: str, job_dir: str,
+             resolver: Resolver) -> tuple[str, dict[str, Any] | None]:
+    """List and filter; write the job's CSV manifest. Returns (path, descriptor or None)."""
+    source = gen["SourceBucket"]
+    flt = gen.get("Filter") or {}
+    keep = _predicate(flt)
+    prefix = _common_prefix(list((flt.get("KeyNameConstraint") or {}).get("MatchAnyPrefix")
+                                 or []))
+    loc = resolver.location(source)
+    if is_s3(loc):
+        bucket_name = s3_bucket(loc)
+        rows = _list_s3(bucket_name, loc.prefix + prefix)
+        manifest_bucket = bucket_name
+    else:
+        rows = _list_store(resolver, loc.root + ("/" + loc.prefix if loc.prefix else ""),
+                           prefix)
+        manifest_bucket = loc.root
+    out_path = os.path.join(job_dir, "manifest.csv")
+    data_path = os.path.join(job_dir, "generated.csv.gz")
+    output = bool(gen.get("EnableManifestOutput"))
+    with open(out_path + ".tmp", "wb") as out, \
+            (gzip.open(data_path, "wb") if output else open(os.devnull, "wb")) as data:
+        for key, size, modified, storage_class in rows:
+            if keep(key, size, modified, storage_class):
+                line = f"{manifest_bucket},{encode_key(key)}\n".encode()
+                out.write(line)
+                data.write(line)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(out_path + ".tmp", out_path)
+    descriptor = _write_output(gen, job_id, data_path, manifest_bucket, resolver) \
+        if output else None
+    return out_path, descriptor
+
+
+def _write_output(gen: dict[str, Any], job_id: str, data_path: str, source_bucket: str,
+                  resolver: Resolver) -> dict[str, Any]:
+    """Put the generated manifest in S3InventoryReport_CSV_20211130 form; describe it."""
+    import obstore as obs
+
+    out = gen["ManifestOutputLocation"]
+    dest = normalise_url(out["Bucket"], "ManifestOutputLocation.Bucket")
+    loc = resolver.location(dest)
+    store = resolver.store(loc, create=True)
+    base = f"{loc.prefix}{(out.get('ManifestPrefix') or '').strip('/')}"
+    base = f"{base}/job-{job_id}/" if base else f"job-{job_id}/"
+    with open(data_path, "rb") as f:
+        data = f.read()
+    data_key = f"{base}data/manifest-{job_id}.csv.gz"
+    obs.put(store, data_key, data)
+    bucket_arn = (f"arn:aws:s3:::{s3_bucket(loc)}" if is_s3(loc) else loc.root)
+    manifest = orjson.dumps({
+        "sourceBucket": source_bucket, "destinationBucket": bucket_arn,
+        "version": "2021-11-30", "creationTimestamp": str(int(
+            datetime.now(UTC).timestamp() * 1000)),
+        "fileFormat": "CSV", "fileSchema": "Bucket, Key",
+        "files": [{"key": data_key, "size": len(data),
+                   "MD5checksum": hashlib.md5(data).hexdigest()}],
+    })
+    manifest_key = f"{base}manifest.json"
+    obs.put(store, manifest_key, manifest)
+    os.unlink(data_path)
+    arn = (f"arn:aws:s3:::{s3_bucket(loc)}/{manifest_key}" if is_s3(loc)
+           else f"{loc.root}/{manifest_key}")
+    return {"Format": GENERATED_FORMAT,
+            "Location": {"ObjectArn": arn, "ETag": hashlib.md5(manifest).hexdigest()}}
