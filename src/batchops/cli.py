@@ -47,7 +47,7 @@ def _json_out(doc: Any) -> None:
 
 
 def _add_run_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--manifest", required=True, metavar="PATH_OR_URL",
+    p.add_argument("--manifest", metavar="PATH_OR_URL",
                    help="manifest: CSV bucket,key[,versionId] (keys URL-encoded), JSON Lines "
                         "or {\"entries\": [...]} JSON; a local path or a store URL")
     p.add_argument("--operation", required=True, metavar="OP",
@@ -107,6 +107,21 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
                         "XXHASH3, XXHASH128")
     g.add_argument("--checksum-type", choices=("FULL_OBJECT", "COMPOSITE"),
                    default="FULL_OBJECT")
+    g = p.add_argument_group("generated manifest (instead of --manifest)")
+    g.add_argument("--from-listing", metavar="URL",
+                   help="list this bucket or store URL (s3://b, file:///folder) for the objects")
+    g.add_argument("--prefix", action="append", default=[], metavar="P",
+                   help="keys starting with P (repeatable: any of them)")
+    g.add_argument("--suffix", action="append", default=[], metavar="S",
+                   help="keys ending with S (repeatable)")
+    g.add_argument("--substring", action="append", default=[], metavar="S",
+                   help="keys containing S (repeatable)")
+    g.add_argument("--created-after", metavar="ISO8601")
+    g.add_argument("--created-before", metavar="ISO8601")
+    g.add_argument("--larger-than", type=int, metavar="BYTES",
+                   help="ObjectSizeGreaterThanBytes")
+    g.add_argument("--smaller-than", type=int, metavar="BYTES", help="ObjectSizeLessThanBytes")
+    g.add_argument("--match-storage-class", action="append", default=[], metavar="CLASS")
     g = p.add_argument_group("delete")
     g.add_argument("--confirm-delete", action="store_true",
                    help="required to run delete (objects are removed for good)")
@@ -123,6 +138,9 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
                         "(default 10000)")
     p.add_argument("--max-attempts", type=int, default=5, metavar="N",
                    help="attempts per task for retryable errors (default 5)")
+    p.add_argument("--failure-threshold", type=float, default=0.5, metavar="RATIO",
+                   help="fail the job once at least 1,000 tasks ran and more than RATIO of "
+                        "them failed (Amazon's rule: 0.5)")
     p.add_argument("--bucket-map", action="append", default=[], metavar="NAME=URL",
                    help="send a bucket name to any store URL (repeatable)")
     p.add_argument("--description", default="", metavar="TEXT")
@@ -179,7 +197,71 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Print {\"Jobs\": [...]} in the shape of Amazon's "
                                      "ListJobs, newest first.")
     lst.add_argument("--job-statuses", nargs="*", default=[], metavar="STATUS")
+    lst.add_argument("--max-results", type=int, metavar="N")
+    lst.add_argument("--next-token", metavar="TOKEN")
     lst.add_argument("--account-id", help="accepted and ignored (Amazon compatibility)")
+
+    create = sub.add_parser(
+        "create-job", help="create a job from Amazon's CreateJob JSON (run it with `runner`)",
+        description="Create a job as `aws s3control create-job` does, from the same JSON: "
+                    "--cli-input-json file://job.json, or the same members as JSON-valued "
+                    "flags (inline JSON or file://path). Prints {\"JobId\": ...}. The job is "
+                    "Ready (or Suspended with --confirmation-required) and runs under "
+                    "`batchops runner`. --account-id and --role-arn are accepted and ignored. "
+                    "Bucket ARNs (arn:aws:s3:::name) and object ARNs "
+                    "(arn:aws:s3:::name/key) name S3 buckets and objects; store URLs "
+                    "(file:///..., gs://...) work too.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    create.add_argument("--cli-input-json", metavar="JSON", help="the whole CreateJob request")
+    for flag in ("--operation", "--manifest", "--report", "--tags", "--manifest-generator"):
+        create.add_argument(flag, metavar="JSON")
+    create.add_argument("--priority", type=int)
+    create.add_argument("--confirmation-required", dest="confirmation_required",
+                        action="store_true", default=None)
+    create.add_argument("--no-confirmation-required", dest="confirmation_required",
+                        action="store_false")
+    create.add_argument("--client-request-token", metavar="TOKEN")
+    create.add_argument("--description", metavar="TEXT")
+    create.add_argument("--account-id", help="accepted and ignored")
+    create.add_argument("--role-arn", help="accepted and ignored")
+    create.add_argument("--bucket-map", action="append", default=[], metavar="NAME=URL")
+    create.add_argument("--workers", type=int, default=0, metavar="N")
+    create.add_argument("--concurrency", type=int, default=64, metavar="M")
+    create.add_argument("--chunk-size", type=int, default=10_000, metavar="K")
+    create.add_argument("--failure-threshold", type=float, default=0.5, metavar="RATIO")
+
+    runner = sub.add_parser(
+        "runner", help="run Ready jobs in priority order",
+        description="Run the job store's Ready (and Paused) jobs, highest priority first, "
+                    "until none is left. A job that becomes Ready with a higher priority "
+                    "pauses the running one, which resumes afterwards.")
+    runner.add_argument("--watch", action="store_true", help="keep waiting for new jobs")
+    runner.add_argument("--poll", type=float, default=1.0, metavar="SECONDS")
+    runner.add_argument("--json", action="store_true", help="one JSON line per job run")
+
+    ujs = sub.add_parser("update-job-status", help="confirm (Ready) or cancel a job",
+                         description="Ready confirms a Suspended job; Cancelled stops a job "
+                                     "within seconds wherever it runs (its report covers the "
+                                     "tasks that ran).")
+    ujs.add_argument("--job-id", required=True, metavar="ID")
+    ujs.add_argument("--requested-job-status", required=True, choices=("Ready", "Cancelled"))
+    ujs.add_argument("--status-update-reason", metavar="TEXT")
+    ujs.add_argument("--account-id", help="accepted and ignored")
+
+    ujp = sub.add_parser("update-job-priority", help="change a job's priority")
+    ujp.add_argument("--job-id", required=True, metavar="ID")
+    ujp.add_argument("--priority", required=True, type=int)
+    ujp.add_argument("--account-id", help="accepted and ignored")
+
+    for name, text in (("get-job-tagging", "print a job's tags"),
+                       ("put-job-tagging", "replace a job's tags"),
+                       ("delete-job-tagging", "remove a job's tags")):
+        t = sub.add_parser(name, help=text)
+        t.add_argument("--job-id", required=True, metavar="ID")
+        t.add_argument("--account-id", help="accepted and ignored")
+        if name == "put-job-tagging":
+            t.add_argument("--tags", required=True, metavar="JSON",
+                           help='[{"Key": "k", "Value": "v"}, ...] or file://tags.json')
 
     demo = sub.add_parser(
         "demo", help="make sample objects in a local folder and copy them with a job",
@@ -294,8 +376,30 @@ def _options_from_args(args: argparse.Namespace) -> Any:
     from .stores import parse_bucket_map
 
     operation, params = _operation_from_args(args)
+    generator = None
+    if args.from_listing:
+        if args.manifest:
+            raise SpecError("give --manifest or --from-listing, not both")
+        flt: dict[str, Any] = {}
+        names = {k: v for k, v in (("MatchAnyPrefix", args.prefix),
+                                   ("MatchAnySuffix", args.suffix),
+                                   ("MatchAnySubstring", args.substring)) if v}
+        if names:
+            flt["KeyNameConstraint"] = names
+        for flag, name in (("created_after", "CreatedAfter"), ("created_before", "CreatedBefore"),
+                           ("larger_than", "ObjectSizeGreaterThanBytes"),
+                           ("smaller_than", "ObjectSizeLessThanBytes")):
+            if getattr(args, flag) is not None:
+                flt[name] = getattr(args, flag)
+        if args.match_storage_class:
+            flt["MatchAnyStorageClass"] = args.match_storage_class
+        generator = {"SourceBucket": args.from_listing, "EnableManifestOutput": False,
+                     "Filter": flt}
+    elif not args.manifest:
+        raise SpecError("give --manifest PATH_OR_URL (or --from-listing URL)")
     return JobOptions(
-        manifest=args.manifest, operation=operation, params=params, report=args.report,
+        manifest=args.manifest or "", manifest_generator=generator, operation=operation,
+        params=params, report=args.report, failure_ratio=args.failure_threshold,
         report_scope=args.report_scope, chunk_size=args.chunk_size,
         bucket_map=parse_bucket_map(args.bucket_map), workers=args.workers,
         concurrency=args.concurrency, max_attempts=args.max_attempts,
@@ -360,7 +464,95 @@ def cmd_describe(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     from .job import list_jobs
 
-    _json_out(list_jobs(statuses=tuple(args.job_statuses)))
+    _json_out(list_jobs(statuses=tuple(args.job_statuses), max_results=args.max_results,
+                        next_token=args.next_token))
+    return errors.EXIT_OK
+
+
+def cmd_create_job(args: argparse.Namespace) -> int:
+    from .createjob import load_json_arg, options_from_request
+    from .job import create_job
+    from .stores import parse_bucket_map
+
+    request: dict[str, Any] = {}
+    if args.cli_input_json:
+        request = load_json_arg(args.cli_input_json, "--cli-input-json")
+        if not isinstance(request, dict):
+            raise SpecError("--cli-input-json must be a JSON object (CreateJob's request)")
+    for flag, member in (("operation", "Operation"), ("manifest", "Manifest"),
+                         ("report", "Report"), ("tags", "Tags"),
+                         ("manifest_generator", "ManifestGenerator")):
+        if getattr(args, flag):
+            request[member] = load_json_arg(getattr(args, flag), "--" + flag.replace("_", "-"))
+    for flag, member in (("priority", "Priority"), ("client_request_token", "ClientRequestToken"),
+                         ("description", "Description"), ("account_id", "AccountId"),
+                         ("role_arn", "RoleArn"),
+                         ("confirmation_required", "ConfirmationRequired")):
+        if getattr(args, flag) is not None:
+            request[member] = getattr(args, flag)
+    opts = options_from_request(
+        request, bucket_map=parse_bucket_map(args.bucket_map), workers=args.workers,
+        concurrency=args.concurrency, chunk_size=args.chunk_size,
+        failure_ratio=args.failure_threshold)
+    store = create_job(opts)
+    _json_out({"JobId": store.job_id})
+    return errors.EXIT_OK
+
+
+def cmd_runner(args: argparse.Namespace) -> int:
+    from .runner import run_jobs
+
+    def report(job_id: str, doc: dict[str, Any]) -> None:
+        job = doc["Job"]
+        if args.json:
+            sys.stdout.write(orjson.dumps({"JobId": job_id, "Status": job["Status"]}).decode()
+                             + "\n")
+        else:
+            print(f"job {job_id} {job['Status']}"
+                  + (f": {job['StatusUpdateReason']}" if job.get("StatusUpdateReason") else ""))
+        sys.stdout.flush()
+
+    stop = {"flag": False}
+    import signal
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop["flag"] = True
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    run_jobs(watch=args.watch, poll=args.poll, on_job=report, stop=lambda: stop["flag"])
+    return errors.EXIT_OK
+
+
+def cmd_update_status(args: argparse.Namespace) -> int:
+    from .jobstore import JobStore
+    from .lifecycle import update_job_status
+
+    _json_out(update_job_status(JobStore.open(args.job_id), args.requested_job_status,
+                                args.status_update_reason))
+    return errors.EXIT_OK
+
+
+def cmd_update_priority(args: argparse.Namespace) -> int:
+    from .jobstore import JobStore
+    from .lifecycle import update_job_priority
+
+    _json_out(update_job_priority(JobStore.open(args.job_id), args.priority))
+    return errors.EXIT_OK
+
+
+def cmd_tagging(args: argparse.Namespace) -> int:
+    from .createjob import load_json_arg
+    from .jobstore import JobStore
+    from .lifecycle import delete_job_tagging, job_tags, put_job_tagging
+
+    store = JobStore.open(args.job_id)
+    if args.command == "get-job-tagging":
+        _json_out({"Tags": job_tags(store)})
+    elif args.command == "put-job-tagging":
+        put_job_tagging(store, load_json_arg(args.tags, "--tags"))
+    else:
+        delete_job_tagging(store)
     return errors.EXIT_OK
 
 
@@ -382,7 +574,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": cmd_run, "resume": cmd_resume, "describe-job": cmd_describe,
-            "list-jobs": cmd_list, "demo": cmd_demo}
+            "list-jobs": cmd_list, "demo": cmd_demo, "create-job": cmd_create_job,
+            "runner": cmd_runner, "update-job-status": cmd_update_status,
+            "update-job-priority": cmd_update_priority, "get-job-tagging": cmd_tagging,
+            "put-job-tagging": cmd_tagging, "delete-job-tagging": cmd_tagging}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,14 +22,19 @@ from typing import Any
 
 from ._scheduler import Scheduler
 from .chunk import Chunk
-from .errors import BatchopsError, JobStoreError, ManifestError
+from .errors import JobStateError, ManifestError
 from .job import (
     ACTIVE,
     CANCELLED,
+    CANCELLING,
     COMPLETE,
     COMPLETING,
     FAILED,
+    NEW,
     PAUSED,
+    PAUSING,
+    PREPARING,
+    SUSPENDED,
     default_workers,
     fail_job,
     manifest_info,
@@ -62,7 +67,8 @@ class JobRun:
     """One run (first or resumed) of a job in this process."""
 
     def __init__(self, store: JobStore, on_progress: ProgressFn | None = None,
-                 in_process: bool = False, preset_stores: dict[str, Any] | None = None) -> None:
+                 in_process: bool = False, preset_stores: dict[str, Any] | None = None,
+                 should_yield: Callable[[], str | None] | None = None) -> None:
         self.store = store
         self.doc = store.read()
         self.settings = self.doc["Batchops"]
@@ -73,6 +79,8 @@ class JobRun:
         self.in_process = in_process
         self.preset_stores = preset_stores
         self.stop_reason: str | None = None
+        self.should_yield = should_yield or (lambda: None)
+        self._last_control = 0.0
         self.sched = Scheduler(chunk_count(self.info.total_tasks, self.chunk_size),
                                self.info.total_tasks,
                                int(self.settings["failure_min_tasks"]),
@@ -153,7 +161,25 @@ class JobRun:
         self.store.write(self.doc, durable=force)
         self.on_progress(succeeded, failed, self.info.total_tasks)
 
+    def _check_control(self) -> None:
+        """Cancellation and preemption, looked at about once a second."""
+        now = time.monotonic()
+        if now - self._last_control < STATUS_INTERVAL:
+            return
+        self._last_control = now
+        control = self.store.control()
+        if "Priority" in control:
+            self.job["Priority"] = control["Priority"]
+        if control.get("RequestedStatus") == CANCELLED:
+            self.stop_reason = "cancelled"
+            raise _Stop(control.get("StatusUpdateReason") or "cancelled by request")
+        other = self.should_yield()
+        if other:
+            self.stop_reason = "preempted"
+            raise _Stop(f"paused for job {other}, which has a higher priority")
+
     def _tick(self) -> None:
+        self._check_control()
         self._update_status()
         if self.sched.threshold_exceeded():
             s, f = self.sched.counters()
@@ -174,6 +200,18 @@ class JobRun:
     def _run_locked(self) -> dict[str, Any]:
         if self.job["Status"] in (COMPLETE, CANCELLED):
             return self.doc
+        if self.job["Status"] == SUSPENDED:
+            raise JobStateError(
+                f"job {self.store.job_id} awaits confirmation: run `batchops update-job-status "
+                f"--job-id {self.store.job_id} --requested-job-status Ready` first")
+        if self.job["Status"] in (NEW, PREPARING) or not self.settings.get("manifest"):
+            raise JobStateError(f"job {self.store.job_id} was never prepared "
+                                f"(status {self.job['Status']}); create it again")
+        if self.store.control().get("RequestedStatus") == CANCELLED:
+            self._load_checkpoint()
+            self.stop_reason = "cancelled"
+            return self._finish(self.store.control().get("StatusUpdateReason")
+                                or "cancelled by request")
         self._check_manifest()
         self._load_checkpoint()
         self.job.pop("StatusUpdateReason", None)
@@ -199,7 +237,27 @@ class JobRun:
             message = self.fatal
         return self._finish(message)
 
+    def cancel_idle(self, reason: str) -> dict[str, Any]:
+        """Cancel a job no process is running (the caller holds its lock)."""
+        self._load_checkpoint()
+        self.stop_reason = "cancelled"
+        return self._finish(reason)
+
     def _finish(self, message: str | None) -> dict[str, Any]:
+        if self.stop_reason == "cancelled":
+            self.job["StatusUpdateReason"] = message or "cancelled"
+            self._update_status(CANCELLING, force=True)
+            self._publish()
+            self.job["TerminationDate"] = now_iso()
+            self._update_status(CANCELLED, force=True)
+            self.store.log("cancelled", reason=message)
+            return self.doc
+        if self.stop_reason == "preempted":
+            self.job["StatusUpdateReason"] = message
+            self._update_status(PAUSING, force=True)
+            self._update_status(PAUSED, force=True)
+            self.store.log("paused", reason=message)
+            return self.doc
         if self.stop_reason in ("interrupted", "fatal"):
             self.job["StatusUpdateReason"] = (
                 f"{message}; run `batchops resume {self.store.job_id}` to continue")
@@ -371,14 +429,11 @@ class JobRun:
 
 
 def run_job(store: JobStore, on_progress: ProgressFn | None = None, in_process: bool = False,
-            preset_stores: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Run (or resume) a job to its end; returns its final job document."""
-    try:
-        return JobRun(store, on_progress, in_process, preset_stores).run()
-    except JobStoreError:
-        raise
-    except BatchopsError:
-        raise
+            preset_stores: dict[str, Any] | None = None,
+            should_yield: Callable[[], str | None] | None = None) -> dict[str, Any]:
+    """Run (or resume) a job to its end, or until it is cancelled or preempted; returns
+    its final job document."""
+    return JobRun(store, on_progress, in_process, preset_stores, should_yield).run()
 
 
 __all__ = ["JobRun", "run_job", "FAILED"]

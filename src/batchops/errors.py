@@ -52,6 +52,10 @@ class JobNotFoundError(BadInputError, LookupError):
     """No job with that id in the job store."""
 
 
+class JobStateError(BatchopsError):
+    """The job is not in a status that allows what was asked."""
+
+
 class JobLockedError(BatchopsError):
     """Another process is running the job."""
 

@@ -310,15 +310,20 @@ def manifest_info(doc: dict[str, Any]) -> ManifestInfo:
 
 def describe(store: JobStore) -> dict[str, Any]:
     """DescribeJob's output: `{"Job": JobDescriptor}`."""
-    return {"Job": store.read()["Job"]}
+    job = store.read()["Job"]
+    control = store.control()
+    if "Priority" in control:
+        job["Priority"] = control["Priority"]
+    return {"Job": job}
 
 
-def list_jobs(home: str | None = None, statuses: tuple[str, ...] = ()) -> dict[str, Any]:
-    """ListJobs' output: `{"Jobs": [JobListDescriptor...]}`, newest first."""
+def list_jobs(home: str | None = None, statuses: tuple[str, ...] = (),
+              max_results: int | None = None, next_token: str | None = None) -> dict[str, Any]:
+    """ListJobs' output: `{"Jobs": [JobListDescriptor...], "NextToken"?}`, newest first."""
     out = []
     for job_id in JobStore.all_ids(home):
         try:
-            job = JobStore(job_id, home).read()["Job"]
+            job = describe(JobStore(job_id, home))["Job"]
         except BatchopsError:
             continue
         if statuses and job["Status"] not in statuses:
@@ -328,5 +333,18 @@ def list_jobs(home: str | None = None, statuses: tuple[str, ...] = ()) -> dict[s
                  if k in job}
         entry["Operation"] = next(iter(job["Operation"]))
         out.append(entry)
-    out.sort(key=lambda j: j["CreationTime"], reverse=True)
-    return {"Jobs": out}
+    out.sort(key=lambda j: (j["CreationTime"], j["JobId"]), reverse=True)
+    start = 0
+    if next_token:
+        try:
+            start = int(next_token)
+        except ValueError:
+            raise SpecError(f"--next-token {next_token!r} is not a token from list-jobs") \
+                from None
+    if max_results is not None and max_results < 1:
+        raise SpecError("--max-results must be at least 1")
+    end = len(out) if max_results is None else start + max_results
+    result: dict[str, Any] = {"Jobs": out[start:end]}
+    if end < len(out):
+        result["NextToken"] = str(end)
+    return result

@@ -4,6 +4,8 @@
       job.json        {"Job": <Amazon's JobDescriptor>, "Batchops": <run settings>}
       chunks/         one marker per finished chunk: the checkpoint
       results/        report parts, one or two per chunk (succeeded / failed)
+      control.json    what control commands ask of the job (priority, tags, cancel);
+                      written by them, read by the process running the job
       log             one JSON line per event
       lock            held (flock) by the process running the job
 
@@ -140,6 +142,27 @@ class JobStore:
     def write(self, doc: dict[str, Any], durable: bool = True) -> None:
         atomic_write(self.job_path, orjson.dumps(doc, option=orjson.OPT_INDENT_2), durable)
 
+    # -- control (written by update-job-*, read by the running process) ---------------------
+
+    def control(self) -> dict[str, Any]:
+        try:
+            with open(os.path.join(self.dir, "control.json"), "rb") as f:
+                return orjson.loads(f.read())
+        except (FileNotFoundError, orjson.JSONDecodeError):
+            return {}
+
+    def update_control(self, **changes: Any) -> dict[str, Any]:
+        """Read-modify-write control.json under its own short lock."""
+        fd = os.open(os.path.join(self.dir, "control.lock"), os.O_RDWR | os.O_CREAT, FILE_MODE)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            control = self.control()
+            control.update(changes)
+            atomic_write(os.path.join(self.dir, "control.json"), orjson.dumps(control))
+            return control
+        finally:
+            os.close(fd)
+
     # -- checkpoint -----------------------------------------------------------------------
 
     def marker_path(self, chunk: int) -> str:
@@ -171,6 +194,14 @@ class JobStore:
             pass  # the log is best effort; the checkpoint is what matters
 
     # -- lock -------------------------------------------------------------------------------
+
+    def try_lock(self) -> bool:
+        """Take the lock if no live process holds it; True when taken."""
+        try:
+            self.lock()
+        except JobLockedError:
+            return False
+        return True
 
     def lock(self) -> None:
         """Hold the job's lock; refuse when another live process holds it.

@@ -1,0 +1,126 @@
+"""Amazon's CreateJob request → JobOptions.
+
+A user's `aws s3control create-job --cli-input-json file://job.json` document runs
+unchanged. It is first checked against the CreateJob input shape of the `s3control`
+API model that botocore ships (member names, types, required members), with botocore's
+own validator, then mapped onto JobOptions. `AccountId` and `RoleArn` are accepted and
+ignored. Extensions beyond Amazon's model (operations named `Batchops*`, members named
+`Batchops*`, store URLs where Amazon takes ARNs) are allowed.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import uuid
+from typing import Any
+
+import orjson
+
+from .errors import SpecError
+from .inventory import INVENTORY_FORMAT
+from .job import JobOptions
+from .manifest import CSV_FORMAT
+
+
+def load_json_arg(value: str, flag: str) -> Any:
+    """A JSON-valued flag: inline JSON or `file://path`, as aws-cli takes them."""
+    text = value
+    if value.startswith("file://"):
+        path = value[len("file://"):]
+        try:
+            with open(os.path.expanduser(path), encoding="utf-8") as f:
+                text = f.read()
+        except OSError as exc:
+            raise SpecError(f"{flag}: cannot read {path} ({exc.strerror})") from None
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise SpecError(f"{flag}: not valid JSON ({exc})") from None
+
+
+def _strip_extensions(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _strip_extensions(v) for k, v in value.items() if not k.startswith("Batchops")}
+    if isinstance(value, list):
+        return [_strip_extensions(v) for v in value]
+    return value
+
+
+def input_shape() -> Any:
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("s3control")
+    return model.operation_model("CreateJob").input_shape
+
+
+def validate_against_model(request: dict[str, Any]) -> None:
+    """Check a CreateJob request with botocore's validator; one sentence on error."""
+    from botocore.validate import ParamValidator
+
+    checked = _strip_extensions(copy.deepcopy(request))
+    checked.setdefault("AccountId", "000000000000")
+    checked.setdefault("RoleArn", "arn:aws:iam::000000000000:role/batchops")
+    checked.setdefault("ClientRequestToken", str(uuid.uuid4()))
+    operation = checked.get("Operation")
+    if isinstance(operation, dict):
+        # Our own operations have no shape in Amazon's model.
+        checked["Operation"] = {k: v for k, v in operation.items()
+                                if not k.startswith("Batchops")} or {"S3DeleteObjectTagging": {}}
+    report = ParamValidator().validate(checked, input_shape())
+    if report.has_errors():
+        lines = [line.strip() for line in report.generate_report().splitlines()
+                 if line.strip()]
+        raise SpecError(f"create-job: {lines[0]}" + (f" (and {len(lines) - 1} more)"
+                                                     if len(lines) > 1 else ""))
+
+
+def _arn_to_url(value: str) -> str:
+    if value.startswith("arn:aws:s3:::"):
+        return "s3://" + value[len("arn:aws:s3:::"):]
+    return value
+
+
+def options_from_request(request: dict[str, Any], **extra: Any) -> JobOptions:
+    """Map a CreateJob request (already validated) onto JobOptions."""
+    validate_against_model(request)
+    operation = request.get("Operation") or {}
+    if len(operation) != 1:
+        raise SpecError("create-job: Operation must name exactly one operation")
+    name, params = next(iter(operation.items()))
+    manifest = request.get("Manifest")
+    generator = (request.get("ManifestGenerator") or {}).get("S3JobManifestGenerator")
+    if not manifest and not generator:
+        raise SpecError("create-job: give a Manifest or a ManifestGenerator")
+    location, fmt, etag = "", CSV_FORMAT, None
+    if manifest:
+        spec, loc = manifest.get("Spec", {}), manifest.get("Location", {})
+        fmt = spec.get("Format", CSV_FORMAT)
+        fields = spec.get("Fields")
+        if fmt == CSV_FORMAT and fields not in (None, ["Bucket", "Key"],
+                                                ["Bucket", "Key", "VersionId"]):
+            raise SpecError("create-job: Manifest.Spec.Fields must be [Bucket, Key] or "
+                            "[Bucket, Key, VersionId]")
+        if fmt not in (CSV_FORMAT, INVENTORY_FORMAT):
+            raise SpecError(f"create-job: Manifest.Spec.Format {fmt!r} is not supported")
+        location = _arn_to_url(str(loc.get("ObjectArn", "")))
+        etag = loc.get("ETag") or None
+    report = request.get("Report") or {}
+    report_url = None
+    if report.get("Bucket"):
+        report_url = _arn_to_url(report["Bucket"])
+        if report.get("Prefix"):
+            report_url = report_url.rstrip("/") + "/" + report["Prefix"].strip("/")
+    return JobOptions(
+        manifest=location, operation=name, params=params or {}, report=report_url,
+        report_scope=report.get("ReportScope", "AllTasks"),
+        report_enabled=bool(report.get("Enabled", True)),
+        description=request.get("Description", ""),
+        priority=int(request.get("Priority", 10)),
+        confirmation_required=bool(request.get("ConfirmationRequired", False)),
+        manifest_format=fmt, manifest_etag=etag, manifest_generator=generator,
+        tags=tuple((t["Key"], t.get("Value", "")) for t in request.get("Tags") or []),
+        client_request_token=request.get("ClientRequestToken"),
+        role_arn=request.get("RoleArn"),
+        **extra,
+    )

@@ -1,0 +1,95 @@
+"""Control of existing jobs, as `aws s3control` does it: confirm or cancel, change the
+priority, tag. Control commands never write job.json under a running job: they write
+control.json, which the running process reads about once a second; a job nobody runs is
+changed directly, under its lock.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import JobStateError, SpecError
+from .job import CANCELLED, READY, SUSPENDED, TERMINAL
+from .jobstore import JobStore, now_iso
+from .operations.base import check_tag_set
+
+
+def update_job_status(store: JobStore, requested: str, reason: str | None = None) -> dict:
+    """Ready confirms a Suspended job; Cancelled stops a job wherever it runs."""
+    if requested not in (READY, CANCELLED):
+        raise SpecError("--requested-job-status must be Ready or Cancelled")
+    job = store.read()["Job"]
+    status = job["Status"]
+    if status in TERMINAL:
+        raise JobStateError(f"job {store.job_id} is already {status}")
+    if requested == READY:
+        if status != SUSPENDED:
+            raise JobStateError(f"job {store.job_id} is {status}; only a Suspended job can be "
+                                "confirmed")
+        if not store.try_lock():
+            raise JobStateError(f"job {store.job_id} is busy; try again")
+        try:
+            doc = store.read()
+            doc["Job"]["Status"] = READY
+            doc["Job"]["StatusUpdateReason"] = reason or "confirmed"
+            store.write(doc)
+            store.log("confirmed", reason=reason)
+        finally:
+            store.unlock()
+        return {"JobId": store.job_id, "Status": READY,
+                "StatusUpdateReason": doc["Job"]["StatusUpdateReason"]}
+    store.update_control(RequestedStatus=CANCELLED,
+                         StatusUpdateReason=reason or "cancelled by request")
+    store.log("cancel-requested", reason=reason)
+    if store.try_lock():  # nobody runs it: cancel it here and now
+        try:
+            from .engine import JobRun
+
+            run = JobRun(store)
+            doc = run.cancel_idle(reason or "cancelled by request")
+        finally:
+            store.unlock()
+        return {"JobId": store.job_id, "Status": doc["Job"]["Status"],
+                "StatusUpdateReason": doc["Job"].get("StatusUpdateReason", "")}
+    return {"JobId": store.job_id, "Status": "Cancelling",
+            "StatusUpdateReason": reason or "cancelled by request"}
+
+
+def update_job_priority(store: JobStore, priority: int) -> dict[str, Any]:
+    if not 0 <= priority <= 2147483647:
+        raise SpecError("--priority must be a whole number from 0 to 2147483647")
+    store.read()
+    store.update_control(Priority=priority)
+    if store.try_lock():
+        try:
+            doc = store.read()
+            doc["Job"]["Priority"] = priority
+            store.write(doc)
+        finally:
+            store.unlock()
+    store.log("priority", priority=priority)
+    return {"JobId": store.job_id, "Priority": priority}
+
+
+def job_tags(store: JobStore) -> list[dict[str, str]]:
+    control = store.control()
+    if "Tags" in control:
+        return list(control["Tags"])
+    return list(store.read()["Batchops"].get("tags") or [])
+
+
+def put_job_tagging(store: JobStore, tags: Any) -> None:
+    store.update_control(Tags=check_tag_set(tags, "--tags"))
+
+
+def delete_job_tagging(store: JobStore) -> None:
+    store.read()
+    store.update_control(Tags=[])
+
+
+def effective_priority(store: JobStore, job: dict[str, Any]) -> int:
+    return int(store.control().get("Priority", job.get("Priority", 0)))
+
+
+__all__ = ["update_job_status", "update_job_priority", "job_tags", "put_job_tagging",
+           "delete_job_tagging", "effective_priority", "now_iso"]

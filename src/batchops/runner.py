@@ -1,0 +1,76 @@
+"""`batchops runner`: run the job store's jobs in priority order, as Amazon's service does.
+
+The highest-priority runnable job runs first (oldest first among equals). When a job of
+higher priority becomes Ready while another is Active, the running one goes Pausing →
+Paused and is resumed once nothing of higher priority is left.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .engine import run_job
+from .errors import BatchopsError
+from .job import ACTIVE, CANCELLING, COMPLETING, FAILING, PAUSED, PAUSING, READY
+from .jobstore import JobStore
+from .lifecycle import effective_priority
+
+RUNNABLE = (READY, ACTIVE, PAUSING, PAUSED, COMPLETING, CANCELLING, FAILING)
+
+
+def runnable_jobs(home: str | None = None) -> list[tuple[int, str, str]]:
+    """(priority, creation time, job id) of every job a runner may pick, best first."""
+    out = []
+    for job_id in JobStore.all_ids(home):
+        store = JobStore(job_id, home)
+        try:
+            job = store.read()["Job"]
+        except BatchopsError:
+            continue
+        if job["Status"] not in RUNNABLE or store.is_locked():
+            continue
+        out.append((effective_priority(store, job), job["CreationTime"], job_id))
+    out.sort(key=lambda j: (-j[0], j[1]))
+    return out
+
+
+def run_jobs(home: str | None = None, watch: bool = False, poll: float = 1.0,
+             on_job: Callable[[str, dict[str, Any]], None] | None = None,
+             stop: Callable[[], bool] = lambda: False) -> list[str]:
+    """Run jobs until none is left (or forever with `watch`); returns the ids run."""
+    ran: list[str] = []
+    broken: set[str] = set()  # jobs that cannot run (changed manifest, ...): not retried
+    while not stop():
+        jobs = [j for j in runnable_jobs(home) if j[2] not in broken]
+        if not jobs:
+            if not watch:
+                break
+            time.sleep(poll)
+            continue
+        priority, _, job_id = jobs[0]
+        store = JobStore(job_id, home)
+
+        def higher(current: str = job_id) -> str | None:
+            now = JobStore(current, home)
+            mine = effective_priority(now, now.read()["Job"])
+            better = [j for j in runnable_jobs(home) if j[0] > mine and j[2] != current]
+            return better[0][2] if better else None
+
+        try:
+            doc = run_job(store, should_yield=higher)
+        except BatchopsError as exc:
+            broken.add(job_id)
+            store.log("runner-error", error=str(exc))
+            if on_job:
+                on_job(job_id, {"Job": {"JobId": job_id, "Status": "Error",
+                                        "StatusUpdateReason": str(exc)}})
+            continue
+        ran.append(job_id)
+        if on_job:
+            on_job(job_id, doc)
+        if doc["Job"]["Status"] == PAUSED and "higher priority" not in \
+                doc["Job"].get("StatusUpdateReason", ""):
+            break  # interrupted (signal, store fault): stop the runner too
+    return ran
