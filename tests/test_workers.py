@@ -83,3 +83,19 @@ def test_live_progress_on_a_terminal(home, tmp_path) -> None:
     assert proc.returncode == 0, text
     assert "300/300" in text and "failed 0" in text and "tasks/s" in text, text
     assert "Complete: 300 succeeded" in text
+
+
+def test_large_chunks_cross_the_pipe_whole(cli, tmp_path) -> None:
+    """Chunks much larger than a pipe buffer reach the workers (regression: a worker
+    reading its pipe from the event loop saw a half-arrived chunk and quit)."""
+    m = tmp_path / "m.csv"
+    with m.open("w") as f:
+        for i in range(60_000):
+            f.write(f"bucket,some/long/prefix/for/this/key/{i:012d}-{'x' * 40}.dat\n")
+    proc = cli("run", "--manifest", str(m), "--operation", "noop", "--workers", "2",
+               "--chunk-size", "20000", "--json", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    job = json.loads(proc.stdout)["Job"]
+    assert job["ProgressSummary"]["NumberOfTasksSucceeded"] == 60_000
+    log = (cli.home / "jobs" / job["JobId"] / "log").read_text()
+    assert "worker-died" not in log

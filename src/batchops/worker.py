@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -210,14 +211,20 @@ class Executor:
 def worker_main(worker_id: int, cfg: WorkerConfig, conn: Any) -> None:
     """Entry point of a spawned worker process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent coordinates Ctrl-C
+    code = 0
     try:
         import uvloop
 
         uvloop.run(_serve(cfg, conn))
     except (EOFError, BrokenPipeError, ConnectionResetError):
         pass  # the parent went away: stop quietly, the checkpoint is on disk
+    except BaseException as exc:  # noqa: BLE001 - reported, then the parent replaces us
+        import sys
+
+        print(f"batchops worker {worker_id}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        code = 1
     finally:
-        os._exit(0)
+        os._exit(code)
 
 
 async def _serve(cfg: WorkerConfig, conn: Any) -> None:
@@ -238,23 +245,25 @@ async def _serve(cfg: WorkerConfig, conn: Any) -> None:
         return
     executor.start()
 
-    def on_readable() -> None:
-        try:
-            while conn.poll():
-                msg = conn.recv()
-                if msg[0] == "chunk":
-                    executor.submit(msg[1])
-                elif msg[0] == "stop" and not stopped.done():
-                    stopped.set_result(None)
-        except (EOFError, OSError):
-            if not stopped.done():
-                stopped.set_result(None)
+    def handle(msg: tuple[Any, ...]) -> None:
+        if msg[0] == "chunk":
+            executor.submit(msg[1])
+        elif msg[0] == "stop" and not stopped.done():
+            stopped.set_result(None)
 
-    loop.add_reader(conn.fileno(), on_readable)
-    try:
-        while not stopped.done():
-            await asyncio.wait([stopped], timeout=PROGRESS_INTERVAL)
-            for index, ok, failed in executor.progress():
-                send(("progress", index, ok, failed))
-    finally:
-        loop.remove_reader(conn.fileno())
+    def read_pipe() -> None:
+        # A thread does the blocking reads: chunks are large, and the pipe must stay in
+        # blocking mode (an event-loop reader would make it non-blocking mid-message).
+        try:
+            while True:
+                loop.call_soon_threadsafe(handle, conn.recv())
+        except (EOFError, OSError):
+            loop.call_soon_threadsafe(handle, ("stop",))
+        except RuntimeError:
+            pass  # the loop closed first
+
+    threading.Thread(target=read_pipe, name="batchops-pipe", daemon=True).start()
+    while not stopped.done():
+        await asyncio.wait([stopped], timeout=PROGRESS_INTERVAL)
+        for index, ok, failed in executor.progress():
+            send(("progress", index, ok, failed))
