@@ -52,3 +52,20 @@ cdef class Scheduler:
     cdef dict _leases
     cdef dict _partial
     cpdef Py_ssize_t next_chunk(self)
+
+cdef class RateLimiter:
+    cdef readonly double rate
+    cdef readonly double burst
+    cdef double _tokens
+    cdef double _last
+    cpdef double reserve(self, double n, double now)
+
+cdef class Aimd:
+    cdef readonly double limit
+    cdef readonly int floor
+    cdef readonly int ceiling
+    cdef readonly long long throttled
+    cdef double _last_cut
+    cdef double _cooldown
+    cpdef void on_success(self)
+    cpdef void on_throttle(self, double now)

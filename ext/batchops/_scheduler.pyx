@@ -217,3 +217,60 @@ cdef class Scheduler:
         s, f = self.counters()
         cdef int64_t ran = s + f
         return ran >= self.failure_min_tasks and ran > 0 and f > self.failure_ratio * ran
+
+
+cdef class RateLimiter:
+    """Token bucket with reservations: reserve(n, now) debits n tokens and returns how
+    many seconds the caller must wait first (0.0 when tokens were there). Debts are
+    allowed, so concurrent callers queue up in order and the long-run rate is exact."""
+
+    def __cinit__(self, double rate, double burst=0.0):
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self.rate = rate
+        self.burst = burst if burst > 0 else max(1.0, rate / 10.0)
+        self._tokens = self.burst
+        self._last = -1.0
+
+    cpdef double reserve(self, double n, double now):
+        if self._last < 0:
+            self._last = now
+        self._tokens += (now - self._last) * self.rate
+        self._last = now
+        if self._tokens > self.burst:
+            self._tokens = self.burst
+        self._tokens -= n
+        if self._tokens >= 0:
+            return 0.0
+        return -self._tokens / self.rate
+
+
+cdef class Aimd:
+    """Adaptive concurrency: additive increase (about +1 per `limit` successes),
+    multiplicative decrease (halve) on throttling, at most once per cooldown."""
+
+    def __cinit__(self, int ceiling, int floor=1, double cooldown=0.5):
+        self.ceiling = max(1, ceiling)
+        self.floor = max(1, min(floor, self.ceiling))
+        self.limit = self.ceiling
+        self.throttled = 0
+        self._last_cut = -1e18
+        self._cooldown = cooldown
+
+    cpdef void on_success(self):
+        if self.limit < self.ceiling:
+            self.limit += 1.0 / self.limit
+            if self.limit > self.ceiling:
+                self.limit = self.ceiling
+
+    cpdef void on_throttle(self, double now):
+        self.throttled += 1
+        if now - self._last_cut >= self._cooldown:
+            self._last_cut = now
+            self.limit = self.limit / 2.0
+            if self.limit < self.floor:
+                self.limit = self.floor
+
+    @property
+    def allowed(self):
+        return <int>self.limit

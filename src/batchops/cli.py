@@ -138,6 +138,10 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
                         "(default 10000)")
     p.add_argument("--max-attempts", type=int, default=5, metavar="N",
                    help="attempts per task for retryable errors (default 5)")
+    p.add_argument("--max-ops-per-second", type=float, default=0.0, metavar="N",
+                   help="limit the job to N tasks per second (all workers together)")
+    p.add_argument("--max-bytes-per-second", type=float, default=0.0, metavar="N",
+                   help="limit the bytes copied through batchops per second")
     p.add_argument("--failure-threshold", type=float, default=0.5, metavar="RATIO",
                    help="fail the job once at least 1,000 tasks ran and more than RATIO of "
                         "them failed (Amazon's rule: 0.5)")
@@ -192,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "while the job runs in another process.")
     describe.add_argument("--job-id", required=True, metavar="ID")
     describe.add_argument("--account-id", help="accepted and ignored (Amazon compatibility)")
+    describe.add_argument("--extended", action="store_true",
+                          help="add a \"Batchops\" member: retries, throttling, settings")
 
     lst = sub.add_parser("list-jobs", help="print jobs as ListJobs JSON",
                          description="Print {\"Jobs\": [...]} in the shape of Amazon's "
@@ -400,6 +406,8 @@ def _options_from_args(args: argparse.Namespace) -> Any:
     return JobOptions(
         manifest=args.manifest or "", manifest_generator=generator, operation=operation,
         params=params, report=args.report, failure_ratio=args.failure_threshold,
+        max_ops_per_second=args.max_ops_per_second,
+        max_bytes_per_second=args.max_bytes_per_second,
         report_scope=args.report_scope, chunk_size=args.chunk_size,
         bucket_map=parse_bucket_map(args.bucket_map), workers=args.workers,
         concurrency=args.concurrency, max_attempts=args.max_attempts,
@@ -433,6 +441,8 @@ def _run_and_report(store: Any, args: argparse.Namespace) -> int:
         if job.get("StatusUpdateReason") and job["Status"] != COMPLETE:
             print(job["StatusUpdateReason"], file=sys.stderr)
     if job["Status"] == PAUSED:
+        if doc["Batchops"].get("last_stop") == "fatal":
+            return errors.EXIT_JOB_FAILED
         print(f"stopped; continue with: batchops resume {store.job_id}", file=sys.stderr)
         return errors.EXIT_INTERRUPTED
     if job["Status"] == FAILED:
@@ -457,7 +467,19 @@ def cmd_describe(args: argparse.Namespace) -> int:
     from .job import describe
     from .jobstore import JobStore
 
-    _json_out(describe(JobStore.open(args.job_id)))
+    store = JobStore.open(args.job_id)
+    out = describe(store)
+    if args.extended:
+        settings = store.read()["Batchops"]
+        out["Batchops"] = {
+            "Retries": settings.get("stats", {}).get("retries", 0),
+            "Throttled": settings.get("stats", {}).get("throttled", 0),
+            "Workers": settings.get("workers"), "Concurrency": settings.get("concurrency"),
+            "ChunkSize": settings.get("chunk_size"),
+            "ReportManifest": settings.get("report_manifest"),
+            "ManifestDigest": (settings.get("manifest") or {}).get("digest"),
+        }
+    _json_out(out)
     return errors.EXIT_OK
 
 

@@ -112,13 +112,16 @@ class JobRun:
         for marker in self.store.markers():
             self.sched.mark_done(marker["chunk"], marker["succeeded"], marker["failed"])
 
-    def worker_config(self) -> WorkerConfig:
+    def worker_config(self, workers: int = 1) -> WorkerConfig:
+        """Settings for each of `workers` workers (rate limits are shared among them)."""
         s = self.settings
         return WorkerConfig(
             job_id=self.store.job_id, home=self.store.home, operation=s["operation"],
             params=s["params"], bucket_map=tuple(tuple(p) for p in s["bucket_map"]),
             concurrency=int(s["concurrency"]), max_attempts=int(s["max_attempts"]),
             report_scope=self.job["Report"]["ReportScope"], dry_run=bool(s["dry_run"]),
+            max_ops_per_second=float(s.get("max_ops_per_second") or 0) / workers,
+            max_bytes_per_second=float(s.get("max_bytes_per_second") or 0) / workers,
         )
 
     # -- chunk supply --------------------------------------------------------------------
@@ -142,6 +145,12 @@ class JobRun:
         c = marker["chunk"]
         self.sched.complete(c, marker["succeeded"], marker["failed"])
         self._held.pop(c, None)
+        stats = self.settings.setdefault("stats", {"retries": 0, "throttled": 0})
+        stats["retries"] += marker.get("retries", 0)
+        stats["throttled"] += marker.get("throttled", 0)
+        if marker.get("throttled"):
+            self.store.log("throttled", chunk=c, times=marker["throttled"],
+                           concurrency=marker.get("concurrency"))
 
     # -- status ----------------------------------------------------------------------------
 
@@ -258,6 +267,7 @@ class JobRun:
             self._update_status(PAUSED, force=True)
             self.store.log("paused", reason=message)
             return self.doc
+        self.settings["last_stop"] = self.stop_reason
         if self.stop_reason in ("interrupted", "fatal"):
             self.job["StatusUpdateReason"] = (
                 f"{message}; run `batchops resume {self.store.job_id}` to continue")
@@ -296,9 +306,9 @@ class JobRun:
 
     def _run_workers(self) -> None:
         ctx = multiprocessing.get_context("spawn")
-        cfg = self.worker_config()
         n = int(self.settings["workers"]) or default_workers()
         n = max(1, min(n, self.sched.n_chunks - self.sched.chunks_done))
+        cfg = self.worker_config(n)
         workers = {wid: self._spawn(ctx, wid, cfg) for wid in range(n)}
         next_wid = n
         respawns = 0

@@ -72,6 +72,12 @@ class Outcome:
     http_status: int
     error_code: str
     message: str
+    retry_after: float = 0.0  # seconds the store asked us to wait (Retry-After)
+
+    @property
+    def throttled(self) -> bool:
+        """The store asked us to slow down (503 SlowDown, 429, throttling codes)."""
+        return self.http_status in (429, 503) or self.error_code in _THROTTLE_CODES
 
 
 _STATUS_RE = re.compile(r"status code: (\d{3})|\b(\d{3}) (?:Not Found|Forbidden|Bad Request)")
@@ -82,6 +88,9 @@ _RETRYABLE_CODES = frozenset(
      "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException",
      "RequestTimeTooSkewed"}
 )
+_THROTTLE_CODES = frozenset({"SlowDown", "Throttling", "ThrottlingException",
+                             "RequestLimitExceeded", "TooManyRequestsException"})
+_RETRY_AFTER_RE = re.compile(r"retry-after:\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
 _TRANSIENT_WORDS = (
     "error sending request", "connection reset", "connection closed", "timed out",
     "timeout", "broken pipe", "incomplete message", "unexpected eof", "connection refused",
@@ -126,7 +135,13 @@ def classify(exc: BaseException) -> Outcome:
         status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
         code = str(err.get("Code") or "")
         retry = status >= 500 or status == 429 or code in _RETRYABLE_CODES
-        return Outcome(retry, status or 500, code or "Error", str(err.get("Message") or code))
+        headers = response.get("ResponseMetadata", {}).get("HTTPHeaders") or {}
+        try:
+            after = float(headers.get("retry-after") or 0)
+        except ValueError:
+            after = 0.0
+        return Outcome(retry, status or 500, code or "Error", str(err.get("Message") or code),
+                       min(after, 60.0))
 
     if _is_botocore_transport_error(exc):
         return Outcome(True, 500, "RequestTimeout", _first_line(str(exc)) or type(exc).__name__)
@@ -147,12 +162,19 @@ def classify(exc: BaseException) -> Outcome:
     if status:
         retry = status >= 500 or status == 429 or code in _RETRYABLE_CODES
         message = msg_m.group(1) if msg_m else _first_line(text)
-        return Outcome(retry, status, code or f"HTTP{status}", message)
+        after_m = _RETRY_AFTER_RE.search(text)
+        after = min(float(after_m.group(1)), 60.0) if after_m else 0.0
+        return Outcome(retry, status, code or f"HTTP{status}", message, after)
     if isinstance(exc, (TimeoutError, ConnectionError)):
         return Outcome(True, 500, "RequestTimeout", _first_line(text) or type(exc).__name__)
     lowered = text.lower()
     if any(word in lowered for word in _TRANSIENT_WORDS):
         return Outcome(True, 500, "InternalError", _first_line(text))
+    if isinstance(exc, ValueError) and ("Could not parse path" in text
+                                        or "empty path segment" in text):
+        return Outcome(False, 400, "InvalidObjectKey",
+                       "the key is not a safe object path here (.., ., empty segment or "
+                       f"control character): {_first_line(text)}")
     if isinstance(exc, (ValueError, NotImplementedError)):
         return Outcome(False, 400, "InvalidRequest", _first_line(text) or type(exc).__name__)
     if isinstance(exc, OSError):

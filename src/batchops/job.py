@@ -65,6 +65,8 @@ class JobOptions:
     tags: tuple[tuple[str, str], ...] = ()
     client_request_token: str | None = None
     role_arn: str | None = None
+    max_ops_per_second: float = 0.0
+    max_bytes_per_second: float = 0.0
 
     def check(self) -> None:
         if self.chunk_size < 1:
@@ -83,6 +85,8 @@ class JobOptions:
             raise SpecError(f"Manifest.Spec.Format must be {CSV_FORMAT} or {INVENTORY_FORMAT}")
         if not self.manifest and not self.manifest_generator:
             raise SpecError("a job needs a manifest (--manifest) or a manifest generator")
+        if self.max_ops_per_second < 0 or self.max_bytes_per_second < 0:
+            raise SpecError("--max-ops-per-second and --max-bytes-per-second must be positive")
         if not 0 <= self.priority <= 2147483647:
             raise SpecError("Priority must be a whole number from 0 to 2147483647")
 
@@ -237,6 +241,9 @@ def create_job(opts: JobOptions, home: str | None = None) -> JobStore:
         "max_attempts": opts.max_attempts, "failure_min_tasks": opts.failure_min_tasks,
         "failure_ratio": opts.failure_ratio, "dry_run": opts.dry_run, "manifest": None,
         "tags": [{"Key": k, "Value": v} for k, v in opts.tags],
+        "max_ops_per_second": opts.max_ops_per_second,
+        "max_bytes_per_second": opts.max_bytes_per_second,
+        "stats": {"retries": 0, "throttled": 0},
     }
     doc = {"Job": job, "Batchops": settings}
     try:

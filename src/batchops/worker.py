@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._scheduler import ChunkRun, RetryPolicy
+from ._scheduler import Aimd, ChunkRun, RateLimiter, RetryPolicy
 from .chunk import Chunk
 from .errors import BatchopsError, Outcome, classify
 from .jobstore import JobStore
@@ -54,6 +54,8 @@ class WorkerConfig:
     max_attempts: int
     report_scope: str
     dry_run: bool = False
+    max_ops_per_second: float = 0.0  # this worker's share of the job's limit; 0: none
+    max_bytes_per_second: float = 0.0
 
 
 @dataclass(slots=True)
@@ -63,6 +65,7 @@ class _ChunkState:
     failures: dict[int, Outcome] = field(default_factory=dict)
     messages: dict[int, str] = field(default_factory=dict)
     finishing: bool = False
+    throttled: int = 0
 
 
 class Executor:
@@ -81,6 +84,12 @@ class Executor:
         self.resolver = Resolver(cfg.bucket_map, preset_stores, cfg.concurrency)
         self.op = get_operation(cfg.operation)(cfg.params, self.resolver, cfg.job_id)
         self.policy = RetryPolicy(cfg.max_attempts)
+        self.aimd = Aimd(max(1, cfg.concurrency))
+        self.ops_limit = RateLimiter(cfg.max_ops_per_second) if cfg.max_ops_per_second else None
+        self.op.bytes_limiter = (RateLimiter(cfg.max_bytes_per_second,
+                                             burst=cfg.max_bytes_per_second)
+                                 if cfg.max_bytes_per_second else None)
+        self.retries = 0
         self.on_done = on_done
         self.runs: deque[_ChunkState] = deque()
         self._wake = asyncio.Event()
@@ -92,8 +101,8 @@ class Executor:
     # -- entry points ---------------------------------------------------------------------
 
     def start(self) -> None:
-        self._pool = [asyncio.ensure_future(self._pool_task())
-                      for _ in range(max(1, self.cfg.concurrency))]
+        self._pool = [asyncio.ensure_future(self._pool_task(slot))
+                      for slot in range(max(1, self.cfg.concurrency))]
 
     def submit(self, chunk: Chunk) -> None:
         st = _ChunkState(chunk, ChunkRun(len(chunk), self.policy))
@@ -126,9 +135,15 @@ class Executor:
                 return st, i
         return None
 
-    async def _pool_task(self) -> None:
+    async def _pool_task(self, slot: int) -> None:
         run_task = self.op.run
+        aimd, limiter, clock = self.aimd, self.ops_limit, time.monotonic
         while True:
+            if slot >= aimd.allowed:  # adaptive concurrency: this slot is parked
+                if self._closing and not self.runs:
+                    return
+                await asyncio.sleep(0.05)
+                continue
             item = self._take()
             if item is None:
                 if self._closing:
@@ -139,17 +154,25 @@ class Executor:
             st, i = item
             run = st.run
             while True:
+                if limiter is not None:
+                    wait = limiter.reserve(1.0, clock())
+                    if wait > 0:
+                        await asyncio.sleep(wait)
                 try:
                     message = await run_task(st.chunk, i)
                 except Exception as exc:  # noqa: BLE001 - classified, then reported
                     outcome = classify(exc)
+                    if outcome.throttled:
+                        aimd.on_throttle(clock())
+                        st.throttled += 1
                     delay = run.fail(i, outcome.retryable)
                     if delay >= 0:
-                        await asyncio.sleep(delay)
+                        await asyncio.sleep(max(delay, outcome.retry_after))
                         continue
                     st.failures[i] = outcome
                 else:
                     run.succeed(i)
+                    aimd.on_success()
                     if message is not None:
                         st.messages[i] = message
                 break
@@ -162,15 +185,23 @@ class Executor:
 
     def _sync_loop(self, st: _ChunkState) -> None:
         run, chunk, run_task = st.run, st.chunk, self.op.run_sync
+        limiter, clock = self.ops_limit, time.monotonic
         while (i := run.take()) >= 0:
             while True:
+                if limiter is not None:
+                    wait = limiter.reserve(1.0, clock())
+                    if wait > 0:
+                        time.sleep(wait)
                 try:
                     message = run_task(chunk, i)
                 except Exception as exc:  # noqa: BLE001 - classified, then reported
                     outcome = classify(exc)
+                    if outcome.throttled:
+                        self.aimd.on_throttle(clock())
+                        st.throttled += 1
                     delay = run.fail(i, outcome.retryable)
                     if delay >= 0:
-                        time.sleep(delay)
+                        time.sleep(max(delay, outcome.retry_after))
                         continue
                     st.failures[i] = outcome
                 else:
@@ -202,6 +233,9 @@ class Executor:
             self.fatal = exc
             self.on_done({"fatal": str(exc)})
             return
+        # Not part of the checkpoint: how hard the store pushed back while this ran.
+        marker = dict(marker, retries=st.run.retries, throttled=st.throttled,
+                      concurrency=self.aimd.allowed)
         self.on_done(marker)
 
 

@@ -44,6 +44,26 @@ class Operation:
         self.params = params
         self.resolver = resolver
         self.job_id = job_id
+        #: Set by the executor when the job has --max-bytes-per-second.
+        self.bytes_limiter: Any = None
+
+    async def throttle_bytes(self, n: int) -> None:
+        """Wait so that moving `n` more bytes keeps within --max-bytes-per-second."""
+        if self.bytes_limiter is not None and n > 0:
+            import asyncio
+            import time
+
+            wait = self.bytes_limiter.reserve(float(n), time.monotonic())
+            if wait > 0:
+                await asyncio.sleep(wait)
+
+    def throttle_bytes_sync(self, n: int) -> None:
+        if self.bytes_limiter is not None and n > 0:
+            import time
+
+            wait = self.bytes_limiter.reserve(float(n), time.monotonic())
+            if wait > 0:
+                time.sleep(wait)
 
     @classmethod
     def validate(cls, params: Mapping[str, Any], resolver: Resolver) -> dict[str, Any]:

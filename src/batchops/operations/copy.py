@@ -287,6 +287,7 @@ class CopyOperation(Operation):
         result = await obs.get_async(self.resolver.store(src), src_key,
                                      options={"version": version} if version else None)
         dst_store = self.resolver.store(dst, create=True)
+        await self.throttle_bytes(int(result.meta["size"]))
         attributes = result.attributes if supports_attributes(dst) else None
         extra: dict[str, Any] = {"attributes": attributes}
         if tags:
@@ -310,6 +311,7 @@ class CopyOperation(Operation):
             obs.copy(src_store, src_key, dst_key)
             return None
         result = obs.get(src_store, src_key)
+        self.throttle_bytes_sync(int(result.meta["size"]))
         attributes = result.attributes if supports_attributes(dst) else None
         if result.meta["size"] <= SMALL_OBJECT:
             obs.put(dst_store, dst_key, result.bytes(), attributes=attributes,
