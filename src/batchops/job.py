@@ -24,7 +24,7 @@ from .listing import generate, validate_generator
 from .manifest import CSV_FORMAT, ManifestInfo, prepare
 from .operations import get_operation
 from .report import SCOPES
-from .stores import Resolver, normalise_url, split_location
+from .stores import Resolver, normalise_url, preflight, split_location
 
 # Amazon's job statuses.
 NEW, PREPARING, SUSPENDED, READY, ACTIVE = "New", "Preparing", "Suspended", "Ready", "Active"
@@ -270,6 +270,8 @@ def create_job(opts: JobOptions, home: str | None = None) -> JobStore:
             size, digest = file_digest(source)
             info = replace(info, source=source, size=size, digest=digest)
         op.check_locations(params, [resolver.location(b) for b in info.buckets])
+        if not opts.dry_run:
+            preflight(resolver, [resolver.location(b) for b in info.buckets])
     except BadInputError as exc:
         fail_job(store, doc, "ManifestInvalid" if isinstance(exc, ManifestError)
                  else "InvalidJobSpec", str(exc))

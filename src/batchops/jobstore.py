@@ -72,8 +72,22 @@ def atomic_write(path: str, data: bytes, durable: bool = True) -> None:
 
 
 def makedirs(path: str) -> None:
+    """Create `path` and any missing parents, each readable by the owner only."""
+    missing = []
+    head = os.path.abspath(path)
+    while head and not os.path.isdir(head):
+        missing.append(head)
+        parent = os.path.dirname(head)
+        if parent == head:
+            break
+        head = parent
     try:
-        os.makedirs(path, mode=DIR_MODE, exist_ok=True)
+        for folder in reversed(missing):
+            try:
+                os.mkdir(folder, DIR_MODE)
+            except FileExistsError:
+                if not os.path.isdir(folder):
+                    raise
     except OSError as exc:
         raise JobStoreError(f"cannot create {path}: {exc.strerror or exc}") from None
 

@@ -27,7 +27,7 @@ import orjson
 
 from .chunk import Chunk
 from .errors import JobStoreError, Outcome
-from .jobstore import JobStore, atomic_write, now_iso
+from .jobstore import JobStore, atomic_write, makedirs, now_iso
 
 REPORT_FORMAT = "Report_CSV_20180820"
 REPORT_SCHEMA = "Bucket, Key, VersionId, TaskStatus, ErrorCode, HTTPStatusCode, ResultMessage"
@@ -118,7 +118,7 @@ def publish(job: JobStore, report_url: str, scope: str) -> str:
             try:
                 if local_root is not None:
                     dest = os.path.join(local_root, key)
-                    os.makedirs(os.path.dirname(dest), mode=0o700, exist_ok=True)
+                    makedirs(os.path.dirname(dest))
                     tmp = dest + ".tmp"
                     if os.path.exists(tmp):
                         os.unlink(tmp)
@@ -147,7 +147,7 @@ def publish(job: JobStore, report_url: str, scope: str) -> str:
     key = base + "manifest.json"
     if local_root is not None:
         dest = os.path.join(local_root, key)
-        os.makedirs(os.path.dirname(dest), mode=0o700, exist_ok=True)
+        makedirs(os.path.dirname(dest))
         atomic_write(dest, manifest)
         return "file://" + dest
     import obstore as obs
