@@ -175,7 +175,7 @@ def test_bad_manifest_line_is_named_and_nothing_runs(cli, s3, bucket, tmp_path) 
     ["--operation", "frobnicate", "--target", "s3://x"],
     ["--operation", "copy", "--target", "ftp://x/y"],
     ["--operation", "copy", "--target", "s3://x", "--bucket-map", "nonsense"],
-    ["--operation", "copy", "--target", "s3://x", "--chunk-size", "0"],
+    ["--operation", "copy", "--target", "s3://x", "--chunk-size", "-1"],
 ])
 def test_bad_flags_give_one_sentence(cli, tmp_path, args) -> None:
     m = write_manifest(tmp_path / "m.csv", [("b", "k")])

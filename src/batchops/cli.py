@@ -133,9 +133,10 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
                    help="worker processes (default: one per core)")
     p.add_argument("--concurrency", type=int, default=64, metavar="M",
                    help="tasks in flight per worker (default 64)")
-    p.add_argument("--chunk-size", type=int, default=10_000, metavar="K",
+    p.add_argument("--chunk-size", type=int, default=0, metavar="K",
                    help="manifest rows per chunk: the unit of checkpoint and report part "
-                        "(default 10000)")
+                        "(default 10000, fewer for small manifests so every worker gets "
+                        "several)")
     p.add_argument("--max-attempts", type=int, default=5, metavar="N",
                    help="attempts per task for retryable errors (default 5)")
     p.add_argument("--max-ops-per-second", type=float, default=0.0, metavar="N",
@@ -233,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--bucket-map", action="append", default=[], metavar="NAME=URL")
     create.add_argument("--workers", type=int, default=0, metavar="N")
     create.add_argument("--concurrency", type=int, default=64, metavar="M")
-    create.add_argument("--chunk-size", type=int, default=10_000, metavar="K")
+    create.add_argument("--chunk-size", type=int, default=0, metavar="K")
     create.add_argument("--failure-threshold", type=float, default=0.5, metavar="RATIO")
 
     runner = sub.add_parser(

@@ -322,8 +322,12 @@ class JobRun:
             while not self.sched.finished:
                 if stop["signal"]:
                     raise KeyboardInterrupt
-                for w in list(workers.values()):
-                    while len(w.leased) < PREFETCH:
+                # Round-robin, one chunk per worker per round: no worker holds two
+                # chunks while another has none.
+                for depth in range(1, PREFETCH + 1):
+                    for w in list(workers.values()):
+                        if len(w.leased) >= depth:
+                            continue
                         chunk = self._next_chunk()
                         if chunk is None:
                             break
@@ -332,7 +336,7 @@ class JobRun:
                         try:
                             w.conn.send(("chunk", chunk))
                         except (BrokenPipeError, OSError):
-                            break  # its death is handled below
+                            pass  # its death is handled below
                 waitables = [w.conn for w in workers.values()] + \
                     [w.proc.sentinel for w in workers.values()]
                 ready = multiprocessing.connection.wait(waitables, timeout=0.25)

@@ -47,7 +47,7 @@ class JobOptions:
     report: str | None = None
     report_scope: str = "AllTasks"
     report_enabled: bool = True
-    chunk_size: int = DEFAULT_CHUNK_SIZE
+    chunk_size: int = 0  # 0: automatic (DEFAULT_CHUNK_SIZE, smaller for small manifests)
     bucket_map: tuple[tuple[str, str], ...] = ()
     workers: int = 0  # 0: one per core
     concurrency: int = DEFAULT_CONCURRENCY
@@ -69,7 +69,7 @@ class JobOptions:
     max_bytes_per_second: float = 0.0
 
     def check(self) -> None:
-        if self.chunk_size < 1:
+        if self.chunk_size < 0:
             raise SpecError("--chunk-size must be at least 1")
         if self.workers < 0:
             raise SpecError("--workers must be 0 (one per core) or more")
@@ -99,6 +99,13 @@ class JobOptions:
 
 def default_workers() -> int:
     return os.cpu_count() or 1
+
+
+def auto_chunk_size(total_tasks: int, workers: int) -> int:
+    """10,000 rows per chunk, or fewer so a small manifest still gives every worker
+    several chunks (at least 1,000 rows each, to keep checkpoints cheap)."""
+    share = -(-total_tasks // ((workers or default_workers()) * 4))
+    return max(1000, min(DEFAULT_CHUNK_SIZE, share))
 
 
 def _fetch_manifest(location: str, job_dir: str, etag: str | None) -> str:
@@ -286,6 +293,7 @@ def create_job(opts: JobOptions, home: str | None = None) -> JobStore:
         fail_job(store, doc, "ManifestUnreadable", message)
         raise BadInputError(message) from None
     settings["manifest"] = info.to_json()
+    settings["chunk_size"] = opts.chunk_size or auto_chunk_size(info.total_tasks, opts.workers)
     if not generator:
         fields = ["Bucket", "Key"] + (["VersionId"] if info.columns >= 3 else [])
         job["Manifest"]["Spec"]["Fields"] = fields

@@ -39,6 +39,11 @@ class Location:
         return self.root.split("://", 1)[0]
 
     @property
+    def local_path(self) -> str | None:
+        """The folder of a file:// root, else None."""
+        return unquote(self.root[len("file://"):]) if self.scheme == "file" else None
+
+    @property
     def in_process(self) -> bool:
         """Local folder or memory: calls are cheap and may run on the sync path."""
         return self.scheme in _LOCAL_SCHEMES
@@ -96,6 +101,7 @@ class Resolver:
                  preset: Mapping[str, Any] | None = None, concurrency: int = 64) -> None:
         self._map = dict(bucket_map)
         self._stores: dict[str, Any] = dict(preset or {})
+        self._locations: dict[str, Location] = {}
         self._s3api: Any = None
         self._concurrency = concurrency
 
@@ -112,6 +118,12 @@ class Resolver:
             await self._s3api.close()
 
     def location(self, bucket: str) -> Location:
+        loc = self._locations.get(bucket)
+        if loc is None:
+            loc = self._locations[bucket] = self._resolve(bucket)
+        return loc
+
+    def _resolve(self, bucket: str) -> Location:
         url = self._map.get(bucket)
         if url is None:
             url = bucket if "://" in bucket else "s3://" + bucket

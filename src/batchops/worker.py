@@ -37,7 +37,7 @@ from .jobstore import JobStore
 from .report import write_chunk
 from .stores import Resolver
 
-SYNC_THREADS = 4
+SYNC_THREADS = 2
 PROGRESS_INTERVAL = 0.5
 
 

@@ -19,6 +19,9 @@ and renames it.
 
 from __future__ import annotations
 
+import os
+import shutil
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
@@ -305,6 +308,9 @@ class CopyOperation(Operation):
         if version:
             raise TaskError(400, "InvalidRequest",
                             f"{src.root} keeps no versions; cannot copy version {version}")
+        if src.local_path is not None and dst.local_path is not None and src.root != dst.root:
+            local_copy(src.local_path, src_key, dst.local_path, dst_key)
+            return None
         src_store = self.resolver.store(src)
         dst_store = self.resolver.store(dst, create=True)
         if src.root == dst.root:
@@ -320,6 +326,44 @@ class CopyOperation(Operation):
             obs.put(dst_store, dst_key, _blocks(result), attributes=attributes,
                     chunk_size=PART_SIZE)
         return None
+
+
+def safe_relative(key: str) -> str:
+    """A key as a path under a folder, as obstore's local store accepts it: leading and
+    trailing slashes dropped; `..`, `.`, empty segments and NUL refused."""
+    rel = key.strip("/")
+    parts = rel.split("/")
+    if not rel or "\x00" in rel or any(p in ("", ".", "..") for p in parts):
+        raise TaskError(400, "InvalidObjectKey",
+                        f"the key {key[:100]!r} is not a safe path under a folder (.., ., empty "
+                        "segment or NUL)")
+    return rel
+
+
+def local_copy(src_root: str, src_key: str, dst_root: str, dst_key: str) -> None:
+    """Folder to folder: the kernel copies (copy_file_range/sendfile via shutil), into a
+    temporary name renamed into place, so the copy appears whole or not at all.
+
+    Measured here: about 36 µs per 4 KiB file, against about 100 µs for obstore's
+    synchronous get + put between two local stores (bench/RESULTS.md).
+    """
+    src = os.path.join(src_root, safe_relative(src_key))
+    dst = os.path.join(dst_root, safe_relative(dst_key))
+    tmp = f"{dst}.batchops-{os.getpid()}-{threading.get_ident()}"
+    try:
+        shutil.copyfile(src, tmp)
+    except FileNotFoundError:
+        if not os.path.exists(src):
+            raise TaskError(404, "NoSuchKey", "The specified key does not exist.") from None
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        shutil.copyfile(src, tmp)
+    except IsADirectoryError:
+        raise TaskError(400, "InvalidObjectKey", "the key names a folder, not a file") from None
+    try:
+        os.replace(tmp, dst)
+    except OSError:
+        os.unlink(tmp)
+        raise
 
 
 def _blocks(result: Any) -> Iterator[bytes]:
