@@ -11,9 +11,12 @@ header, keys URL-encoded, bucket `src`). Then, in one run, on the same files, ti
   2. rclone copy SRC T2 --transfers 16 --checkers 16
   3. cp -r SRC T3
 
-Each target is removed before each run (untimed) and `sync` is called so that no
-previous run's writeback lands inside the next measurement; nothing is dropped from
-the page cache, and the source tree is read once (untimed) before anything is timed,
+Each run writes to a new, empty target folder, and `sync` is called before it so that
+no previous run's writeback lands inside the measurement. Nothing is deleted until all
+runs are done: on ext4, creating files right after deleting many makes the inode
+allocator skip "recently deleted" inodes and runs 5-20x slower (seen with perf in
+`recently_deleted`/`find_get_block_common`), which would swamp the comparison.
+Nothing is dropped from the page cache, and the source tree is read once (untimed) before anything is timed,
 so every tool starts from a warm cache. Each tool runs `--repeats` times (default 3),
 interleaved; the best (minimum) wall time counts. Wall time covers the whole command,
 process start included. CPU is user+sys of the whole process tree, from
@@ -189,12 +192,23 @@ def fs_type(path: Path) -> str:
     return lines[-1] if r.returncode == 0 and lines else "?"
 
 
-def write_section(text: str) -> None:
+def write_section(preamble: str, block_heading: str, block: str) -> None:
+    """Write our section of RESULTS.md: a common preamble plus one `###` block per
+    filesystem; only the block with `block_heading` is replaced, others are kept.
+    Other `##` sections of the file are left alone."""
     body = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n"
     pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.M | re.S)
-    section = text.rstrip("\n") + "\n\n"
-    if pattern.search(body):
-        body = pattern.sub(lambda m: section, body, count=1)
+    m = pattern.search(body)
+    blocks: dict[str, str] = {}
+    if m:
+        for part in re.split(r"^(?=### )", m.group(0), flags=re.M)[1:]:
+            heading, _, rest = part.partition("\n")
+            blocks[heading] = rest.strip("\n")
+    blocks[block_heading] = block.strip("\n")
+    section = "\n\n".join([SECTION, preamble.strip("\n")]
+                           + [f"{h}\n\n{b}" for h, b in sorted(blocks.items())]) + "\n\n"
+    if m:
+        body = body[:m.start()] + section + body[m.end():]
     else:
         body = body.rstrip("\n") + "\n\n" + section
     RESULTS.write_text(body.rstrip("\n") + "\n", encoding="utf-8")
@@ -226,16 +240,18 @@ def main() -> int:
         home = root / "home"
         home.mkdir()
         env = dict(os.environ, BATCHOPS_HOME=str(home))
-        t1, t2, t3 = root / "T1", root / "T2", root / "T3"
-        tools = {
-            "batchops": [batchops_exe(), "run", "--manifest", str(manifest),
-                         "--operation", "copy", "--target", f"file://{t1}",
-                         "--bucket-map", f"src=file://{src}", "--workers", "2",
-                         "--no-progress"],
-            "rclone": [rclone, "copy", str(src), str(t2), *RCLONE_FLAGS],
-            "cp": ["cp", "-r", str(src), str(t3)],
-        }
-        targets = {"batchops": t1, "rclone": t2, "cp": t3}
+        exe = batchops_exe()
+
+        def command(tool: str, target: Path) -> list[str]:
+            if tool == "batchops":
+                return [exe, "run", "--manifest", str(manifest), "--operation", "copy",
+                        "--target", f"file://{target}", "--bucket-map", f"src=file://{src}",
+                        "--workers", "2", "--no-progress"]
+            if tool == "rclone":
+                return [rclone, "copy", str(src), str(target), *RCLONE_FLAGS]
+            return ["cp", "-r", str(src), str(target)]
+
+        tools = {"batchops": "T1", "rclone": "T2", "cp": "T3"}
         warm(src)
         runs: dict[str, list[tuple[float, float]]] = {t: [] for t in tools}
         failures: list[str] = []   # failed attempts (any tool), reported, never timed
@@ -243,13 +259,14 @@ def main() -> int:
         for rep in range(args.repeats):
             for tool, cmd in tools.items():
                 for attempt in range(1, MAX_ATTEMPTS + 1):
-                    shutil.rmtree(targets[tool], ignore_errors=True)
+                    target = root / f"{tools[tool]}-run{rep + 1}-{attempt}"  # new, empty
+                    cmd = command(tool, target)
                     os.sync()
                     wall, cpu, proc = timed(cmd, env)
                     problem = "" if proc.returncode == 0 else (
                         f"exit {proc.returncode}: {last_line(proc.stderr or proc.stdout)}")
                     if not problem:
-                        problem = verify(src, targets[tool], keys, spot=(tool == "batchops"),
+                        problem = verify(src, target, keys, spot=(tool == "batchops"),
                                          rng=rng)
                     died = worker_deaths(home, proc.stderr) if tool == "batchops" else 0
                     if not problem:
@@ -305,33 +322,39 @@ def main() -> int:
         }
         rclone_ver = subprocess.run([rclone, "version"], capture_output=True, text=True
                                     ).stdout.split("\n", 1)[0]
-        section = f"""{SECTION}
+        fs = fs_type(root)
+        preamble = f"""Reproduce: `python bench/local_copy.py` (scale with `BATCHOPS_BENCH_SCALE`,
+e.g. 0.1; `--dir FOLDER` to run on another filesystem, e.g. `--dir /dev/shm` for tmpfs).
 
-- date: {date}
-- machine: {machine()}; work folder on {fs_type(root)}
-- workload: {n:,} files of {FILE_SIZE} B in {(n + PER_FOLDER - 1) // PER_FOLDER} folders
-  ({PER_FOLDER} per folder), CSV manifest `bucket,key`, local folder to local folder;
-  source read once before timing (warm cache), fresh empty target and `sync` before each
-  run; best of {args.repeats} interleaved runs; wall time of the whole command including
-  process start; CPU = user+sys of the process tree (getrusage RUSAGE_CHILDREN).
-- reproduce: `python bench/local_copy.py` (scale with `BATCHOPS_BENCH_SCALE`, e.g. 0.1)
-- every timed run exited 0 and its target held exactly the {n:,} source files; after
-  each batchops run {min(SPOT_CHECKS, n)} random files were compared byte for byte.
+Workload: {n:,} files of {FILE_SIZE} B in {(n + PER_FOLDER - 1) // PER_FOLDER} folders ({PER_FOLDER} per folder), CSV
+manifest `bucket,key`, local folder to local folder. Source read once before timing
+(warm cache); a new empty target folder and `sync` before each run; nothing deleted
+between runs; best of {args.repeats} interleaved runs; wall time of the whole command including
+process start; CPU = user+sys of the process tree (getrusage RUSAGE_CHILDREN). Every
+timed run exited 0 and its target held exactly the source's files; after each
+batchops run {min(SPOT_CHECKS, n)} random files were compared byte for byte.
 
-{table}
+Caveat (ext4): after many files were deleted on the same filesystem (by anyone), ext4's
+inode allocator spends most of the time in `recently_deleted`/`find_inode_bit` (seen
+with perf); then every tool's file creation gets 3-20x slower and the comparison
+measures the kernel, not the tools. tmpfs has no such state.
 
-{ratios}
-{chr(10) + notes_text + chr(10) if notes_text else ""}
 Peer commands ({rclone_ver}, GNU cp):
 
 ```
 {shown['batchops']}
 {shown['rclone']}
 {shown['cp']}
-```
-"""
+```"""
+        block_heading = f"### {fs} ({root.parent})"
+        block = f"""- date: {date}; {n:,} files; machine: {machine()}
+
+{table}
+
+{ratios}
+{chr(10) + notes_text if notes_text else ""}"""
         if not args.no_results:
-            write_section(section)
+            write_section(preamble, block_heading, block)
             print(f"\nwrote {RESULTS}", file=sys.stderr)
     finally:
         if args.keep:

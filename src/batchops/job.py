@@ -277,7 +277,7 @@ def create_job(opts: JobOptions, home: str | None = None) -> JobStore:
             size, digest = file_digest(source)
             info = replace(info, source=source, size=size, digest=digest)
         op.check_locations(params, [resolver.location(b) for b in info.buckets])
-        if not opts.dry_run:
+        if not (opts.dry_run or op.no_task_work):
             preflight(resolver, [resolver.location(b) for b in info.buckets])
     except BadInputError as exc:
         fail_job(store, doc, "ManifestInvalid" if isinstance(exc, ManifestError)
