@@ -1,0 +1,282 @@
+"""The macro benchmark suite (issue 5): every workload for batchops and, where there is
+one, its peer or baseline, in one run; prints a table and writes bench/RESULTS.md.
+
+    python bench/compare.py                 # full sizes
+    BATCHOPS_BENCH_SCALE=0.1 python bench/compare.py   # quick run
+
+Workloads here: 3 runner ceiling (noop, 2 workers), 4 memory-store copy (in-process,
+against a naive asyncio loop over obstore's copy_async), 5 preparing pass (10M-row CSV,
+against Python's csv module on the first 1M rows), 6 memory growth (peak RSS of the
+process tree, 1M vs 10M rows), 7 resume (10M-task noop killed at 90%). Workloads 1 and
+2 are bench/local_copy.py and bench/s3_cpu.py, which this script runs too (--only to
+pick).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psutil
+
+HERE = Path(__file__).resolve().parent
+SCALE = float(os.environ.get("BATCHOPS_BENCH_SCALE", "1"))
+BATCHOPS = [sys.executable, "-m", "batchops"]
+
+
+def n(x: int) -> int:
+    return max(1000, int(x * SCALE))
+
+
+def write_manifest(path: Path, rows: int) -> Path:
+    with path.open("w") as f:
+        block = []
+        for i in range(rows):
+            block.append(f"bench-bucket,data/{i % 1000:03d}/object-{i:010d}.bin\n")
+            if len(block) == 100_000:
+                f.writelines(block)
+                block.clear()
+        f.writelines(block)
+    return path
+
+
+class PeakRss:
+    """Peak total RSS of a process and all its descendants, sampled every 20 ms."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.peak, self._stop = pid, 0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                root = psutil.Process(self.pid)
+                procs = [root, *root.children(recursive=True)]
+                self.peak = max(self.peak, sum(p.memory_info().rss for p in procs
+                                               if p.is_running()))
+            except psutil.Error:
+                pass
+            self._stop.wait(0.02)
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return self.peak
+
+
+def run_batchops(home: Path, *args: str) -> tuple[float, int, subprocess.CompletedProcess]:
+    env = dict(os.environ, BATCHOPS_HOME=str(home))
+    start = time.perf_counter()
+    proc = subprocess.Popen([*BATCHOPS, *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    rss = PeakRss(proc.pid)
+    out, err = proc.communicate()
+    elapsed = time.perf_counter() - start
+    peak = rss.stop()
+    done = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    if proc.returncode != 0:
+        raise SystemExit(f"batchops {' '.join(args)} failed: {err}")
+    return elapsed, peak, done
+
+
+def runner_ceiling(work: Path) -> list[tuple]:
+    rows = n(10_000_000)
+    m = write_manifest(work / "noop.csv", rows)
+    elapsed, peak, _ = run_batchops(work / "h-noop", "run", "--manifest", str(m),
+                                    "--operation", "noop", "--workers", "2", "--no-progress")
+    return [("3 runner ceiling", f"noop, {rows:,} tasks, 2 workers", "batchops",
+             f"{rows / elapsed:,.0f} tasks/s", f"{elapsed:.2f} s wall", "target ≥ 500k/s")]
+
+
+def memory_copy(work: Path) -> list[tuple]:
+    import obstore as obs
+    from obstore.store import MemoryStore
+
+    from batchops import JobOptions, create_job, run_job
+
+    rows = n(200_000)
+    store = MemoryStore()
+    for i in range(rows):
+        obs.put(store, f"data/{i % 1000:03d}/object-{i:010d}.bin", b"x" * 64)
+    m = work / "mem.csv"
+    with m.open("w") as f:
+        f.writelines(f"memory://,data/{i % 1000:03d}/object-{i:010d}.bin\n" for i in range(rows))
+    os.environ["BATCHOPS_HOME"] = str(work / "h-mem")
+    job = create_job(JobOptions(manifest=str(m), operation="copy",
+                                params={"TargetResource": "memory://",
+                                        "TargetKeyPrefix": "copies"}))
+    start = time.perf_counter()
+    run_job(job, in_process=True, preset_stores={"memory://": store})
+    ours = rows / (time.perf_counter() - start)
+    # Baseline: the naive design, one coroutine per object over copy_async.
+    base_rows = min(rows, 50_000)
+    keys = [f"data/{i % 1000:03d}/object-{i:010d}.bin" for i in range(base_rows)]
+
+    async def naive() -> None:
+        sem = asyncio.Semaphore(64)
+
+        async def one(k: str) -> None:
+            async with sem:
+                await obs.copy_async(store, k, "naive/" + k)
+
+        await asyncio.gather(*(one(k) for k in keys))
+
+    start = time.perf_counter()
+    asyncio.run(naive())
+    theirs = base_rows / (time.perf_counter() - start)
+    return [("4 memory-store copy", f"{rows:,} objects, in-process", "batchops",
+             f"{ours:,.0f} tasks/s", f"{ours / theirs:.1f}× naive", "target ≥ 40k/s"),
+            ("4 memory-store copy", f"{base_rows:,} objects", "naive asyncio copy_async",
+             f"{theirs:,.0f} tasks/s", "1.0×", "")]
+
+
+def preparing(work: Path) -> list[tuple]:
+    from batchops.manifest import prepare
+
+    rows = n(10_000_000)
+    m = work / "noop.csv"
+    if not m.exists() or sum(1 for _ in m.open()) != rows:
+        write_manifest(m, rows)
+    best = min(_timed(lambda: prepare(str(m), str(m), str(work))) for _ in range(3))
+    sample = min(rows, 1_000_000)
+
+    def csv_module() -> None:
+        with m.open(newline="") as f:
+            for i, row in enumerate(csv.reader(f)):
+                if i >= sample:
+                    break
+                if not row[0] or not row[1]:
+                    raise ValueError(i)
+
+    base = sample / _timed(csv_module)
+    return [("5 preparing pass", f"{rows:,}-row CSV", "batchops (Polars)",
+             f"{rows / best:,.0f} rows/s", f"{rows / best / base:.1f}× csv module",
+             "target ≥ 10M/s"),
+            ("5 preparing pass", f"first {sample:,} rows", "Python csv module",
+             f"{base:,.0f} rows/s", "1.0×", "")]
+
+
+def _timed(fn) -> float:  # type: ignore[no-untyped-def]
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def memory_growth(work: Path) -> list[tuple]:
+    small, big = n(1_000_000), n(10_000_000)
+    out = []
+    peaks = {}
+    for rows in (small, big):
+        m = write_manifest(work / f"rss-{rows}.csv", rows)
+        _, peak, _ = run_batchops(work / f"h-rss-{rows}", "run", "--manifest", str(m),
+                                  "--operation", "noop", "--workers", "2", "--no-progress")
+        peaks[rows] = peak
+        out.append(("6 memory growth", f"noop, {rows:,} rows", "batchops",
+                    f"{peak / 2**20:,.0f} MiB peak RSS (tree)", "", ""))
+    out[-1] = (*out[-1][:4], f"{peaks[big] / peaks[small]:.2f}× the {small:,}-row peak",
+               "target ≤ 1.3× and ≤ 1 GiB")
+    return out
+
+
+def resume(work: Path) -> list[tuple]:
+    rows = n(10_000_000)
+    m = work / "noop.csv"
+    if not m.exists():
+        write_manifest(m, rows)
+    home = work / "h-resume"
+    env = dict(os.environ, BATCHOPS_HOME=str(home))
+    proc = subprocess.Popen([*BATCHOPS, "run", "--manifest", str(m), "--operation", "noop",
+                             "--workers", "2", "--no-progress"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    chunks = -(-rows // 10_000)
+    while not (home / "jobs").exists() or not any((home / "jobs").iterdir()):
+        time.sleep(0.01)
+    job_dir = next((home / "jobs").iterdir())
+    while len(os.listdir(job_dir / "chunks")) < 0.9 * chunks:
+        time.sleep(0.005)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = set(os.listdir(job_dir / "chunks"))
+    start = time.perf_counter()
+    resumed = subprocess.Popen([*BATCHOPS, "resume", job_dir.name, "--no-progress"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = None
+    while resumed.poll() is None:
+        if first is None and set(os.listdir(job_dir / "chunks")) - before:
+            first = time.perf_counter() - start
+        time.sleep(0.002)
+    total = time.perf_counter() - start
+    first = first if first is not None else total
+    return [("7 resume", f"noop, {rows:,} tasks killed at {len(before) / chunks:.0%}",
+             "batchops", f"first new chunk done after {first:.2f} s",
+             f"complete after {total:.2f} s", "target first task ≤ 10 s")]
+
+
+def peer_scripts(only: set[str]) -> None:
+    for name in ("local_copy.py", "s3_cpu.py"):
+        if (HERE / name).exists() and (not only or name.split(".")[0] in only):
+            print(f"== {name}", flush=True)
+            subprocess.run([sys.executable, str(HERE / name)], check=False)
+
+
+WORKLOADS = {"runner": runner_ceiling, "memory": memory_copy, "prepare": preparing,
+             "rss": memory_growth, "resume": resume}
+
+
+def write_results(rows: list[tuple], command: str) -> str:
+    table = ["| workload | size | tool | figure | comparison | target |",
+             "|---|---|---|---:|---|---|"]
+    table += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    section = (f"## Macro suite (issue 5 workloads 3–7)\n\nReproduce: `{command}`  \n"
+               f"date: {datetime.now(UTC).date()}; scale {SCALE}; machine: nproc "
+               f"{os.cpu_count()}, Python {sys.version.split()[0]}\n\n" + "\n".join(table) + "\n")
+    path = HERE / "RESULTS.md"
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
+    pattern = re.compile(r"## Macro suite \(issue 5 workloads 3–7\)\n.*?(?=\n## |\Z)", re.S)
+    text = pattern.sub(section.rstrip("\n"), text) if pattern.search(text) \
+        else text.rstrip("\n") + "\n\n" + section
+    path.write_text(text)
+    return "\n".join(table)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", nargs="*", default=[],
+                        help=f"workloads: {', '.join(WORKLOADS)}, local_copy, s3_cpu")
+    parser.add_argument("--no-results", action="store_true")
+    args = parser.parse_args()
+    only = set(args.only)
+    work = Path(tempfile.mkdtemp(prefix="batchops-bench-"))
+    rows: list[tuple] = []
+    try:
+        for name, fn in WORKLOADS.items():
+            if not only or name in only:
+                print(f"== {name}", flush=True)
+                rows += fn(work)
+                print(rows[-1], flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    command = "python bench/compare.py" + (f" --only {' '.join(args.only)}" if only else "")
+    if rows:
+        table = write_results(rows, command) if not args.no_results else ""
+        print(table or "\n".join(map(str, rows)))
+    peer_scripts(only)
+
+
+if __name__ == "__main__":
+    main()
