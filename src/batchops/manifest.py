@@ -35,7 +35,7 @@ CSV_FORMAT = "S3BatchOperations_CSV_20180820"
 JSONL_FORMAT = "Batchops_JSONL_1"
 REPORT_FIELDS = 7
 MAX_KEY_BYTES = 1024
-_BATCH_ROWS = 1_000_000
+_BLOCK_BYTES = 16 * 1024 * 1024
 MAX_BUCKETS = 1000  # distinct buckets remembered for the store checks at job creation
 # A percent sign not followed by two hex digits.
 _BAD_PERCENT = r"%([^0-9A-Fa-f]|[0-9A-Fa-f][^0-9A-Fa-f]|[0-9A-Fa-f]?$)"
@@ -98,7 +98,7 @@ def _sniff(path: str) -> tuple[str, int]:
     return CSV_FORMAT, (REPORT_FIELDS if len(fields) == REPORT_FIELDS else 3)
 
 
-def _csv_frame(path: str, columns: int) -> pl.LazyFrame:
+def _csv_frame(path: str | bytes, columns: int) -> pl.LazyFrame:
     names = ["bucket", "key", "version"] + [f"_{i}" for i in range(3, columns)]
     return pl.scan_csv(
         path,
@@ -111,7 +111,7 @@ def _csv_frame(path: str, columns: int) -> pl.LazyFrame:
     )
 
 
-def _jsonl_frame(path: str) -> pl.LazyFrame:
+def _jsonl_frame(path: str | bytes) -> pl.LazyFrame:
     schema = {
         "url": pl.String,
         "versionId": pl.String,
@@ -254,8 +254,35 @@ def _normalise_json_document(path: str, out_path: str) -> None:
     os.replace(tmp, out_path)
 
 
-def _frame(info_path: str, fmt: str, columns: int) -> pl.LazyFrame:
-    return _csv_frame(info_path, columns) if fmt == CSV_FORMAT else _jsonl_frame(info_path)
+def _blocks(path: str, size: int = _BLOCK_BYTES) -> Iterator[bytes]:
+    """The file in blocks of about `size` bytes, each ending at a line end.
+
+    Parsing block by block bounds memory (a scan of the whole file reads ahead without
+    limit). Manifest keys are URL-encoded, so no field holds a raw line end; a quoted
+    field that does is reported as a malformed line.
+    """
+    with open(path, "rb") as f:
+        carry = b""
+        while True:
+            data = f.read(size)
+            if not data:
+                break
+            data = carry + data
+            cut = data.rfind(b"\n") + 1
+            if cut == 0:
+                carry = data
+                continue
+            carry = data[cut:]
+            yield data[:cut]
+        if carry:
+            yield carry
+
+
+def _batches(path: str, fmt: str, columns: int) -> Iterator[pl.DataFrame]:
+    """The manifest as DataFrames, one per block, in order."""
+    for block in _blocks(path):
+        frame = _csv_frame(block, columns) if fmt == CSV_FORMAT else _jsonl_frame(block)
+        yield frame.collect()
 
 
 def prepare(location: str, local_path: str, work_dir: str) -> ManifestInfo:
@@ -278,9 +305,8 @@ def prepare(location: str, local_path: str, work_dir: str) -> ManifestInfo:
             fmt = JSONL_FORMAT
         total = 0
         buckets: set[str] = set()
-        frame = _frame(path, fmt, columns)
         try:
-            for batch in frame.collect_batches(chunk_size=_BATCH_ROWS):
+            for batch in _batches(path, fmt, columns):
                 bad = _bad_rows(batch, fmt)
                 if bad.any():
                     i = int(bad.arg_true()[0])
@@ -311,7 +337,6 @@ def iter_chunks(
 
     `wanted(index)` False skips building a chunk (already done on a resumed job).
     """
-    frame = _frame(info.path, info.format, info.columns)
     pending: list[pl.DataFrame] = []
     pending_rows = 0
     index = 0
@@ -327,7 +352,7 @@ def iter_chunks(
                      [encode_key(k) for k in raw_keys],
                      df["dest_bucket"].to_list(), df["dest_key"].to_list())
 
-    for batch in frame.collect_batches(chunk_size=max(chunk_size, 50_000)):
+    for batch in _batches(info.path, info.format, info.columns):
         pending.append(batch)
         pending_rows += batch.height
         while pending_rows >= chunk_size:
