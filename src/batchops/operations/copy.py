@@ -31,6 +31,7 @@ import obstore as obs
 
 from ..chunk import Chunk
 from ..errors import SpecError
+from ..s3api import CrtS3Error
 from ..stores import Location, Resolver, is_s3, normalise_url, s3_bucket, supports_attributes
 from .acl import grant_headers
 from .base import Operation, TaskError, check_tag_set, require_enum
@@ -227,6 +228,15 @@ class CopyOperation(Operation):
     async def s3_copy(self, src: Location, src_key: str, version: str | None, dst: Location,
                       dst_key: str, extra: dict[str, Any]) -> None:
         """Server-side S3 copy; multipart (UploadPartCopy) above the single-copy limit."""
+        if not extra and self._multipart_threshold >= MAX_SINGLE_COPY:
+            try:
+                await self.resolver.s3api().copier().copy(s3_bucket(src), src_key, version,
+                                                          s3_bucket(dst), dst_key)
+                return
+            except CrtS3Error as exc:
+                if exc.response["Error"]["Code"] not in ("EntityTooLarge", "InvalidRequest"):
+                    raise
+                # Too large for one CopyObject: fall through to the multipart path.
         client = await self.resolver.s3api().client()
         source: dict[str, str] = {"Bucket": s3_bucket(src), "Key": src_key}
         if version:
@@ -308,7 +318,9 @@ class CopyOperation(Operation):
         if version:
             raise TaskError(400, "InvalidRequest",
                             f"{src.root} keeps no versions; cannot copy version {version}")
-        if src.local_path is not None and dst.local_path is not None and src.root != dst.root:
+        if src.local_path is not None and dst.local_path is not None:
+            # Always a real copy: obstore's same-folder copy is a hard link, which a later
+            # in-place write to either file would show in both.
             local_copy(src.local_path, src_key, dst.local_path, dst_key)
             return None
         src_store = self.resolver.store(src)
