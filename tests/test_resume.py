@@ -38,8 +38,8 @@ def test_kill_9_at_a_random_moment_then_resume(cli, s3, bucket, tmp_path) -> Non
     out = tmp_path / "out"
     proc = cli.popen("run", "--manifest", str(m), "--operation", "copy", "--target",
                      f"file://{out}", "--chunk-size", "10", "--workers", "2", "--concurrency",
-                     "4", "--max-ops-per-second", "150", "--no-progress", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                     start_new_session=True)
+                     "4", "--max-ops-per-second", "150", "--no-progress",
+                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     job_id = _wait_for_job(cli.home)
     # Kill somewhere after some chunks are done and before the end.
     deadline = time.monotonic() + 60

@@ -417,7 +417,7 @@ def _options_from_args(args: argparse.Namespace) -> Any:
     )
 
 
-def _run_and_report(store: Any, args: argparse.Namespace) -> int:
+def _run_and_report(store: Any, args: argparse.Namespace, prestarted: Any = None) -> int:
     from .engine import run_job
     from .job import COMPLETE, FAILED, PAUSED
     from .progress import Display
@@ -426,7 +426,8 @@ def _run_and_report(store: Any, args: argparse.Namespace) -> int:
     if not args.json:
         print(f"job {store.job_id}", file=sys.stderr, flush=True)
     with Display(enabled=not args.no_progress) as display:
-        doc = run_job(store, display.update, in_process=getattr(args, "in_process", False))
+        doc = run_job(store, display.update, in_process=getattr(args, "in_process", False),
+                      prestarted=prestarted)
     job = doc["Job"]
     summary = job["ProgressSummary"]
     ok, failed = summary["NumberOfTasksSucceeded"], summary["NumberOfTasksFailed"]
@@ -452,10 +453,22 @@ def _run_and_report(store: Any, args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .job import create_job
+    from .job import create_job, default_workers
 
-    store = create_job(_options_from_args(args))
-    return _run_and_report(store, args)
+    opts = _options_from_args(args)
+    prestarted = []
+    if not args.in_process:
+        # Worker processes start while the manifest is prepared (about 0.2 s saved).
+        from .engine import prestart_workers
+
+        prestarted = prestart_workers(args.workers or default_workers())
+    try:
+        store = create_job(opts)
+    except BaseException:
+        for w in prestarted:
+            w.proc.kill()
+        raise
+    return _run_and_report(store, args, prestarted)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:

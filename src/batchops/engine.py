@@ -68,7 +68,8 @@ class JobRun:
 
     def __init__(self, store: JobStore, on_progress: ProgressFn | None = None,
                  in_process: bool = False, preset_stores: dict[str, Any] | None = None,
-                 should_yield: Callable[[], str | None] | None = None) -> None:
+                 should_yield: Callable[[], str | None] | None = None,
+                 prestarted: list[_Worker] | None = None) -> None:
         self.store = store
         self.doc = store.read()
         self.settings = self.doc["Batchops"]
@@ -80,6 +81,7 @@ class JobRun:
         self.preset_stores = preset_stores
         self.stop_reason: str | None = None
         self.should_yield = should_yield or (lambda: None)
+        self.prestarted = list(prestarted or [])
         self._last_control = 0.0
         self.sched = Scheduler(chunk_count(self.info.total_tasks, self.chunk_size),
                                self.info.total_tasks,
@@ -297,19 +299,27 @@ class JobRun:
     # -- workers as processes --------------------------------------------------------------
 
     def _spawn(self, ctx: Any, wid: int, cfg: WorkerConfig) -> _Worker:
-        parent_conn, child_conn = ctx.Pipe(duplex=True)
-        proc = ctx.Process(target=worker_main, args=(wid, cfg, child_conn), daemon=True,
-                           name=f"batchops-worker-{wid}")
-        proc.start()
-        child_conn.close()
-        return _Worker(wid, proc, parent_conn)
+        return spawn_worker(wid, cfg)
 
     def _run_workers(self) -> None:
         ctx = multiprocessing.get_context("spawn")
         n = int(self.settings["workers"]) or default_workers()
         n = max(1, min(n, self.sched.n_chunks - self.sched.chunks_done))
         cfg = self.worker_config(n)
-        workers = {wid: self._spawn(ctx, wid, cfg) for wid in range(n)}
+        workers: dict[int, _Worker] = {}
+        for w in self.prestarted[:n]:  # started while the job was being prepared
+            try:
+                w.conn.send(("config", cfg))
+                workers[w.wid] = w
+            except (BrokenPipeError, OSError):
+                w.proc.kill()
+        for w in self.prestarted[n:]:
+            w.proc.kill()
+            w.conn.close()
+        self.prestarted = []
+        for wid in range(n):
+            if wid not in workers:
+                workers[wid] = self._spawn(ctx, wid, cfg)
         next_wid = n
         respawns = 0
         stop = {"signal": False}
@@ -442,12 +452,36 @@ class JobRun:
             await asyncio.wait_for(executor.close(), 10) if not interrupted.is_set() else None
 
 
+def spawn_worker(wid: int, cfg: WorkerConfig | None = None) -> _Worker:
+    """Start one worker process (spawn: obstore is not fork-safe); without `cfg` it waits
+    for its configuration as the first message."""
+    ctx = multiprocessing.get_context("spawn")
+    parent_conn, child_conn = ctx.Pipe(duplex=True)
+    proc = ctx.Process(target=worker_main, args=(wid, cfg, child_conn), daemon=True,
+                       name=f"batchops-worker-{wid}")
+    proc.start()
+    child_conn.close()
+    return _Worker(wid, proc, parent_conn)
+
+
+def prestart_workers(n: int) -> list[_Worker]:
+    """Start `n` workers now, to be configured when the job is ready."""
+    return [spawn_worker(wid) for wid in range(n)]
+
+
 def run_job(store: JobStore, on_progress: ProgressFn | None = None, in_process: bool = False,
             preset_stores: dict[str, Any] | None = None,
-            should_yield: Callable[[], str | None] | None = None) -> dict[str, Any]:
+            should_yield: Callable[[], str | None] | None = None,
+            prestarted: list[_Worker] | None = None) -> dict[str, Any]:
     """Run (or resume) a job to its end, or until it is cancelled or preempted; returns
     its final job document."""
-    return JobRun(store, on_progress, in_process, preset_stores, should_yield).run()
+    run = JobRun(store, on_progress, in_process, preset_stores, should_yield, prestarted)
+    try:
+        return run.run()
+    finally:
+        for w in run.prestarted:  # never used (nothing to run, or an error first)
+            w.proc.kill()
+            w.conn.close()
 
 
 __all__ = ["JobRun", "run_job", "FAILED"]

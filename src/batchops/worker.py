@@ -242,12 +242,22 @@ class Executor:
 # -- the worker process --------------------------------------------------------------------
 
 
-def worker_main(worker_id: int, cfg: WorkerConfig, conn: Any) -> None:
-    """Entry point of a spawned worker process."""
+def worker_main(worker_id: int, cfg: WorkerConfig | None, conn: Any) -> None:
+    """Entry point of a spawned worker process.
+
+    A worker started before its job exists (to overlap its start with the preparing
+    pass) gets `cfg` as its first message, ("config", cfg).
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent coordinates Ctrl-C
     code = 0
     try:
         import uvloop
+
+        if cfg is None:
+            msg = conn.recv()
+            if msg[0] != "config":
+                return
+            cfg = msg[1]
 
         uvloop.run(_serve(cfg, conn))
     except (EOFError, BrokenPipeError, ConnectionResetError):
