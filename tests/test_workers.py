@@ -32,12 +32,14 @@ def test_killed_worker_is_replaced_and_its_chunks_run_again(cli, s3, bucket, tmp
     out = tmp_path / "out"
     proc = cli.popen("run", "--manifest", str(m), "--operation", "copy", "--target",
                      f"file://{out}", "--chunk-size", "10", "--workers", "2", "--concurrency",
-                     "2", "--json", "--no-progress", stdout=subprocess.PIPE,
-                     stderr=subprocess.PIPE)
+                     "2", "--max-ops-per-second", "100", "--json", "--no-progress",
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     job_id = _wait_for_job(cli.home)
     while _done_chunks(cli.home, job_id) < 2:
         time.sleep(0.01)
-    workers = _workers(proc.pid)
+    deadline = time.monotonic() + 10
+    while not (workers := _workers(proc.pid)) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert workers, "no worker processes found"
     os.kill(workers[0], signal.SIGKILL)
     stdout, stderr = proc.communicate(timeout=120)
