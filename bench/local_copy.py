@@ -19,7 +19,8 @@ allocator skip "recently deleted" inodes and runs 5-20x slower (seen with perf i
 Nothing is dropped from the page cache, and the source tree is read once (untimed)
 before anything is timed, so every tool starts from a warm cache. Each tool runs
 `--repeats` times (default 3), interleaved; the best (minimum) wall time counts.
-Wall time covers the whole command, process start included. CPU is user+sys of the whole process tree, from
+Wall time covers the whole command, process start included. CPU is user+sys of the whole
+process tree, from
 getrusage(RUSAGE_CHILDREN) deltas around each run (batchops' worker processes are
 waited for by batchops, so they are included).
 
@@ -329,7 +330,8 @@ e.g. 0.1; `--dir FOLDER` to run on another filesystem, e.g. `--dir /dev/shm` for
 Workload: {n:,} files of {FILE_SIZE} B in {(n + PER_FOLDER - 1) // PER_FOLDER} folders \
 ({PER_FOLDER} per folder), CSV manifest `bucket,key`, local folder to local folder.
 Source read once before timing (warm cache); a new empty target folder and `sync`
-before each run; nothing deleted between runs; best of {args.repeats} interleaved runs; wall time of the whole command including
+before each run; nothing deleted between runs; best of {args.repeats} interleaved runs; wall
+time of the whole command including
 process start; CPU = user+sys of the process tree (getrusage RUSAGE_CHILDREN). Every
 timed run exited 0 and its target held exactly the source's files; after each
 batchops run {min(SPOT_CHECKS, n)} random files were compared byte for byte.
