@@ -363,19 +363,49 @@ def local_copy(src_root: str, src_key: str, dst_root: str, dst_key: str) -> None
     dst = os.path.join(dst_root, safe_relative(dst_key))
     tmp = f"{dst}.batchops-{os.getpid()}-{threading.get_ident()}"
     try:
-        shutil.copyfile(src, tmp)
+        fd_in = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
-        if not os.path.exists(src):
-            raise TaskError(404, "NoSuchKey", "The specified key does not exist.") from None
-        os.makedirs(os.path.dirname(dst), exist_ok=True)
-        shutil.copyfile(src, tmp)
+        raise TaskError(404, "NoSuchKey", "The specified key does not exist.") from None
+    try:
+        size = os.fstat(fd_in).st_size
+        try:
+            fd_out = os.open(tmp, _CREATE, 0o666)
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            fd_out = os.open(tmp, _CREATE, 0o666)
+        try:
+            _copy_fd(fd_in, fd_out, size)
+        finally:
+            os.close(fd_out)
     except IsADirectoryError:
         raise TaskError(400, "InvalidObjectKey", "the key names a folder, not a file") from None
+    finally:
+        os.close(fd_in)
     try:
         os.replace(tmp, dst)
     except OSError:
         os.unlink(tmp)
         raise
+
+
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+
+
+def _copy_fd(fd_in: int, fd_out: int, size: int) -> None:
+    """Copy `size` bytes in the kernel: copy_file_range, else sendfile, else read/write."""
+    copied = 0
+    try:
+        while copied < size:
+            n = os.copy_file_range(fd_in, fd_out, size - copied)
+            if n == 0:
+                break
+            copied += n
+    except OSError:
+        if copied:
+            raise
+        os.lseek(fd_in, 0, os.SEEK_SET)
+        with open(fd_in, "rb", closefd=False) as fin, open(fd_out, "wb", closefd=False) as fout:
+            shutil.copyfileobj(fin, fout)
 
 
 def _blocks(result: Any) -> Iterator[bytes]:
