@@ -17,7 +17,6 @@ import multiprocessing.connection
 import signal
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 from ._scheduler import Scheduler
@@ -42,21 +41,13 @@ from .job import (
 from .jobstore import JobStore, now_iso
 from .manifest import chunk_count, file_digest, iter_chunks
 from .report import publish
-from .worker import Executor, WorkerConfig, worker_main
+from .worker import Executor, WorkerConfig, _Worker, spawn_worker
 
 PREFETCH = 2
 STATUS_INTERVAL = 1.0
 MAX_RESPAWNS_PER_WORKER = 3
 
 ProgressFn = Callable[[int, int, int], None]
-
-
-@dataclass
-class _Worker:
-    wid: int
-    proc: Any
-    conn: Any
-    leased: list[int] = field(default_factory=list)
 
 
 class _Stop(Exception):
@@ -450,23 +441,6 @@ class JobRun:
             for s in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(s)
             await asyncio.wait_for(executor.close(), 10) if not interrupted.is_set() else None
-
-
-def spawn_worker(wid: int, cfg: WorkerConfig | None = None) -> _Worker:
-    """Start one worker process (spawn: obstore is not fork-safe); without `cfg` it waits
-    for its configuration as the first message."""
-    ctx = multiprocessing.get_context("spawn")
-    parent_conn, child_conn = ctx.Pipe(duplex=True)
-    proc = ctx.Process(target=worker_main, args=(wid, cfg, child_conn), daemon=True,
-                       name=f"batchops-worker-{wid}")
-    proc.start()
-    child_conn.close()
-    return _Worker(wid, proc, parent_conn)
-
-
-def prestart_workers(n: int) -> list[_Worker]:
-    """Start `n` workers now, to be configured when the job is ready."""
-    return [spawn_worker(wid) for wid in range(n)]
 
 
 def run_job(store: JobStore, on_progress: ProgressFn | None = None, in_process: bool = False,

@@ -20,6 +20,7 @@ mapped to report columns by `errors.classify`, in one place.
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
 import signal
 import threading
@@ -311,3 +312,34 @@ async def _serve(cfg: WorkerConfig, conn: Any) -> None:
         await asyncio.wait([stopped], timeout=PROGRESS_INTERVAL)
         for index, ok, failed in executor.progress():
             send(("progress", index, ok, failed))
+
+
+# -- starting workers (parent side) -----------------------------------------------------
+
+
+@dataclass
+class _Worker:
+    """A worker process as the parent sees it."""
+
+    wid: int
+    proc: Any
+    conn: Any
+    leased: list[int] = field(default_factory=list)
+
+
+
+def spawn_worker(wid: int, cfg: WorkerConfig | None = None) -> _Worker:
+    """Start one worker process (spawn: obstore is not fork-safe); without `cfg` it waits
+    for its configuration as the first message."""
+    ctx = multiprocessing.get_context("spawn")
+    parent_conn, child_conn = ctx.Pipe(duplex=True)
+    proc = ctx.Process(target=worker_main, args=(wid, cfg, child_conn), daemon=True,
+                       name=f"batchops-worker-{wid}")
+    proc.start()
+    child_conn.close()
+    return _Worker(wid, proc, parent_conn)
+
+
+def prestart_workers(n: int) -> list[_Worker]:
+    """Start `n` workers now, to be configured when the job is ready."""
+    return [spawn_worker(wid) for wid in range(n)]
