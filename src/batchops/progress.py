@@ -28,6 +28,7 @@ class Display:
         self._start = time.monotonic()
         self._last_plain = 0.0
         self._base: int | None = None
+        self._final_shown = False
         self._progress = None
         self._task = None
 
@@ -69,7 +70,10 @@ class Display:
                                   rate=rate)
             return
         now = time.monotonic()
-        if now - self._last_plain >= self.plain_interval or done >= total:
+        final = done >= total
+        if (now - self._last_plain >= self.plain_interval and not final) or \
+                (final and not self._final_shown):
+            self._final_shown = final
             self._last_plain = now
             print(f"done {done:,}/{total:,}  failed {failed:,}  {rate:,.0f} tasks/s  "
                   f"eta {_eta(done, total, rate)}", file=self.stream, flush=True)
