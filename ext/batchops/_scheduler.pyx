@@ -196,6 +196,14 @@ cdef class Scheduler:
         self._requeue.extend(back)
         return sorted(back)
 
+    def release_all(self):
+        """Take back every lease (the run stopped); partial counts are dropped."""
+        back = sorted(self._leases)
+        self._leases.clear()
+        self._partial.clear()
+        self._requeue.extend(reversed(back))
+        return back
+
     @property
     def in_flight(self):
         return len(self._leases)

@@ -236,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--concurrency", type=int, default=64, metavar="M")
     create.add_argument("--chunk-size", type=int, default=0, metavar="K")
     create.add_argument("--failure-threshold", type=float, default=0.5, metavar="RATIO")
+    create.add_argument("--max-ops-per-second", type=float, default=0.0, metavar="N")
 
     runner = sub.add_parser(
         "runner", help="run Ready jobs in priority order",
@@ -529,7 +530,7 @@ def cmd_create_job(args: argparse.Namespace) -> int:
     opts = options_from_request(
         request, bucket_map=parse_bucket_map(args.bucket_map), workers=args.workers,
         concurrency=args.concurrency, chunk_size=args.chunk_size,
-        failure_ratio=args.failure_threshold)
+        failure_ratio=args.failure_threshold, max_ops_per_second=args.max_ops_per_second)
     store = create_job(opts)
     _json_out({"JobId": store.job_id})
     return errors.EXIT_OK

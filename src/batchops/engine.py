@@ -246,6 +246,10 @@ class JobRun:
         return self._finish(reason)
 
     def _finish(self, message: str | None) -> dict[str, Any]:
+        # The workers are stopped: the counters are what the checkpoint holds (a worker
+        # may have finished a chunk after we stopped listening; running chunks count 0).
+        self.sched.release_all()
+        self._load_checkpoint()
         if self.stop_reason == "cancelled":
             self.job["StatusUpdateReason"] = message or "cancelled"
             self._update_status(CANCELLING, force=True)
