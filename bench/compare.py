@@ -226,6 +226,41 @@ def resume(work: Path) -> list[tuple]:
              f"complete after {total:.2f} s", "target first task ≤ 10 s")]
 
 
+def _active_seconds(home: Path) -> float:
+    """Seconds between the job's "active" and "complete" log events."""
+    import json
+
+    job_dir = next((home / "jobs").iterdir())
+    events = {e["event"]: e["time"] for e in map(json.loads,
+                                                 (job_dir / "log").read_text().splitlines())}
+    parse = lambda t: datetime.fromisoformat(t.replace("Z", "+00:00"))  # noqa: E731
+    return (parse(events["complete"]) - parse(events["active"])).total_seconds()
+
+
+def rate_limits(work: Path) -> list[tuple]:
+    """--max-ops-per-second and --max-bytes-per-second: achieved rate vs the limit."""
+    src = work / "rl-src"
+    files, size = max(500, n(3000)), 64 * 1024
+    for i in range(files):
+        p = src / f"d{i % 20:02d}" / f"f{i:05d}"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"r" * size)
+    m = work / "rl.csv"
+    m.write_text("".join(f"src,d{i % 20:02d}/f{i:05d}\n" for i in range(files)))
+    out = []
+    for flag, limit, unit, per_task in (("--max-ops-per-second", 1000.0, "tasks/s", 1),
+                                        ("--max-bytes-per-second", 20e6, "bytes/s", size)):
+        home = work / f"h-rl-{flag}"
+        run_batchops(home, "run", "--manifest", str(m), "--operation", "copy", "--target",
+                     f"file://{work}/rl-out-{flag}", "--bucket-map", f"src=file://{src}",
+                     flag, str(limit), "--workers", "2", "--no-progress")
+        achieved = files * per_task / _active_seconds(home)
+        out.append(("rate limit", f"{files:,} local copies, {flag} {limit:,.0f}", "batchops",
+                     f"{achieved:,.0f} {unit}", f"{achieved / limit:.1%} of the limit",
+                     "target within 10%"))
+    return out
+
+
 def peer_scripts(only: set[str]) -> None:
     for name in ("local_copy.py", "s3_cpu.py"):
         if (HERE / name).exists() and (not only or name.split(".")[0] in only):
@@ -234,18 +269,27 @@ def peer_scripts(only: set[str]) -> None:
 
 
 WORKLOADS = {"runner": runner_ceiling, "memory": memory_copy, "prepare": preparing,
-             "rss": memory_growth, "resume": resume}
+             "rss": memory_growth, "resume": resume, "ratelimit": rate_limits}
 
 
 def write_results(rows: list[tuple], command: str) -> str:
+    """Replace the rows of the workloads just measured; keep the others' rows."""
+    path = HERE / "RESULTS.md"
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
+    measured = {str(r[0]) for r in rows}
+    kept = []
+    old = re.search(r"## Macro suite \(issue 5 workloads 3–7\)\n.*?(?=\n## |\Z)", text, re.S)
+    if old:
+        for line in old.group(0).splitlines():
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if line.startswith("| ") and cells[0] not in measured | {"workload"}:
+                kept.append(line)
     table = ["| workload | size | tool | figure | comparison | target |",
              "|---|---|---|---:|---|---|"]
-    table += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    table += kept + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
     section = (f"## Macro suite (issue 5 workloads 3–7)\n\nReproduce: `{command}`  \n"
                f"date: {datetime.now(UTC).date()}; scale {SCALE}; machine: nproc "
                f"{os.cpu_count()}, Python {sys.version.split()[0]}\n\n" + "\n".join(table) + "\n")
-    path = HERE / "RESULTS.md"
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
     pattern = re.compile(r"## Macro suite \(issue 5 workloads 3–7\)\n.*?(?=\n## |\Z)", re.S)
     text = pattern.sub(section.rstrip("\n"), text) if pattern.search(text) \
         else text.rstrip("\n") + "\n\n" + section

@@ -101,11 +101,19 @@ def default_workers() -> int:
     return os.cpu_count() or 1
 
 
-def auto_chunk_size(total_tasks: int, workers: int) -> int:
+def auto_chunk_size(total_tasks: int, workers: int, max_ops: float = 0.0,
+                    limited: bool = False) -> int:
     """10,000 rows per chunk, or fewer so a small manifest still gives every worker
-    several chunks (at least 1,000 rows each, to keep checkpoints cheap)."""
+    several chunks (at least 1,000 rows each, to keep checkpoints cheap). Under an
+    ops/s limit (shared evenly by the workers), about a quarter second of work per
+    chunk, so the last chunks do not leave the job running at a fraction of its rate."""
     share = -(-total_tasks // ((workers or default_workers()) * 4))
-    return max(1000, min(DEFAULT_CHUNK_SIZE, share))
+    size = max(1000, min(DEFAULT_CHUNK_SIZE, share))
+    if max_ops:
+        size = min(size, max(50, int(max_ops / 4)))
+    if limited or max_ops:  # many chunks per worker: an even tail at the limited rate
+        size = min(size, max(50, -(-total_tasks // ((workers or default_workers()) * 16))))
+    return size
 
 
 def _fetch_manifest(location: str, job_dir: str, etag: str | None) -> str:
@@ -293,7 +301,9 @@ def create_job(opts: JobOptions, home: str | None = None) -> JobStore:
         fail_job(store, doc, "ManifestUnreadable", message)
         raise BadInputError(message) from None
     settings["manifest"] = info.to_json()
-    settings["chunk_size"] = opts.chunk_size or auto_chunk_size(info.total_tasks, opts.workers)
+    settings["chunk_size"] = opts.chunk_size or auto_chunk_size(
+        info.total_tasks, opts.workers, opts.max_ops_per_second,
+        limited=bool(opts.max_bytes_per_second))
     if not generator:
         fields = ["Bucket", "Key"] + (["VersionId"] if info.columns >= 3 else [])
         job["Manifest"]["Spec"]["Fields"] = fields

@@ -87,8 +87,8 @@ class Executor:
         self.policy = RetryPolicy(cfg.max_attempts)
         self.aimd = Aimd(max(1, cfg.concurrency))
         self.ops_limit = RateLimiter(cfg.max_ops_per_second) if cfg.max_ops_per_second else None
-        self.op.bytes_limiter = (RateLimiter(cfg.max_bytes_per_second,
-                                             burst=cfg.max_bytes_per_second)
+        # A tenth of a second of burst: large objects go into debt and wait it off.
+        self.op.bytes_limiter = (RateLimiter(cfg.max_bytes_per_second)
                                  if cfg.max_bytes_per_second else None)
         self.retries = 0
         self.on_done = on_done
