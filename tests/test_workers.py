@@ -11,17 +11,28 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 from helpers import decoded_keys, read_report, report_manifest_path, write_manifest
 from test_resume import _done_chunks, _wait_for_job
 
 
 def _workers(pid: int) -> list[int]:
-    """Worker processes of a run: spawned children, not multiprocessing's resource tracker."""
-    out = subprocess.run(["ps", "-o", "pid=,args=", "--ppid", str(pid)], capture_output=True,
-                         text=True).stdout
-    return [int(line.split()[0]) for line in out.splitlines()
-            if "spawn_main" in line and "resource_tracker" not in line]
+    """Worker processes of a run: spawned children, not multiprocessing's resource tracker
+    (read from /proc, whose command lines are never cut to a terminal's width)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == pid and "spawn_main" in cmdline and "resource_tracker" not in cmdline:
+            found.append(int(entry.name))
+    return found
 
 
 def test_killed_worker_is_replaced_and_its_chunks_run_again(cli, s3, bucket, tmp_path):
