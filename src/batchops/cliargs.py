@@ -1,0 +1,268 @@
+"""The `batchops` command line's arguments: every command, flag and help text.
+
+The commands themselves are in cli.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+OPERATION_HELP = (
+    "copy (S3PutObjectCopy), put-tagging (S3PutObjectTagging), delete-tagging "
+    "(S3DeleteObjectTagging), put-acl (S3PutObjectAcl), restore (S3InitiateRestoreObject), "
+    "put-retention (S3PutObjectRetention), put-legal-hold (S3PutObjectLegalHold), invoke "
+    "(LambdaInvoke), replicate (S3ReplicateObject), compute-checksum "
+    "(S3ComputeObjectChecksum), delete (ours), noop (benchmark the runner)"
+)
+
+EPILOG = """\
+exit codes:
+  0    the job completed and every task succeeded
+  1    the job completed and some tasks failed (see the report)
+  2    bad input (manifest, spec, flag, credential); nothing ran
+  3    the job failed (failure threshold, store unwritable, job already running)
+  130  interrupted (Ctrl-C, SIGTERM); `batchops resume JOB_ID` continues
+
+environment:
+  BATCHOPS_HOME       job store folder (default ~/.batchops)
+  AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION,
+  AWS_ENDPOINT_URL    S3 settings (AWS_ENDPOINT_URL for S3-compatible servers)
+"""
+
+
+def _add_run_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--manifest", metavar="PATH_OR_URL",
+                   help="manifest: CSV bucket,key[,versionId] (keys URL-encoded), JSON Lines "
+                        "or {\"entries\": [...]} JSON; a local path or a store URL")
+    p.add_argument("--operation", required=True, metavar="OP",
+                   help="the operation, by alias or Amazon's name: " + OPERATION_HELP +
+                        "; or Amazon's Operation JSON, e.g. "
+                        "'{\"S3PutObjectTagging\": {\"TagSet\": [...]}}'")
+    p.add_argument("--dry-run", action="store_true",
+                   help="validate and prepare, and write a report of what would be done, "
+                        "without touching any object")
+    g = p.add_argument_group("copy and replicate")
+    g.add_argument("--target", metavar="URL",
+                   help="target bucket (name, arn:aws:s3:::name, s3://b/prefix, "
+                        "file:///folder, gs://b, az://account/container)")
+    g.add_argument("--target-key-prefix", default="", metavar="P",
+                   help="key prefix at the target (Amazon's TargetKeyPrefix: P/key)")
+    g.add_argument("--storage-class", metavar="CLASS", help="StorageClass (S3 targets)")
+    g.add_argument("--metadata-directive", choices=("COPY", "REPLACE"))
+    g.add_argument("--content-type", metavar="TYPE",
+                   help="new Content-Type (implies --metadata-directive REPLACE)")
+    g.add_argument("--metadata", action="append", default=[], metavar="K=V",
+                   help="new user metadata (repeatable; implies REPLACE)")
+    g.add_argument("--new-tag", action="append", default=[], metavar="K=V",
+                   help="replace the copies' tags (NewObjectTagging; repeatable)")
+    g.add_argument("--object-lock-mode", choices=("COMPLIANCE", "GOVERNANCE"))
+    g.add_argument("--object-lock-retain-until", metavar="ISO8601")
+    g.add_argument("--object-lock-legal-hold", choices=("ON", "OFF"))
+    g = p.add_argument_group("put-tagging")
+    g.add_argument("--tag", action="append", default=[], metavar="K=V",
+                   help="a tag of the new tag set (repeatable; at most 10)")
+    g = p.add_argument_group("put-acl (and copy)")
+    g.add_argument("--acl", metavar="CANNED",
+                   help="canned ACL: private, public-read, bucket-owner-full-control, ...")
+    g.add_argument("--grant", action="append", default=[], metavar="PERMISSION=TYPE:ID",
+                   help="put-acl: a grant, e.g. READ=id:79a59df9... or READ=uri:http://acs."
+                        "amazonaws.com/groups/global/AllUsers (repeatable; needs --owner-id)")
+    g.add_argument("--owner-id", metavar="ID", help="put-acl: the owner's canonical id")
+    g = p.add_argument_group("restore")
+    g.add_argument("--days", type=int, metavar="N", help="ExpirationInDays")
+    g.add_argument("--tier", choices=("BULK", "STANDARD"), help="GlacierJobTier (default BULK)")
+    g = p.add_argument_group("put-retention and put-legal-hold")
+    g.add_argument("--retention-mode", choices=("COMPLIANCE", "GOVERNANCE"))
+    g.add_argument("--retain-until", metavar="ISO8601", help="e.g. 2030-01-01T00:00:00Z")
+    g.add_argument("--bypass-governance", action="store_true",
+                   help="BypassGovernanceRetention")
+    g.add_argument("--legal-hold", choices=("ON", "OFF"))
+    g = p.add_argument_group("invoke")
+    g.add_argument("--function", metavar="TARGET",
+                   help="python:package.module:function, command:'[\"prog\", \"arg\"]' "
+                        "(argv, no shell; payload JSON on stdin, response JSON on stdout) "
+                        "or arn:aws:lambda:...")
+    g.add_argument("--invocation-schema", choices=("1.0", "2.0"), default="2.0")
+    g.add_argument("--user-arg", action="append", default=[], metavar="K=V",
+                   help="UserArguments passed to the function (repeatable)")
+    g = p.add_argument_group("compute-checksum (and copy)")
+    g.add_argument("--checksum-algorithm", metavar="ALG",
+                   help="CRC32, CRC32C, CRC64NVME, MD5, SHA1, SHA256, SHA512, XXHASH64, "
+                        "XXHASH3, XXHASH128")
+    g.add_argument("--checksum-type", choices=("FULL_OBJECT", "COMPOSITE"),
+                   default="FULL_OBJECT")
+    g = p.add_argument_group("generated manifest (instead of --manifest)")
+    g.add_argument("--from-listing", metavar="URL",
+                   help="list this bucket or store URL (s3://b, file:///folder) for the objects")
+    g.add_argument("--prefix", action="append", default=[], metavar="P",
+                   help="keys starting with P (repeatable: any of them)")
+    g.add_argument("--suffix", action="append", default=[], metavar="S",
+                   help="keys ending with S (repeatable)")
+    g.add_argument("--substring", action="append", default=[], metavar="S",
+                   help="keys containing S (repeatable)")
+    g.add_argument("--created-after", metavar="ISO8601")
+    g.add_argument("--created-before", metavar="ISO8601")
+    g.add_argument("--larger-than", type=int, metavar="BYTES",
+                   help="ObjectSizeGreaterThanBytes")
+    g.add_argument("--smaller-than", type=int, metavar="BYTES", help="ObjectSizeLessThanBytes")
+    g.add_argument("--match-storage-class", action="append", default=[], metavar="CLASS")
+    g = p.add_argument_group("delete")
+    g.add_argument("--confirm-delete", action="store_true",
+                   help="required to run delete (objects are removed for good)")
+    p.add_argument("--report", metavar="URL",
+                   help="completion report location (file:///folder or s3://bucket/prefix; "
+                        "default: the job folder)")
+    p.add_argument("--report-scope", default="AllTasks", choices=("AllTasks", "FailedTasksOnly"))
+    p.add_argument("--workers", type=int, default=0, metavar="N",
+                   help="worker processes (default: one per core)")
+    p.add_argument("--concurrency", type=int, default=64, metavar="M",
+                   help="tasks in flight per worker (default 64)")
+    p.add_argument("--chunk-size", type=int, default=0, metavar="K",
+                   help="manifest rows per chunk: the unit of checkpoint and report part "
+                        "(default 10000, fewer for small manifests so every worker gets "
+                        "several)")
+    p.add_argument("--max-attempts", type=int, default=5, metavar="N",
+                   help="attempts per task for retryable errors (default 5)")
+    p.add_argument("--max-ops-per-second", type=float, default=0.0, metavar="N",
+                   help="limit the job to N tasks per second (all workers together)")
+    p.add_argument("--max-bytes-per-second", type=float, default=0.0, metavar="N",
+                   help="limit the bytes copied through batchops per second")
+    p.add_argument("--failure-threshold", type=float, default=0.5, metavar="RATIO",
+                   help="fail the job once at least 1,000 tasks ran and more than RATIO of "
+                        "them failed (Amazon's rule: 0.5)")
+    p.add_argument("--bucket-map", action="append", default=[], metavar="NAME=URL",
+                   help="send a bucket name to any store URL (repeatable)")
+    p.add_argument("--description", default="", metavar="TEXT")
+    p.add_argument("--priority", type=int, default=10, metavar="N")
+    p.add_argument("--in-process", action="store_true",
+                   help="run tasks in this process instead of worker processes (needed for "
+                        "memory:// stores)")
+    _add_output_flags(p)
+
+
+def _add_output_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true",
+                   help="print the final job as DescribeJob JSON instead of a summary")
+    p.add_argument("--no-progress", action="store_true", help="no progress display")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="batchops",
+        description="Amazon S3 Batch Operations as a program you run yourself: one "
+                    "operation over every object of a manifest, resumable after any stop, "
+                    "with Amazon-format completion reports.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run", help="create a job and run it in the foreground",
+        description="Create a job from a manifest and run it now, with live progress. "
+                    "Ctrl-C stops it with its checkpoint saved; `batchops resume` continues.",
+        epilog=EPILOG + "\nexample:\n  batchops run --manifest m.csv --operation copy "
+                        "--target s3://backup --target-key-prefix 2024\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_run_flags(run)
+
+    resume = sub.add_parser(
+        "resume", help="continue an interrupted or killed job from its checkpoint",
+        description="Continue a job from its checkpoint: finished chunks are skipped, "
+                    "chunks that were running run again. Refuses a manifest that changed.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    resume.add_argument("job_id", metavar="JOB_ID")
+    resume.add_argument("--in-process", action="store_true",
+                        help="run tasks in this process instead of worker processes")
+    _add_output_flags(resume)
+
+    describe = sub.add_parser(
+        "describe-job", help="print a job as DescribeJob JSON",
+        description="Print {\"Job\": {...}} in the shape of Amazon's DescribeJob. Works "
+                    "while the job runs in another process.")
+    describe.add_argument("--job-id", required=True, metavar="ID")
+    describe.add_argument("--account-id", help="accepted and ignored (Amazon compatibility)")
+    describe.add_argument("--extended", action="store_true",
+                          help="add a \"Batchops\" member: retries, throttling, settings")
+
+    lst = sub.add_parser("list-jobs", help="print jobs as ListJobs JSON",
+                         description="Print {\"Jobs\": [...]} in the shape of Amazon's "
+                                     "ListJobs, newest first.")
+    lst.add_argument("--job-statuses", nargs="*", default=[], metavar="STATUS")
+    lst.add_argument("--max-results", type=int, metavar="N")
+    lst.add_argument("--next-token", metavar="TOKEN")
+    lst.add_argument("--account-id", help="accepted and ignored (Amazon compatibility)")
+
+    create = sub.add_parser(
+        "create-job", help="create a job from Amazon's CreateJob JSON (run it with `runner`)",
+        description="Create a job as `aws s3control create-job` does, from the same JSON: "
+                    "--cli-input-json file://job.json, or the same members as JSON-valued "
+                    "flags (inline JSON or file://path). Prints {\"JobId\": ...}. The job is "
+                    "Ready (or Suspended with --confirmation-required) and runs under "
+                    "`batchops runner`. --account-id and --role-arn are accepted and ignored. "
+                    "Bucket ARNs (arn:aws:s3:::name) and object ARNs "
+                    "(arn:aws:s3:::name/key) name S3 buckets and objects; store URLs "
+                    "(file:///..., gs://...) work too.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    create.add_argument("--cli-input-json", metavar="JSON", help="the whole CreateJob request")
+    for flag in ("--operation", "--manifest", "--report", "--tags", "--manifest-generator"):
+        create.add_argument(flag, metavar="JSON")
+    create.add_argument("--priority", type=int)
+    create.add_argument("--confirmation-required", dest="confirmation_required",
+                        action="store_true", default=None)
+    create.add_argument("--no-confirmation-required", dest="confirmation_required",
+                        action="store_false")
+    create.add_argument("--client-request-token", metavar="TOKEN")
+    create.add_argument("--description", metavar="TEXT")
+    create.add_argument("--account-id", help="accepted and ignored")
+    create.add_argument("--role-arn", help="accepted and ignored")
+    create.add_argument("--bucket-map", action="append", default=[], metavar="NAME=URL")
+    create.add_argument("--workers", type=int, default=0, metavar="N")
+    create.add_argument("--concurrency", type=int, default=64, metavar="M")
+    create.add_argument("--chunk-size", type=int, default=0, metavar="K")
+    create.add_argument("--failure-threshold", type=float, default=0.5, metavar="RATIO")
+    create.add_argument("--max-ops-per-second", type=float, default=0.0, metavar="N")
+
+    runner = sub.add_parser(
+        "runner", help="run Ready jobs in priority order",
+        description="Run the job store's Ready (and Paused) jobs, highest priority first, "
+                    "until none is left. A job that becomes Ready with a higher priority "
+                    "pauses the running one, which resumes afterwards.")
+    runner.add_argument("--watch", action="store_true", help="keep waiting for new jobs")
+    runner.add_argument("--poll", type=float, default=1.0, metavar="SECONDS")
+    runner.add_argument("--json", action="store_true", help="one JSON line per job run")
+
+    ujs = sub.add_parser("update-job-status", help="confirm (Ready) or cancel a job",
+                         description="Ready confirms a Suspended job; Cancelled stops a job "
+                                     "within seconds wherever it runs (its report covers the "
+                                     "tasks that ran).")
+    ujs.add_argument("--job-id", required=True, metavar="ID")
+    ujs.add_argument("--requested-job-status", required=True, choices=("Ready", "Cancelled"))
+    ujs.add_argument("--status-update-reason", metavar="TEXT")
+    ujs.add_argument("--account-id", help="accepted and ignored")
+
+    ujp = sub.add_parser("update-job-priority", help="change a job's priority")
+    ujp.add_argument("--job-id", required=True, metavar="ID")
+    ujp.add_argument("--priority", required=True, type=int)
+    ujp.add_argument("--account-id", help="accepted and ignored")
+
+    for name, text in (("get-job-tagging", "print a job's tags"),
+                       ("put-job-tagging", "replace a job's tags"),
+                       ("delete-job-tagging", "remove a job's tags")):
+        t = sub.add_parser(name, help=text)
+        t.add_argument("--job-id", required=True, metavar="ID")
+        t.add_argument("--account-id", help="accepted and ignored")
+        if name == "put-job-tagging":
+            t.add_argument("--tags", required=True, metavar="JSON",
+                           help='[{"Key": "k", "Value": "v"}, ...] or file://tags.json')
+
+    demo = sub.add_parser(
+        "demo", help="make sample objects in a local folder and copy them with a job",
+        description="Create a few thousand sample objects under a local folder, run a copy "
+                    "job on them with live progress, and print the job id, the summary and "
+                    "where the report is.")
+    demo.add_argument("--dir", default=None, metavar="FOLDER",
+                      help="where to make the sample objects (default: $BATCHOPS_HOME/demo)")
+    demo.add_argument("--objects", type=int, default=5000, metavar="N")
+    demo.add_argument("--workers", type=int, default=0, metavar="N")
+    _add_output_flags(demo)
+    return parser
