@@ -141,7 +141,7 @@ cdef class Scheduler:
         self.failure_ratio = failure_ratio
 
     def mark_done(self, Py_ssize_t chunk, int64_t succeeded, int64_t failed):
-        """Record a chunk finished earlier (read from the checkpoint)."""
+        """Record a finished chunk once (from the checkpoint, or via complete())."""
         if self._done[chunk]:
             return
         self._done[chunk] = 1
@@ -178,14 +178,10 @@ cdef class Scheduler:
             self._partial[chunk] = (succeeded, failed)
 
     def complete(self, Py_ssize_t chunk, int64_t succeeded, int64_t failed):
+        """A leased chunk finished (its marker is durable)."""
         self._leases.pop(chunk, None)
         self._partial.pop(chunk, None)
-        if self._done[chunk]:
-            return
-        self._done[chunk] = 1
-        self.chunks_done += 1
-        self.succeeded += succeeded
-        self.failed += failed
+        self.mark_done(chunk, succeeded, failed)
 
     def release(self, worker):
         """Take back every chunk leased to `worker` (it died); they run again from their start."""
