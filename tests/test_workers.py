@@ -18,8 +18,8 @@ from test_resume import _done_chunks, _wait_for_job
 
 
 def _workers(pid: int) -> list[int]:
-    """Worker processes of a run: spawned children, not multiprocessing's resource tracker
-    (read from /proc, whose command lines are never cut to a terminal's width)."""
+    """Worker processes of a run: the interpreters it started with batchops.worker's entry
+    point (read from /proc, whose command lines are never cut to a terminal's width)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -30,7 +30,7 @@ def _workers(pid: int) -> list[int]:
         except OSError:
             continue
         ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == pid and "spawn_main" in cmdline and "resource_tracker" not in cmdline:
+        if ppid == pid and "batchops.worker" in cmdline:
             found.append(int(entry.name))
     return found
 

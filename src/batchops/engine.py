@@ -11,8 +11,6 @@ SIGINT/SIGTERM the job stops with its checkpoint (the markers) intact.
 
 from __future__ import annotations
 
-import asyncio
-import multiprocessing
 import multiprocessing.connection
 import signal
 import time
@@ -41,7 +39,7 @@ from .job import (
 from .jobstore import JobStore, now_iso
 from .manifest import chunk_count, file_digest, iter_chunks
 from .report import publish
-from .worker import Executor, WorkerConfig, _Worker, spawn_worker
+from .workerproc import Worker, WorkerConfig, spawn_worker
 
 PREFETCH = 2
 STATUS_INTERVAL = 1.0
@@ -60,7 +58,7 @@ class JobRun:
     def __init__(self, store: JobStore, on_progress: ProgressFn | None = None,
                  in_process: bool = False, preset_stores: dict[str, Any] | None = None,
                  should_yield: Callable[[], str | None] | None = None,
-                 prestarted: list[_Worker] | None = None) -> None:
+                 prestarted: list[Worker] | None = None) -> None:
         self.store = store
         self.doc = store.read()
         self.settings = self.doc["Batchops"]
@@ -226,6 +224,8 @@ class JobRun:
         try:
             if not self.sched.finished:
                 if self.in_process:
+                    import asyncio
+
                     asyncio.run(self._run_in_process())
                 else:
                     self._run_workers()
@@ -293,28 +293,23 @@ class JobRun:
 
     # -- workers as processes --------------------------------------------------------------
 
-    def _spawn(self, ctx: Any, wid: int, cfg: WorkerConfig) -> _Worker:
-        return spawn_worker(wid, cfg)
-
     def _run_workers(self) -> None:
-        ctx = multiprocessing.get_context("spawn")
         n = int(self.settings["workers"]) or default_workers()
         n = max(1, min(n, self.sched.n_chunks - self.sched.chunks_done))
         cfg = self.worker_config(n)
-        workers: dict[int, _Worker] = {}
+        workers: dict[int, Worker] = {}
         for w in self.prestarted[:n]:  # started while the job was being prepared
             try:
                 w.conn.send(("config", cfg))
                 workers[w.wid] = w
             except (BrokenPipeError, OSError):
-                w.proc.kill()
+                w.discard()
         for w in self.prestarted[n:]:
-            w.proc.kill()
-            w.conn.close()
+            w.discard()
         self.prestarted = []
         for wid in range(n):
             if wid not in workers:
-                workers[wid] = self._spawn(ctx, wid, cfg)
+                workers[wid] = spawn_worker(wid, cfg)
         next_wid = n
         respawns = 0
         stop = {"signal": False}
@@ -342,14 +337,16 @@ class JobRun:
                             w.conn.send(("chunk", chunk))
                         except (BrokenPipeError, OSError):
                             pass  # its death is handled below
-                waitables = [w.conn for w in workers.values()] + \
-                    [w.proc.sentinel for w in workers.values()]
+                waitables: list[Any] = [w.conn for w in workers.values()]
+                waitables += [w.proc.sentinel for w in workers.values()
+                              if w.proc.sentinel is not None]
                 ready = multiprocessing.connection.wait(waitables, timeout=0.25)
                 for w in list(workers.values()):
                     if w.conn in ready:
                         self._drain(w)
-                    if w.proc.sentinel in ready or not w.proc.is_alive():
+                    if not w.proc.is_alive():
                         self._drain(w)
+                        w.proc.join()
                         back = self.sched.release(w.wid)
                         self.store.log("worker-died", worker=w.wid, exitcode=w.proc.exitcode,
                                        chunks=back)
@@ -359,7 +356,7 @@ class JobRun:
                             self.fatal = "workers keep dying; see the job log"
                             return
                         if not self.sched.finished:
-                            workers[next_wid] = self._spawn(ctx, next_wid, cfg)
+                            workers[next_wid] = spawn_worker(next_wid, cfg)
                             next_wid += 1
                 if self.fatal:
                     return
@@ -369,7 +366,7 @@ class JobRun:
                 signal.signal(s, handler)
             self._stop_workers(workers.values())
 
-    def _drain(self, w: _Worker) -> None:
+    def _drain(self, w: Worker) -> None:
         try:
             while w.conn.poll():
                 msg = w.conn.recv()
@@ -408,6 +405,10 @@ class JobRun:
     # -- in this process ------------------------------------------------------------------
 
     async def _run_in_process(self) -> None:
+        import asyncio
+
+        from .worker import Executor
+
         loop = asyncio.get_running_loop()
         done: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         executor = Executor(self.worker_config(), done.put_nowait, self.preset_stores)
@@ -450,7 +451,7 @@ class JobRun:
 def run_job(store: JobStore, on_progress: ProgressFn | None = None, in_process: bool = False,
             preset_stores: dict[str, Any] | None = None,
             should_yield: Callable[[], str | None] | None = None,
-            prestarted: list[_Worker] | None = None) -> dict[str, Any]:
+            prestarted: list[Worker] | None = None) -> dict[str, Any]:
     """Run (or resume) a job to its end, or until it is cancelled or preempted; returns
     its final job document."""
     run = JobRun(store, on_progress, in_process, preset_stores, should_yield, prestarted)
@@ -458,8 +459,7 @@ def run_job(store: JobStore, on_progress: ProgressFn | None = None, in_process: 
         return run.run()
     finally:
         for w in run.prestarted:  # never used (nothing to run, or an error first)
-            w.proc.kill()
-            w.conn.close()
+            w.discard()
 
 
 __all__ = ["JobRun", "run_job", "FAILED"]

@@ -1,7 +1,8 @@
 """Workers: where tasks run.
 
-A worker is a process (started with `spawn`; obstore is not fork-safe) running one
-uvloop event loop. It receives whole chunks from the parent over a pipe and sends back,
+A worker is a fresh interpreter (started by `workerproc`; obstore is not fork-safe)
+running one uvloop event loop. It receives whole chunks from the parent over a socket
+pair and sends back,
 per chunk, progress counts and finally the chunk's marker once its report parts are
 durable.
 
@@ -20,7 +21,6 @@ mapped to report columns by `errors.classify`, in one place.
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import os
 import signal
 import threading
@@ -37,26 +37,10 @@ from .errors import BatchopsError, Outcome, classify
 from .jobstore import JobStore
 from .report import write_chunk
 from .stores import Resolver
+from .workerproc import WorkerConfig
 
 SYNC_THREADS = 2
 PROGRESS_INTERVAL = 0.5
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerConfig:
-    """Everything a worker needs, pickled to it once. Holds no secrets."""
-
-    job_id: str
-    home: str
-    operation: str
-    params: dict[str, Any]
-    bucket_map: tuple[tuple[str, str], ...]
-    concurrency: int
-    max_attempts: int
-    report_scope: str
-    dry_run: bool = False
-    max_ops_per_second: float = 0.0  # this worker's share of the job's limit; 0: none
-    max_bytes_per_second: float = 0.0
 
 
 @dataclass(slots=True)
@@ -243,24 +227,26 @@ class Executor:
 # -- the worker process --------------------------------------------------------------------
 
 
-def worker_main(worker_id: int, cfg: WorkerConfig | None, conn: Any) -> None:
-    """Entry point of a spawned worker process.
+def child_main(argv: list[str]) -> None:
+    """Entry point of a worker interpreter started by `workerproc.spawn_worker`:
+    argv is [worker id, file descriptor of its end of the socket pair]."""
+    from multiprocessing.connection import Connection
 
-    A worker started before its job exists (to overlap its start with the preparing
-    pass) gets `cfg` as its first message, ("config", cfg).
-    """
+    worker_main(int(argv[0]), Connection(int(argv[1])))
+
+
+def worker_main(worker_id: int, conn: Any) -> None:
+    """Run a worker: its first message is ("config", WorkerConfig), so that it can start
+    (and import) while the parent is still preparing the job."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent coordinates Ctrl-C
     code = 0
     try:
         import uvloop
 
-        if cfg is None:
-            msg = conn.recv()
-            if msg[0] != "config":
-                return
-            cfg = msg[1]
-
-        uvloop.run(_serve(cfg, conn))
+        msg = conn.recv()
+        if msg[0] != "config":
+            return
+        uvloop.run(_serve(msg[1], conn))
     except (EOFError, BrokenPipeError, ConnectionResetError):
         pass  # the parent went away: stop quietly, the checkpoint is on disk
     except BaseException as exc:  # noqa: BLE001 - reported, then the parent replaces us
@@ -312,34 +298,3 @@ async def _serve(cfg: WorkerConfig, conn: Any) -> None:
         await asyncio.wait([stopped], timeout=PROGRESS_INTERVAL)
         for index, ok, failed in executor.progress():
             send(("progress", index, ok, failed))
-
-
-# -- starting workers (parent side) -----------------------------------------------------
-
-
-@dataclass
-class _Worker:
-    """A worker process as the parent sees it."""
-
-    wid: int
-    proc: Any
-    conn: Any
-    leased: list[int] = field(default_factory=list)
-
-
-
-def spawn_worker(wid: int, cfg: WorkerConfig | None = None) -> _Worker:
-    """Start one worker process (spawn: obstore is not fork-safe); without `cfg` it waits
-    for its configuration as the first message."""
-    ctx = multiprocessing.get_context("spawn")
-    parent_conn, child_conn = ctx.Pipe(duplex=True)
-    proc = ctx.Process(target=worker_main, args=(wid, cfg, child_conn), daemon=True,
-                       name=f"batchops-worker-{wid}")
-    proc.start()
-    child_conn.close()
-    return _Worker(wid, proc, parent_conn)
-
-
-def prestart_workers(n: int) -> list[_Worker]:
-    """Start `n` workers now, to be configured when the job is ready."""
-    return [spawn_worker(wid) for wid in range(n)]

@@ -1,0 +1,119 @@
+"""Worker processes as the parent sees them: their configuration, how they start, and
+how the parent waits for them.
+
+A worker is a fresh interpreter (obstore is not fork-safe, so never a fork), started
+with `subprocess` and joined to the parent by one socket pair that carries pickled
+messages (`multiprocessing.connection.Connection` framing). Not `multiprocessing`'s
+spawn: that also starts a resource-tracker interpreter and makes the parent import the
+worker's whole module (asyncio, the operations) only to name its entry point; together
+about 60 ms of CPU at the start of every run, measured on the 20k-file local copy
+(bench/RESULTS.md). This module imports nothing heavy, so the parent can start workers
+before it imports Polars and prepares the manifest.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+_CHILD = "import sys; from batchops.worker import child_main; child_main(sys.argv[1:])"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    """Everything a worker needs, pickled to it once. Holds no secrets."""
+
+    job_id: str
+    home: str
+    operation: str
+    params: dict[str, Any]
+    bucket_map: tuple[tuple[str, str], ...]
+    concurrency: int
+    max_attempts: int
+    report_scope: str
+    dry_run: bool = False
+    max_ops_per_second: float = 0.0  # this worker's share of the job's limit; 0: none
+    max_bytes_per_second: float = 0.0
+
+
+class WorkerProcess:
+    """A started worker interpreter: `sentinel` (a pidfd, where the OS has them) becomes
+    ready when it exits, so the parent can wait on it beside the worker's connection."""
+
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+        self.popen = popen
+        self.pid = popen.pid
+        self.sentinel: int | None = None
+        if hasattr(os, "pidfd_open"):
+            try:
+                self.sentinel = os.pidfd_open(popen.pid)
+            except OSError:
+                pass
+
+    @property
+    def exitcode(self) -> int | None:
+        return self.popen.poll()
+
+    def is_alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def kill(self) -> None:
+        if self.popen.poll() is None:
+            try:
+                self.popen.kill()
+            except ProcessLookupError:
+                pass
+
+    def join(self, timeout: float | None = None) -> None:
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return
+        if self.sentinel is not None:
+            os.close(self.sentinel)
+            self.sentinel = None
+
+
+@dataclass
+class Worker:
+    """A worker process and the chunks it holds."""
+
+    wid: int
+    proc: WorkerProcess
+    conn: Connection
+    leased: list[int] = field(default_factory=list)
+
+    def discard(self) -> None:
+        """Kill a worker that is no longer wanted and release what the parent holds."""
+        self.proc.kill()
+        self.proc.join()
+        self.conn.close()
+
+
+def spawn_worker(wid: int, cfg: WorkerConfig | None = None) -> Worker:
+    """Start one worker; without `cfg` it waits for ("config", cfg) as its first message."""
+    ours, theirs = socket.socketpair()
+    child_fd = theirs.detach()
+    try:
+        popen = subprocess.Popen(
+            [sys.executable, "-c", _CHILD, str(wid), str(child_fd)],
+            pass_fds=(child_fd,), stdin=subprocess.DEVNULL)
+    finally:
+        os.close(child_fd)
+    conn = Connection(ours.detach())
+    if cfg is not None:
+        conn.send(("config", cfg))
+    return Worker(wid, WorkerProcess(popen), conn)
+
+
+def prestart_workers(n: int) -> list[Worker]:
+    """Start `n` workers now, to be configured when the job is ready."""
+    return [spawn_worker(wid) for wid in range(n)]
+
+
+__all__ = ["WorkerConfig", "WorkerProcess", "Worker", "spawn_worker", "prestart_workers"]
