@@ -7,8 +7,18 @@ from pathlib import Path
 
 import pytest
 
+from batchops import manifest
 from batchops.errors import ManifestError
 from batchops.manifest import CSV_FORMAT, JSONL_FORMAT, iter_chunks, prepare
+
+
+@pytest.fixture(autouse=True, params=["polars", "csv-module"])
+def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test here runs over both CSV readers: Polars (forced by a zero size limit
+    for the small-file reader) and the csv module (small files without quotes)."""
+    if request.param == "polars":
+        monkeypatch.setattr(manifest, "SMALL_CSV_BYTES", 0)
+    return str(request.param)
 
 KEYS = ["plain.txt", "with space.txt", "plus+sign", "100%.bin", "ünï/cødé ✓", "a,comma",
         'quote"d']
@@ -127,3 +137,4 @@ def test_failed_report_part_is_a_manifest(tmp_path: Path) -> None:
     info = _prep(tmp_path, "part.csv", part)
     [chunk] = list(iter_chunks(info, 10))
     assert chunk.keys == ["a b", "c"] and chunk.versions == [None, "v2"]
+

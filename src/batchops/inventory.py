@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import orjson
-import polars as pl
 
 from .chunk import encode_key
 from .errors import ManifestError
 from .stores import Resolver, normalise_url, split_location
+
+if TYPE_CHECKING:
+    import polars as pl
 
 INVENTORY_FORMAT = "S3InventoryReport_CSV_20161130"
 _BATCH = 200_000
@@ -107,6 +109,8 @@ def normalise_inventory(manifest_path: str, location: str, job_dir: str,
 
 
 def _csv_part(path: str, schema: str, key: str, out: BinaryIO) -> None:
+    import polars as pl
+
     b, k, v = _columns(schema, key)
     width = len(schema.split(","))
     names = [f"c{i}" for i in range(width)]
@@ -124,6 +128,8 @@ def _csv_part(path: str, schema: str, key: str, out: BinaryIO) -> None:
 
 
 def _parquet_part(path: str, key: str, out: BinaryIO) -> None:
+    import polars as pl
+
     try:
         frame = pl.scan_parquet(path)
         names = frame.collect_schema().names()
