@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -202,3 +203,30 @@ def test_describe_and_list_jobs(cli, tmp_path) -> None:
         (job_id, "S3PutObjectCopy", "Complete")]
     proc = cli("describe-job", "--job-id", "nope")
     assert proc.returncode == 2 and "no job 'nope'" in proc.stderr
+
+
+def test_folder_copier_holds_folders_for_one_chunk_only(tmp_path) -> None:
+    from batchops.operations.base import TaskError
+    from batchops.operations.localfs import FolderCopier
+
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    (src / "d").mkdir(parents=True)
+    (src / "d" / "a").write_bytes(b"first")
+    (src / "d" / "b").write_bytes(b"second")
+    (src / "file").write_bytes(b"x")
+    copier = FolderCopier()
+    assert copier.copy(str(src), "d/a", str(dst), "out/a") == 5
+    assert (dst / "out" / "a").read_bytes() == b"first"
+    # The destination folder is replaced by hand between two chunks: the next chunk
+    # writes into the new folder, not into the deleted one it held open.
+    copier.release()
+    shutil.rmtree(dst / "out")
+    (dst / "out").mkdir()
+    copier.copy(str(src), "d/b", str(dst), "out/b")
+    assert (dst / "out" / "b").read_bytes() == b"second"
+    assert sorted(p.name for p in (dst / "out").iterdir()) == ["b"]  # no temporary left
+    for missing in ("d/nope", "nope/a", "file/a"):
+        with pytest.raises(TaskError) as err:
+            copier.copy(str(src), missing, str(dst), "out/c")
+        assert err.value.error_code == "NoSuchKey"
+    copier.release()

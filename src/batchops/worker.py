@@ -172,6 +172,12 @@ class Executor:
     # -- sync path ------------------------------------------------------------------------
 
     def _sync_loop(self, st: _ChunkState) -> None:
+        try:
+            self._sync_tasks(st)
+        finally:
+            self.op.sync_chunk_done()
+
+    def _sync_tasks(self, st: _ChunkState) -> None:
         run, chunk, run_task = st.run, st.chunk, self.op.run_sync
         limiter, clock = self.ops_limit, time.monotonic
         while (i := run.take()) >= 0:

@@ -103,6 +103,10 @@ class Operation:
     def run_sync(self, chunk: Chunk, i: int) -> str | None:
         raise NotImplementedError
 
+    def sync_chunk_done(self) -> None:
+        """Called by the thread that ran a chunk's sync tasks once it has taken its last
+        task: the place to let go of what the tasks held (open folders, say)."""
+
 
 def check_tag_set(tags: Any, where: str) -> list[dict[str, str]]:
     """Amazon's limits: at most 10 tags, keys up to 128 and values up to 256 characters."""
