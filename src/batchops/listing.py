@@ -9,7 +9,6 @@ under `ManifestOutputLocation`, and described by `GeneratedManifestDescriptor`.
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import hashlib
 import os
@@ -100,6 +99,8 @@ def _common_prefix(prefixes: list[str]) -> str:
 
 def _list_s3(bucket: str, prefix: str) -> Iterator[tuple[str, int, datetime, str]]:
     """S3 listing through the S3 API client (it reports storage classes), page by page."""
+    import asyncio
+
     from .s3api import S3Api
 
     loop = asyncio.new_event_loop()

@@ -15,7 +15,6 @@ report's ResultMessage. `UserArguments` reach the function (schema 2.0).
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import inspect
 import uuid
@@ -117,6 +116,8 @@ class InvokeOperation(Operation):
                 "job": job, "tasks": [task]}
 
     async def _call(self, payload: dict[str, Any]) -> Any:
+        import asyncio
+
         if self._kind == "python":
             assert self._fn is not None
             if inspect.iscoroutinefunction(self._fn):
