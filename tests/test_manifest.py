@@ -138,3 +138,9 @@ def test_failed_report_part_is_a_manifest(tmp_path: Path) -> None:
     [chunk] = list(iter_chunks(info, 10))
     assert chunk.keys == ["a b", "c"] and chunk.versions == [None, "v2"]
 
+
+
+def test_keys_that_decode_to_line_ends_stay_whole(tmp_path: Path) -> None:
+    info = _prep(tmp_path, "m.csv", "b,a%0Ab\nb,c+d\nb,e%0D%0A\n")
+    [chunk] = list(iter_chunks(info, 10))
+    assert chunk.keys == ["a\nb", "c d", "e\r\n"]

@@ -26,6 +26,7 @@ import csv
 import hashlib
 import io
 import os
+import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -50,6 +51,10 @@ MAX_BUCKETS = 1000  # distinct buckets remembered for the store checks at job cr
 # A percent sign not followed by two hex digits.
 _BAD_PERCENT = r"%([^0-9A-Fa-f]|[0-9A-Fa-f][^0-9A-Fa-f]|[0-9A-Fa-f]?$)"
 _URL_RE = r"^([A-Za-z][A-Za-z0-9+.-]*)://([^/]+)/(.+)$"
+# Only escapes of non-ASCII bytes can fail to decode as UTF-8.
+_NON_ASCII_ESCAPE = r"%[89A-Fa-f]"
+_has_non_ascii_escape = re.compile(_NON_ASCII_ESCAPE).search
+_has_bad_percent = re.compile(_BAD_PERCENT).search
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +91,14 @@ def file_digest(path: str) -> tuple[int, str]:
 
 def _decode(key: str) -> str:
     return unquote_plus(key, errors="strict") if ("%" in key or "+" in key) else key
+
+
+def _decode_keys(raw: list[str]) -> list[str]:
+    """URL-decode a chunk's keys in one call: 5 ms instead of 26 ms for 20k keys."""
+    keys = unquote_plus("\n".join(raw), errors="strict").split("\n")
+    if len(keys) != len(raw):  # a key holds a line end once decoded (or none at all)
+        keys = [_decode(k) for k in raw]
+    return keys
 
 
 def _sniff(path: str) -> tuple[str, int]:
@@ -187,15 +200,6 @@ def _explain(row: dict[str, str | None], fmt: str) -> str:
     return "a destination needs both bucket and key"
 
 
-def _has_bad_percent(key: str) -> bool:
-    i = key.find("%")
-    while i >= 0:
-        if len(key) < i + 3 or not all(c in "0123456789abcdefABCDEF" for c in key[i + 1:i + 3]):
-            return True
-        i = key.find("%", i + 3)
-    return False
-
-
 def _decoding_problem(key: str) -> str | None:
     """Why an escaped key cannot be used once decoded (not UTF-8, or too long), if so."""
     try:
@@ -215,7 +219,8 @@ def _check_decoding(df: pl.DataFrame, first_row: int, path: str) -> None:
     # be over the limit once decoded: the common case (%20, %2F, +) stays vectorised.
     key = pl.col("key")
     escaped = df.select(pl.int_range(pl.len()).alias("i"), key).filter(
-        key.str.contains(r"%[89A-Fa-f]") | (key.str.len_bytes() > MAX_KEY_BYTES))
+        key.str.contains(_NON_ASCII_ESCAPE)
+        | (key.str.len_bytes() > MAX_KEY_BYTES))
     for i, key in escaped.iter_rows():
         problem = _decoding_problem(key)
         if problem:
@@ -256,6 +261,8 @@ def _small_row_is_bad(bucket: str | None, key: str | None) -> bool:
         return True
     if "%" in key and _has_bad_percent(key):
         return True
+    if len(key) <= MAX_KEY_BYTES // 4:  # at most 4 UTF-8 bytes a character
+        return False
     size = len(key.encode())
     return size > 3 * MAX_KEY_BYTES or (size > MAX_KEY_BYTES and "%" not in key and "+" not in key)
 
@@ -269,7 +276,7 @@ def _check_small_rows(rows: list[list[str | None]], location: str) -> None:
                 {"bucket": row[0], "key": row[1]}, CSV_FORMAT))
     for number, row in enumerate(rows, 1):
         key = row[1] or ""
-        if "%" in key or len(key) > MAX_KEY_BYTES:
+        if len(key) > MAX_KEY_BYTES or ("%" in key and _has_non_ascii_escape(key)):
             problem = _decoding_problem(key)
             if problem:
                 raise ManifestError(location, number, problem)
@@ -438,9 +445,8 @@ def iter_chunks(
             if wanted(index):
                 rows = small[first:first + chunk_size]
                 raw_keys = [r[1] or "" for r in rows]
-                yield Chunk(index, first, [r[0] or "" for r in rows],
-                            [_decode(k) for k in raw_keys], [r[2] or None for r in rows],
-                            raw_keys)
+                yield Chunk(index, first, [r[0] or "" for r in rows], _decode_keys(raw_keys),
+                            [r[2] or None for r in rows], raw_keys)
         return
     import polars as pl
 
@@ -453,7 +459,7 @@ def iter_chunks(
         raw_keys = df["key"].to_list()
         versions = [v or None for v in df["version"].to_list()]
         if info.format == CSV_FORMAT:
-            keys = [_decode(k) for k in raw_keys]
+            keys = _decode_keys(raw_keys)
             return Chunk(index, first_row, df["bucket"].to_list(), keys, versions, raw_keys)
         return Chunk(index, first_row, df["bucket"].to_list(), raw_keys, versions,
                      [encode_key(k) for k in raw_keys],

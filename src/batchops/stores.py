@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -33,20 +33,19 @@ class Location:
 
     root: str
     prefix: str = ""
+    # Derived once (they are read for every task): the URL scheme, the folder of a
+    # file:// root (else None), and whether calls are cheap enough for the sync path
+    # (local folder or memory).
+    scheme: str = field(init=False, repr=False, compare=False)
+    local_path: str | None = field(init=False, repr=False, compare=False)
+    in_process: bool = field(init=False, repr=False, compare=False)
 
-    @property
-    def scheme(self) -> str:
-        return self.root.split("://", 1)[0]
-
-    @property
-    def local_path(self) -> str | None:
-        """The folder of a file:// root, else None."""
-        return unquote(self.root[len("file://"):]) if self.scheme == "file" else None
-
-    @property
-    def in_process(self) -> bool:
-        """Local folder or memory: calls are cheap and may run on the sync path."""
-        return self.scheme in _LOCAL_SCHEMES
+    def __post_init__(self) -> None:
+        scheme = self.root.split("://", 1)[0]
+        object.__setattr__(self, "scheme", scheme)
+        object.__setattr__(self, "local_path",
+                           unquote(self.root[len("file://"):]) if scheme == "file" else None)
+        object.__setattr__(self, "in_process", scheme in _LOCAL_SCHEMES)
 
     def key(self, key: str) -> str:
         return self.prefix + key
