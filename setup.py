@@ -1,11 +1,15 @@
-"""Build the Cython scheduler core; everything else is declared in pyproject.toml."""
+"""Build the Cython core (the scheduler, the folder copy); everything else is declared in
+pyproject.toml."""
 
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
 setup(
     ext_modules=cythonize(
-        [Extension("batchops._scheduler", ["ext/batchops/_scheduler.pyx"])],
+        [Extension("batchops._scheduler", ["ext/batchops/_scheduler.pyx"]),
+         # _GNU_SOURCE: copy_file_range in glibc's unistd.h.
+         Extension("batchops._localfs", ["ext/batchops/_localfs.pyx"],
+                   define_macros=[("_GNU_SOURCE", "1")])],
         include_path=["ext"],
         compiler_directives={"language_level": "3", "boundscheck": False, "wraparound": False},
     ),

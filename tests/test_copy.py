@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -230,3 +231,44 @@ def test_folder_copier_holds_folders_for_one_chunk_only(tmp_path) -> None:
             copier.copy(str(src), missing, str(dst), "out/c")
         assert err.value.error_code == "NoSuchKey"
     copier.release()
+
+
+def test_the_native_copy_is_whole_or_absent(tmp_path) -> None:
+    import os
+
+    from batchops._localfs import STEPS, copy_at
+
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    dst.mkdir()
+    big = os.urandom(3 * 65536 + 123)  # several copy_file_range / read-write rounds
+    (src / "big").write_bytes(big)
+    (src / "folder").mkdir()
+    (dst / "taken").mkdir()
+    (dst / "taken" / "x").write_bytes(b"")  # a non-empty folder: rename cannot replace it
+    sfd, dfd = os.open(src, os.O_RDONLY), os.open(dst, os.O_RDONLY)
+    try:
+        assert copy_at(sfd, b"big", dfd, b"big.tmp", b"big") == len(big)
+        assert (dst / "big").read_bytes() == big
+        with pytest.raises(FileNotFoundError) as err:
+            copy_at(sfd, b"nope", dfd, b"n.tmp", b"n")
+        assert err.value.filename == STEPS[0]
+        with pytest.raises(IsADirectoryError):
+            copy_at(sfd, b"folder", dfd, b"f.tmp", b"f")
+        with pytest.raises(OSError) as err:
+            copy_at(sfd, b"big", dfd, b"t.tmp", b"taken")
+        assert err.value.filename == STEPS[3]
+        assert sorted(p.name for p in dst.iterdir()) == ["big", "taken"]  # no temporaries
+        shm = Path("/dev/shm")
+        if shm.is_dir() and os.stat(shm).st_dev != os.stat(src).st_dev:
+            other = Path(tempfile.mkdtemp(dir=shm))
+            ofd = os.open(other, os.O_RDONLY)
+            try:  # another filesystem: copy_file_range may refuse, read/write takes over
+                assert copy_at(sfd, b"big", ofd, b"b.tmp", b"b") == len(big)
+                assert (other / "b").read_bytes() == big
+            finally:
+                os.close(ofd)
+                shutil.rmtree(other)
+    finally:
+        os.close(sfd)
+        os.close(dfd)
