@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from pathlib import Path
 from urllib.parse import unquote_plus
 
 import pytest
 
+from batchops import manifest as manifest_module
 from batchops._scheduler import ChunkRun, RetryPolicy, Scheduler
 from batchops.jobstore import JobStore
 from batchops.manifest import iter_chunks, prepare
@@ -124,3 +126,90 @@ def test_report_part_csv_module_baseline(benchmark, chunk) -> None:  # type: ign
         return len(buf.getvalue())
 
     assert benchmark(write) > 0
+
+
+@pytest.fixture(scope="module")
+def small_manifest(tmp_path_factory) -> Path:  # type: ignore[no-untyped-def]
+    path = tmp_path_factory.mktemp("s") / "m.csv"
+    path.write_text("".join(f"src,d{i // 100:04d}%2Ff{i:06d}.bin\n" for i in range(20_000)))
+    return path
+
+
+@pytest.mark.benchmark(group="manifest 20k rows (small file): prepare + chunks")
+def test_small_manifest_csv_module(benchmark, small_manifest, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    def read() -> int:
+        info = prepare(str(small_manifest), str(small_manifest), str(tmp_path))
+        return sum(len(c) for c in iter_chunks(info, 2_500))
+
+    assert benchmark.pedantic(read, rounds=10) == 20_000
+
+
+@pytest.mark.benchmark(group="manifest 20k rows (small file): prepare + chunks")
+def test_small_manifest_polars_baseline(benchmark, small_manifest, tmp_path,  # type: ignore[no-untyped-def]
+                                        monkeypatch) -> None:
+    # Polars is already imported here: its ~130 ms import, what the small-file reader
+    # saves a short job, is not in this figure.
+    monkeypatch.setattr(manifest_module, "SMALL_CSV_BYTES", 0)
+
+    def read() -> int:
+        info = prepare(str(small_manifest), str(small_manifest), str(tmp_path))
+        return sum(len(c) for c in iter_chunks(info, 2_500))
+
+    assert benchmark.pedantic(read, rounds=10) == 20_000
+
+
+@pytest.fixture()
+def folders(tmp_path):  # type: ignore[no-untyped-def]
+    """2,000 files, on tmpfs where there is one (ext4 times file creation erratically
+    after many deletions; see RESULTS.md)."""
+    import shutil
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(dir="/dev/shm")) if Path("/dev/shm").is_dir() else tmp_path
+    src, dst = root / "src", root / "dst"
+    src.mkdir()
+    dst.mkdir()
+    data = bytes(4096)
+    for i in range(2_000):
+        (src / f"f{i:05d}").write_bytes(data)
+    yield src, dst
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _timed_copies(benchmark, copy_one) -> None:  # type: ignore[no-untyped-def]
+    names = [f"f{i:05d}" for i in range(2_000)]
+
+    def copy_all() -> int:
+        return sum(copy_one(n) for n in names)
+
+    assert benchmark.pedantic(copy_all, rounds=5) == 2_000 * 4096
+
+
+@pytest.mark.benchmark(group="local copy, 2,000 files of 4 KiB")
+def test_folder_copy_native(benchmark, folders) -> None:  # type: ignore[no-untyped-def]
+    from batchops.operations.localfs import FolderCopier
+
+    src, dst = folders
+    copier = FolderCopier()
+    _timed_copies(benchmark, lambda n: copier.copy(str(src), n, str(dst), n))
+    copier.release()
+
+
+@pytest.mark.benchmark(group="local copy, 2,000 files of 4 KiB")
+def test_folder_copy_python_baseline(benchmark, folders) -> None:  # type: ignore[no-untyped-def]
+    """The same copy (temporary name, copy_file_range, rename) from Python, by full path."""
+    src, dst = folders
+    create = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+
+    def copy_one(name: str) -> int:
+        fd_in = os.open(os.path.join(src, name), os.O_RDONLY | os.O_CLOEXEC)
+        target = os.path.join(dst, name)
+        fd_out = os.open(target + ".tmp", create, 0o666)
+        size = os.fstat(fd_in).st_size
+        n = os.copy_file_range(fd_in, fd_out, size)
+        os.close(fd_in)
+        os.close(fd_out)
+        os.rename(target + ".tmp", target)
+        return n
+
+    _timed_copies(benchmark, copy_one)
