@@ -112,3 +112,63 @@ def test_large_chunks_cross_the_pipe_whole(cli, tmp_path) -> None:
     assert job["ProgressSummary"]["NumberOfTasksSucceeded"] == 60_000
     log = (cli.home / "jobs" / job["JobId"] / "log").read_text()
     assert "worker-died" not in log
+
+
+def _job_ids(home: Path) -> set[str]:
+    jobs = home / "jobs"
+    return {p.name for p in jobs.iterdir() if (p / "job.json").exists()} if jobs.exists() \
+        else set()
+
+
+def _maps(pid: int) -> str:
+    try:
+        return (Path("/proc") / str(pid) / "maps").read_text()
+    except OSError:
+        return ""
+
+
+def test_only_chunks_on_remote_stores_start_an_event_loop(cli, s3, bucket, tmp_path) -> None:
+    """Workers load uvloop (and asyncio) only for a chunk that needs an event loop: a
+    local job's workers never do; a worker meeting S3 chunks mid-job starts the loop and
+    every chunk, before and after, is reported once."""
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir()
+    local = [f"l{i:03d}" for i in range(60)]
+    for k in local:
+        (src / k).write_bytes(k.encode())
+    remote = [f"s{i:03d}" for i in range(20)]
+    for k in remote:
+        s3.put_object(Bucket=bucket, Key=k, Body=k.encode())
+
+    seen: set[str] = set()
+
+    def run(rows: list[tuple[str, str]], workers: str, done_before_look: int) -> str:
+        m = write_manifest(tmp_path / f"m{len(rows)}.csv", rows)
+        proc = cli.popen("run", "--manifest", str(m), "--operation", "copy", "--target",
+                         f"file://{out}", "--bucket-map", f"loc=file://{src}",
+                         "--chunk-size", "10", "--workers", workers,
+                         "--max-ops-per-second", "40", "--json", "--no-progress",
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 30
+        while not (new := _job_ids(cli.home) - seen) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        [job_id] = new
+        seen.add(job_id)
+        while _done_chunks(cli.home, job_id) < done_before_look and proc.poll() is None:
+            time.sleep(0.02)
+        maps = "".join(_maps(pid) for pid in _workers(proc.pid))
+        stdout, stderr = proc.communicate(timeout=120)
+        assert proc.returncode == 0, stderr
+        assert json.loads(stdout)["Job"]["Status"] == "Complete"
+        _, report = read_report(report_manifest_path(cli.home, job_id))
+        assert Counter(decoded_keys(report)) == Counter(k for _, k in rows)
+        return maps
+
+    maps = run([("loc", k) for k in local], "2", 2)
+    assert "_localfs" in maps  # the workers were seen, copying
+    assert "uvloop" not in maps
+    mixed = [("loc", k) for k in local[:30]] + [(bucket, k) for k in remote] + \
+        [("loc", k) for k in local[30:]]
+    maps = run(mixed, "1", 6)
+    assert "uvloop" in maps
+    assert all((out / k).read_bytes() == k.encode() for k in local + remote)

@@ -407,7 +407,7 @@ class JobRun:
     async def _run_in_process(self) -> None:
         import asyncio
 
-        from .worker import Executor
+        from .executor import Executor
 
         loop = asyncio.get_running_loop()
         done: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
