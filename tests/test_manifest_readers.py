@@ -29,6 +29,14 @@ EDGE_CASES = {
     "empty file": b"", "only a newline": b"\n", "long key": b"b," + b"x" * 1025 + b"\n",
     "long escaped key": b"b," + b"%41" * 1025 + b"\n", "many buckets": b"".join(
         b"b%d,k\n" % i for i in range(50)), "bare CR": b"b,k1\rb,k2\n",
+    "percent ending a key before another row": b"b,ab%\nb,cd\n",
+    "half escape ending a key before another row": b"b,k%4\nb,k2\n",
+    "long key after a good one": b"b,k\nb," + b"x" * 1025 + b"\n",
+    "long key with plus signs, too long once decoded": b"b,k\nb," + b"a+" * 600 + b"\n",
+    "blank line before a bad percent": b"b,k\n\nb,x%zz\n",
+    "non-ASCII escape after a long plain key": b"b," + b"y" * 1025 + b"\nb,k%ff\n",
+    "raw four-byte characters over the limit": b"b," + "\U0001F600".encode() * 300 + b"\n",
+    "raw two-byte characters under the limit": b"b," + "\u00e9".encode() * 300 + b"\n",
 }
 
 
