@@ -537,8 +537,6 @@ def test_shortcut_flags_give_conforming_jobs(cli, s3, bucket, tmp_path, function
 
 # -- lengths the model sets ---------------------------------------------------------------
 
-@pytest.mark.xfail(reason="job.py fail_job keeps 1,024 characters of FailureReason; the model "
-                          "allows 256", strict=True)
 def test_a_long_failure_reason_still_fits_the_model(cli, tmp_path) -> None:
     deep = tmp_path / ("d" * 200)
     deep.mkdir()
@@ -554,8 +552,6 @@ def test_a_long_failure_reason_still_fits_the_model(cli, tmp_path) -> None:
     describe(cli, job["JobId"])  # FailureReason at most 256 characters
 
 
-@pytest.mark.xfail(reason="Description and StatusUpdateReason longer than the model's 256 "
-                          "characters are accepted and printed back", strict=True)
 def test_over_long_descriptions_and_reasons_are_refused_or_fit(cli, tmp_path) -> None:
     src = tmp_path / "src"
     src.mkdir()

@@ -89,12 +89,25 @@ class JobOptions:
             raise SpecError("--max-ops-per-second and --max-bytes-per-second must be positive")
         if not 0 <= self.priority <= 2147483647:
             raise SpecError("Priority must be a whole number from 0 to 2147483647")
+        if len(self.description) > MODEL_TEXT_MAX:
+            raise SpecError(f"the job description (Description, --description) is "
+                            f"{len(self.description)} characters; S3 allows at most "
+                            f"{MODEL_TEXT_MAX}")
+        if self.tags:
+            from .lifecycle import JOB_TAG_LIMIT
+            from .operations.base import check_tag_set
+
+            check_tag_set([{"Key": k, "Value": v} for k, v in self.tags], "the job's Tags",
+                          JOB_TAG_LIMIT, "job")
 
     def request_digest(self) -> str:
         """What makes two create-job requests "the same" (for ClientRequestToken)."""
         fields = {k: v for k, v in self.__dict__.items() if k != "client_request_token"}
         return hashlib.sha256(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS,
                                            default=str)).hexdigest()
+
+
+MODEL_TEXT_MAX = 256  # Description, StatusUpdateReason, FailureReason in s3control's model
 
 
 def default_workers() -> int:
@@ -321,11 +334,16 @@ def create_job(opts: JobOptions, home: str | None = None) -> JobStore:
     return store
 
 
+def fit_text(text: str) -> str:
+    """A reason or description cut to the s3control model's 256 characters."""
+    return text if len(text) <= MODEL_TEXT_MAX else text[:MODEL_TEXT_MAX - 1] + "…"
+
+
 def fail_job(store: JobStore, doc: dict[str, Any], code: str, reason: str) -> None:
     job = doc["Job"]
     job["Status"] = FAILED
-    job["FailureReasons"] = [{"FailureCode": code, "FailureReason": reason[:1024]}]
-    job["StatusUpdateReason"] = reason[:256]
+    job["FailureReasons"] = [{"FailureCode": code, "FailureReason": fit_text(reason)}]
+    job["StatusUpdateReason"] = fit_text(reason)
     job["TerminationDate"] = now_iso()
     store.write(doc)
     store.log("failed", code=code, reason=reason)
@@ -341,6 +359,8 @@ def describe(store: JobStore) -> dict[str, Any]:
     control = store.control()
     if "Priority" in control:
         job["Priority"] = control["Priority"]
+    if "StatusUpdateReason" in job:  # ours can be longer (a path, the resume command)
+        job["StatusUpdateReason"] = fit_text(job["StatusUpdateReason"])
     return {"Job": job}
 
 

@@ -9,15 +9,20 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import JobStateError, SpecError
-from .job import CANCELLED, READY, SUSPENDED, TERMINAL
+from .job import CANCELLED, MODEL_TEXT_MAX, READY, SUSPENDED, TERMINAL
 from .jobstore import JobStore, now_iso
 from .operations.base import check_tag_set
+
+JOB_TAG_LIMIT = 50  # S3TagSet on a job (PutJobTagging, CreateJob); an object takes 10
 
 
 def update_job_status(store: JobStore, requested: str, reason: str | None = None) -> dict:
     """Ready confirms a Suspended job; Cancelled stops a job wherever it runs."""
     if requested not in (READY, CANCELLED):
         raise SpecError("--requested-job-status must be Ready or Cancelled")
+    if reason and len(reason) > MODEL_TEXT_MAX:
+        raise SpecError(f"--status-update-reason is {len(reason)} characters; S3 allows at "
+                        f"most {MODEL_TEXT_MAX}")
     job = store.read()["Job"]
     status = job["Status"]
     if status in TERMINAL:
@@ -79,7 +84,7 @@ def job_tags(store: JobStore) -> list[dict[str, str]]:
 
 
 def put_job_tagging(store: JobStore, tags: Any) -> None:
-    store.update_control(Tags=check_tag_set(tags, "--tags"))
+    store.update_control(Tags=check_tag_set(tags, "--tags", JOB_TAG_LIMIT, "job"))
 
 
 def delete_job_tagging(store: JobStore) -> None:

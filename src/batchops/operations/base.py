@@ -108,12 +108,14 @@ class Operation:
         task: the place to let go of what the tasks held (open folders, say)."""
 
 
-def check_tag_set(tags: Any, where: str) -> list[dict[str, str]]:
-    """Amazon's limits: at most 10 tags, keys up to 128 and values up to 256 characters."""
+def check_tag_set(tags: Any, where: str, limit: int = 10,
+                  per: str = "object") -> list[dict[str, str]]:
+    """Amazon's limits: at most `limit` tags (10 on an object, 50 on a job), keys up to
+    128 and values up to 256 characters."""
     if not isinstance(tags, list):
         raise SpecError(f"{where} must be a list of {{\"Key\": ..., \"Value\": ...}}")
-    if len(tags) > 10:
-        raise SpecError(f"{where} has {len(tags)} tags; S3 allows at most 10 per object")
+    if len(tags) > limit:
+        raise SpecError(f"{where} has {len(tags)} tags; S3 allows at most {limit} per {per}")
     seen = set()
     out = []
     for tag in tags:
