@@ -92,7 +92,7 @@ def options_from_request(request: dict[str, Any], **extra: Any) -> JobOptions:
     generator = (request.get("ManifestGenerator") or {}).get("S3JobManifestGenerator")
     if not manifest and not generator:
         raise SpecError("create-job: give a Manifest or a ManifestGenerator")
-    location, fmt, etag = "", CSV_FORMAT, None
+    location, fmt, etag, version = "", CSV_FORMAT, None, None
     if manifest:
         spec, loc = manifest.get("Spec", {}), manifest.get("Location", {})
         fmt = spec.get("Format", CSV_FORMAT)
@@ -105,6 +105,7 @@ def options_from_request(request: dict[str, Any], **extra: Any) -> JobOptions:
             raise SpecError(f"create-job: Manifest.Spec.Format {fmt!r} is not supported")
         location = _arn_to_url(str(loc.get("ObjectArn", "")))
         etag = loc.get("ETag") or None
+        version = loc.get("ObjectVersionId") or None
     report = request.get("Report") or {}
     report_url = None
     if report.get("Bucket"):
@@ -118,7 +119,8 @@ def options_from_request(request: dict[str, Any], **extra: Any) -> JobOptions:
         description=request.get("Description", ""),
         priority=int(request.get("Priority", 10)),
         confirmation_required=bool(request.get("ConfirmationRequired", False)),
-        manifest_format=fmt, manifest_etag=etag, manifest_generator=generator,
+        manifest_format=fmt, manifest_etag=etag, manifest_version=version,
+        manifest_generator=generator,
         tags=tuple((t["Key"], t.get("Value", "")) for t in request.get("Tags") or []),
         client_request_token=request.get("ClientRequestToken"),
         role_arn=request.get("RoleArn"),

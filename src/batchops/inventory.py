@@ -143,14 +143,17 @@ def _parquet_part(path: str, key: str, out: BinaryIO) -> None:
             from None
 
 
-def fetch_manifest_object(url: str, dest: str) -> tuple[str, dict[str, Any]]:
-    """Download a manifest object to `dest`; returns (local path, {"ETag": ...})."""
+def fetch_manifest_object(url: str, dest: str,
+                          version: str | None = None) -> tuple[str, dict[str, Any]]:
+    """Download a manifest object (that `version` of it, if given) to `dest`; returns
+    (local path, {"ETag": ...})."""
     import obstore as obs
 
     from .stores import build_store
 
     loc = split_location(url)
-    result = obs.get(build_store(loc.root), loc.prefix.rstrip("/"))
+    options = {"version": version} if version else None
+    result = obs.get(build_store(loc.root), loc.prefix.rstrip("/"), options=options)
     with open(dest + ".tmp", "wb") as out:
         for block in result.stream():
             out.write(block)

@@ -61,6 +61,7 @@ class JobOptions:
     confirmation_required: bool = False  # Amazon's ConfirmationRequired: start Suspended
     manifest_format: str = CSV_FORMAT  # or INVENTORY_FORMAT
     manifest_etag: str | None = None  # Manifest.Location.ETag: refuse another manifest
+    manifest_version: str | None = None  # Manifest.Location.ObjectVersionId: read that one
     manifest_generator: dict[str, Any] | None = None  # S3JobManifestGenerator
     tags: tuple[tuple[str, str], ...] = ()
     client_request_token: str | None = None
@@ -129,15 +130,20 @@ def auto_chunk_size(total_tasks: int, workers: int, max_ops: float = 0.0,
     return size
 
 
-def _fetch_manifest(location: str, job_dir: str, etag: str | None) -> str:
+def _fetch_manifest(location: str, job_dir: str, etag: str | None,
+                    version: str | None = None) -> str:
     """A local path for the manifest: remote manifests are copied into the job folder.
 
-    With `etag`, the manifest must still be that object (Amazon's Location.ETag check).
+    With `etag`, the manifest must still be that object (Amazon's Location.ETag check);
+    with `version`, that version of the object is read (Location.ObjectVersionId).
     """
     url = normalise_url(location, "--manifest")
     if "://" not in url:
         url = "file://" + os.path.abspath(location)
     if url.startswith("file://"):
+        if version:
+            raise SpecError(f"--manifest {location}: a local file has no versions "
+                            "(Manifest.Location.ObjectVersionId)")
         path = url[len("file://"):]
         if etag and os.path.isfile(path):
             with open(path, "rb") as f:
@@ -147,7 +153,8 @@ def _fetch_manifest(location: str, job_dir: str, etag: str | None) -> str:
                                                     f"{etag} given in Manifest.Location.ETag")
         return path
     try:
-        path, meta = fetch_manifest_object(url, os.path.join(job_dir, "manifest.source"))
+        path, meta = fetch_manifest_object(url, os.path.join(job_dir, "manifest.source"),
+                                           version)
     except FileNotFoundError:
         raise BadInputError(f"--manifest {location}: no such object") from None
     except Exception as exc:  # noqa: BLE001 - one sentence for any store error
@@ -262,6 +269,8 @@ def create_job(opts: JobOptions, home: str | None = None) -> JobStore:
                                     "Fields": ["Bucket", "Key"]},
                            "Location": {"ObjectArn": manifest_arn,
                                         "ETag": opts.manifest_etag or "pending"}}
+        if opts.manifest_version:
+            job["Manifest"]["Location"]["ObjectVersionId"] = opts.manifest_version
     settings: dict[str, Any] = {
         "operation": op.alias, "params": params, "report_url": report_url,
         "chunk_size": opts.chunk_size, "bucket_map": [list(p) for p in opts.bucket_map],
@@ -287,7 +296,8 @@ def create_job(opts: JobOptions, home: str | None = None) -> JobStore:
             if descriptor:
                 job["GeneratedManifestDescriptor"] = descriptor
         else:
-            path = _fetch_manifest(opts.manifest, store.dir, opts.manifest_etag)
+            path = _fetch_manifest(opts.manifest, store.dir, opts.manifest_etag,
+                                   opts.manifest_version)
             if opts.manifest_format == INVENTORY_FORMAT:
                 source = path
                 path = normalise_inventory(source, opts.manifest, store.dir, resolver)
