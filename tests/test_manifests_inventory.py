@@ -247,8 +247,6 @@ def test_generated_manifest_filters_over_a_folder(cli, tmp_path) -> None:
     _run_filters(cli, tmp_path, source, cases, CHECKSUM)
 
 
-@pytest.mark.xfail(reason="listing.py _list_store passes MatchAnyPrefix to obstore's list(), "
-                          "whose prefix matches whole path segments only", strict=True)
 def test_prefixes_that_are_not_whole_segments_over_a_folder(cli, tmp_path) -> None:
     source = _folder(tmp_path / "listed")
     cases = [({"KeyNameConstraint": {"MatchAnyPrefix": ["lo"]}}, {"logs/a.gz", "logs/b.txt"}),

@@ -127,11 +127,16 @@ def _list_store(resolver: Resolver, url: str,
     import obstore as obs
 
     loc = split_location(url)
-    for batch in obs.list(resolver.store(loc), prefix=loc.prefix + prefix or None,
-                          chunk_size=1000):
+    full = loc.prefix + prefix
+    # obstore's list() matches whole path segments: list from the last "/" and keep the
+    # keys that start with the whole prefix (S3's meaning of a prefix).
+    whole = full[:full.rfind("/") + 1]
+    for batch in obs.list(resolver.store(loc), prefix=whole or None, chunk_size=1000):
         for meta in batch:
-            key = str(meta["path"])[len(loc.prefix):]
-            yield key, int(meta["size"]), meta["last_modified"], "STANDARD"
+            path = str(meta["path"])
+            if path.startswith(full):
+                yield path[len(loc.prefix):], int(meta["size"]), meta["last_modified"], \
+                    "STANDARD"
 
 
 def generate(gen: dict[str, Any], job_id: str, job_dir: str,
