@@ -172,3 +172,24 @@ def test_only_chunks_on_remote_stores_start_an_event_loop(cli, s3, bucket, tmp_p
     maps = run(mixed, "1", 6)
     assert "uvloop" in maps
     assert all((out / k).read_bytes() == k.encode() for k in local + remote)
+
+
+def test_a_small_job_starts_only_the_workers_it_can_use(tmp_path) -> None:
+    import argparse
+
+    from batchops.cli import _workers_worth_starting
+
+    def worth(rows: int, **flags: object) -> int:
+        m = tmp_path / f"m{rows}.csv"
+        m.write_text("".join(f"b,k{i}\n" for i in range(rows)))
+        args = dict(manifest=str(m), workers=2, chunk_size=0, max_ops_per_second=0.0,
+                    max_bytes_per_second=0.0)
+        args.update(flags)
+        return _workers_worth_starting(argparse.Namespace(**args))
+
+    assert worth(50) == 1  # one chunk: the second worker would be started and killed
+    assert worth(50, chunk_size=10) == 2
+    assert worth(20_000) == 2
+    assert worth(20_000, workers=8) == 8
+    assert worth(0) == 1
+    assert worth(50, manifest="s3://bucket/m.csv") == 2  # remote: not known before

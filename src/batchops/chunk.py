@@ -7,8 +7,11 @@ workers can unpickle chunks without loading the manifest reader.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from urllib.parse import quote_plus
+
+DEFAULT_CHUNK_SIZE = 10_000
 
 
 @dataclass(slots=True)
@@ -35,3 +38,26 @@ class Chunk:
 def encode_key(key: str) -> str:
     """URL-encode a key the way Amazon's manifests and reports carry it."""
     return quote_plus(key, safe="/")
+
+
+def default_workers() -> int:
+    return os.cpu_count() or 1
+
+
+def auto_chunk_size(total_tasks: int, workers: int, max_ops: float = 0.0,
+                    limited: bool = False) -> int:
+    """10,000 rows per chunk, or fewer so a small manifest still gives every worker
+    several chunks (at least 1,000 rows each, to keep checkpoints cheap). Under an
+    ops/s limit (shared evenly by the workers), about a quarter second of work per
+    chunk, so the last chunks do not leave the job running at a fraction of its rate."""
+    share = -(-total_tasks // ((workers or default_workers()) * 4))
+    size = max(1000, min(DEFAULT_CHUNK_SIZE, share))
+    if max_ops:
+        size = min(size, max(50, int(max_ops / 4)))
+    if limited or max_ops:  # many chunks per worker: an even tail at the limited rate
+        size = min(size, max(50, -(-total_tasks // ((workers or default_workers()) * 16))))
+    return size
+
+
+def chunk_count(total_tasks: int, chunk_size: int) -> int:
+    return (total_tasks + chunk_size - 1) // chunk_size

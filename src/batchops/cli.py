@@ -194,14 +194,29 @@ def _run_and_report(store: Any, args: argparse.Namespace, prestarted: Any = None
     return errors.EXIT_TASKS_FAILED if failed else errors.EXIT_OK
 
 
+def _workers_worth_starting(args: argparse.Namespace) -> int:
+    """`--workers`, or fewer when a local manifest has fewer chunks than that (estimated
+    from its size: a small job does not start, and then kill, workers it cannot use)."""
+    from .chunk import auto_chunk_size, chunk_count, default_workers
+    from .manifest import estimate_rows
+
+    n = args.workers or default_workers()
+    rows = estimate_rows(args.manifest) if args.manifest else None
+    if rows is None:
+        return n
+    size = args.chunk_size or auto_chunk_size(rows, n, args.max_ops_per_second,
+                                              bool(args.max_bytes_per_second))
+    return max(1, min(n, chunk_count(rows, max(1, size))))
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     prestarted = []
     if not args.in_process:
-        # Worker processes start while this process imports Polars and prepares the
+        # Worker processes start while this process imports the rest and prepares the
         # manifest (about 0.2 s saved on every run).
         from .workerproc import prestart_workers
 
-        prestarted = prestart_workers(args.workers or os.cpu_count() or 1)
+        prestarted = prestart_workers(_workers_worth_starting(args))
     try:
         from .job import create_job
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from ._scheduler import Scheduler
-from .chunk import Chunk
+from .chunk import Chunk, chunk_count, default_workers
 from .errors import JobStateError, ManifestError
 from .job import (
     ACTIVE,
@@ -32,12 +32,11 @@ from .job import (
     PAUSING,
     PREPARING,
     SUSPENDED,
-    default_workers,
     fail_job,
     manifest_info,
 )
 from .jobstore import JobStore, now_iso
-from .manifest import chunk_count, file_digest, iter_chunks
+from .manifest import file_digest, iter_chunks
 from .report import publish
 from .workerproc import Worker, WorkerConfig, spawn_worker
 

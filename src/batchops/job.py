@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from .chunk import auto_chunk_size
 from .errors import BadInputError, BatchopsError, ManifestError, SpecError
 from .inventory import INVENTORY_FORMAT, fetch_manifest_object, normalise_inventory
 from .jobstore import JobStore, now_iso
@@ -33,7 +34,6 @@ FAILING, FAILED, CANCELLING, CANCELLED = "Failing", "Failed", "Cancelling", "Can
 TERMINAL = (COMPLETE, FAILED, CANCELLED)
 RESUMABLE = (READY, ACTIVE, PAUSING, PAUSED, COMPLETING, FAILING, NEW, PREPARING)
 
-DEFAULT_CHUNK_SIZE = 10_000
 DEFAULT_CONCURRENCY = 64
 
 
@@ -111,23 +111,6 @@ class JobOptions:
 MODEL_TEXT_MAX = 256  # Description, StatusUpdateReason, FailureReason in s3control's model
 
 
-def default_workers() -> int:
-    return os.cpu_count() or 1
-
-
-def auto_chunk_size(total_tasks: int, workers: int, max_ops: float = 0.0,
-                    limited: bool = False) -> int:
-    """10,000 rows per chunk, or fewer so a small manifest still gives every worker
-    several chunks (at least 1,000 rows each, to keep checkpoints cheap). Under an
-    ops/s limit (shared evenly by the workers), about a quarter second of work per
-    chunk, so the last chunks do not leave the job running at a fraction of its rate."""
-    share = -(-total_tasks // ((workers or default_workers()) * 4))
-    size = max(1000, min(DEFAULT_CHUNK_SIZE, share))
-    if max_ops:
-        size = min(size, max(50, int(max_ops / 4)))
-    if limited or max_ops:  # many chunks per worker: an even tail at the limited rate
-        size = min(size, max(50, -(-total_tasks // ((workers or default_workers()) * 16))))
-    return size
 
 
 def _fetch_manifest(location: str, job_dir: str, etag: str | None,
