@@ -354,6 +354,8 @@ def describe(store: JobStore) -> dict[str, Any]:
         job["Priority"] = control["Priority"]
     if "StatusUpdateReason" in job:  # ours can be longer (a path, the resume command)
         job["StatusUpdateReason"] = fit_text(job["StatusUpdateReason"])
+    for failure in job.get("FailureReasons") or ():  # jobs failed by an older batchops
+        failure["FailureReason"] = fit_text(failure.get("FailureReason", ""))
     return {"Job": job}
 
 
