@@ -272,3 +272,18 @@ def test_the_native_copy_is_whole_or_absent(tmp_path) -> None:
     finally:
         os.close(sfd)
         os.close(dfd)
+
+
+def test_folder_copier_never_closes_a_folder_it_is_about_to_use(tmp_path, monkeypatch) -> None:
+    from batchops.operations import localfs
+
+    monkeypatch.setattr(localfs, "MAX_OPEN_DIRS", 2)
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    for i in range(6):
+        (src / f"f{i}").write_bytes(b"%d" % i)
+    copier = localfs.FolderCopier()
+    for i in range(6):  # one source folder, held; a new destination folder each time
+        copier.copy(str(src), f"f{i}", str(dst), f"e{i}/f")
+    copier.release()
+    assert [(dst / f"e{i}" / "f").read_bytes() for i in range(6)] == [b"%d" % i for i in range(6)]

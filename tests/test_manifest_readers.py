@@ -37,14 +37,18 @@ EDGE_CASES = {
     "non-ASCII escape after a long plain key": b"b," + b"y" * 1025 + b"\nb,k%ff\n",
     "raw four-byte characters over the limit": b"b," + "\U0001F600".encode() * 300 + b"\n",
     "raw two-byte characters under the limit": b"b," + "\u00e9".encode() * 300 + b"\n",
+    "raw two-byte characters and a plus over the limit":
+        b"b," + "\u00e9".encode() * 600 + b"+\n",
+    "raw two-byte characters and an escape over the limit":
+        b"b," + "\u00e9".encode() * 600 + b"%20\n",
 }
 
 
-def _outcome(path: Path) -> object:
+def _outcome(path: Path, location: str | None = None) -> object:
     try:
-        info = prepare(str(path), str(path), str(path.parent))
+        info = prepare(location or str(path), str(path), str(path.parent))
     except ManifestError as exc:
-        return ("error", exc.line, exc.problem)
+        return ("error", str(exc))  # the file as given, the line, the problem
     chunks = [(c.index, c.first_row, c.buckets, c.keys, c.versions, c.report_keys)
               for c in iter_chunks(info, 3)]
     return (info.total_tasks, info.buckets, info.columns, chunks)
@@ -55,9 +59,9 @@ def test_both_csv_readers_agree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                 case: str) -> None:
     path = tmp_path / "m.csv"
     path.write_bytes(EDGE_CASES[case])
-    small = _outcome(path)
+    small = _outcome(path), _outcome(path, "s3://bucket/m.csv")  # errors name the location
     monkeypatch.setattr(manifest, "SMALL_CSV_BYTES", 0)
-    assert small == _outcome(path)
+    assert small == (_outcome(path), _outcome(path, "s3://bucket/m.csv"))
 
 
 def test_a_small_manifest_runs_without_importing_polars(tmp_path: Path) -> None:

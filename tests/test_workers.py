@@ -193,3 +193,20 @@ def test_a_small_job_starts_only_the_workers_it_can_use(tmp_path) -> None:
     assert worth(20_000, workers=8) == 8
     assert worth(0) == 1
     assert worth(50, manifest="s3://bucket/m.csv") == 2  # remote: not known before
+
+
+def test_a_module_in_the_current_folder_does_not_reach_the_workers(home, tmp_path) -> None:
+    """Workers run `python -P`: a `copy.py` where the user stands is not imported."""
+    cwd, src, out = tmp_path / "here", tmp_path / "src", tmp_path / "out"
+    cwd.mkdir()
+    src.mkdir()
+    (cwd / "copy.py").write_text("raise SystemExit('the copy.py of the current folder ran')\n")
+    (src / "k").write_bytes(b"data")
+    m = write_manifest(tmp_path / "m.csv", [("src", "k")])
+    exe = Path(sys.executable).with_name("batchops")
+    proc = subprocess.run([str(exe), "run", "--manifest", str(m), "--operation", "copy",
+                           "--target", f"file://{out}", "--bucket-map", f"src=file://{src}",
+                           "--no-progress"], cwd=cwd, capture_output=True, text=True,
+                          env=dict(os.environ, BATCHOPS_HOME=str(home)), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "k").read_bytes() == b"data"

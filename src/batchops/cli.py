@@ -399,11 +399,11 @@ def entry() -> None:
     50 ms of tearing down Polars' thread pool and modules, measured) buys nothing.
     """
     code = main()
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except OSError:
-        pass  # a closed pipe (`batchops ... | head`): the reader chose to stop
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except OSError:
+            pass  # a closed pipe (`batchops ... | head`): the reader chose to stop
     os._exit(code)
 
 

@@ -230,7 +230,8 @@ def _check_decoding(df: pl.DataFrame, first_row: int, path: str) -> None:
 # -- small CSV manifests: the csv module (see the module docstring) ---------------------
 
 
-def _small_csv_rows(path: str, columns: int) -> list[list[str | None]] | None:
+def _small_csv_rows(path: str, columns: int,
+                    location: str | None = None) -> list[list[str | None]] | None:
     """The rows of a CSV manifest that is small and plain enough for the csv module, each
     padded to at least [bucket, key, version]; None for any other file (Polars reads it).
 
@@ -243,14 +244,18 @@ def _small_csv_rows(path: str, columns: int) -> list[list[str | None]] | None:
         data = f.read()
     if b'"' in data or b"\r" in data.replace(b"\r\n", b""):
         return None  # quoting and bare CRs are where csv-module and Polars rules differ
+    def refused() -> ManifestError:  # named as the user gave it, as the Polars path does
+        located = _locate_csv_error(path, columns)
+        return ManifestError(location or path, located.line, located.problem)
+
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise _locate_csv_error(path, columns) from None
+        raise refused() from None
     rows: list[list[str | None]] = []
     for fields in csv.reader(io.StringIO(text, newline="")):
         if len(fields) > columns:
-            raise _locate_csv_error(path, columns)
+            raise refused()
         rows.append(fields + [None] * (3 - len(fields)) if len(fields) < 3 else fields)
     return rows
 
@@ -276,7 +281,8 @@ def _check_small_rows(rows: list[list[str | None]], location: str) -> None:
                 {"bucket": row[0], "key": row[1]}, CSV_FORMAT))
     for number, row in enumerate(rows, 1):
         key = row[1] or ""
-        if len(key) > MAX_KEY_BYTES or ("%" in key and _has_non_ascii_escape(key)):
+        if (len(key) > MAX_KEY_BYTES // 4 and len(key.encode()) > MAX_KEY_BYTES) or (
+                "%" in key and _has_non_ascii_escape(key)):
             problem = _decoding_problem(key)
             if problem:
                 raise ManifestError(location, number, problem)
@@ -389,13 +395,11 @@ def prepare(location: str, local_path: str, work_dir: str) -> ManifestInfo:
             fmt = JSONL_FORMAT
         total = 0
         buckets: set[str] = set()
-        small = _small_csv_rows(path, columns) if fmt == CSV_FORMAT else None
+        small = _small_csv_rows(path, columns, location) if fmt == CSV_FORMAT else None
         if small is not None:
             _check_small_rows(small, location)
             total = len(small)
-            buckets = {row[0] for row in small if row[0]}
-            if len(buckets) > MAX_BUCKETS:
-                buckets = set(sorted(buckets)[:MAX_BUCKETS])
+            buckets = {row[0] for row in small if row[0]}  # one block: all, as Polars has
             return _info(location, local_path, path, fmt, columns, total, buckets, hasher,
                          digest_box)
         import polars as pl
@@ -488,6 +492,8 @@ def estimate_rows(location: str) -> int | None:
     preparing pass, to know how many workers are worth starting."""
     path = location[len("file://"):] if location.startswith("file://") else location
     if "://" in path:
+        return None
+    if not os.path.isfile(path):  # a FIFO (/dev/stdin) would block here
         return None
     try:
         size = os.path.getsize(path)

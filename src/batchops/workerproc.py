@@ -101,7 +101,9 @@ def spawn_worker(wid: int, cfg: WorkerConfig | None = None) -> Worker:
     child_fd = theirs.detach()
     try:
         popen = subprocess.Popen(
-            [sys.executable, "-c", _CHILD, str(wid), str(child_fd)],
+            # -P: the user's current folder must not shadow a module the worker imports
+            # (a `copy.py` there would run in every worker).
+            [sys.executable, "-P", "-c", _CHILD, str(wid), str(child_fd)],
             pass_fds=(child_fd,), stdin=subprocess.DEVNULL)
     finally:
         os.close(child_fd)

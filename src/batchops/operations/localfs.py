@@ -65,8 +65,6 @@ class FolderCopier:
                 raise
             os.makedirs(path, exist_ok=True)
             fd = os.open(path, _DIRECTORY)
-        if len(dirs) >= MAX_OPEN_DIRS:
-            self.release()
         dirs[path] = fd
         return fd
 
@@ -77,6 +75,8 @@ class FolderCopier:
         src_dir = f"{src_root.rstrip('/')}/{sub}" if sub else (src_root or "/")
         sub, _, dst_name = safe_relative(dst_key).rpartition("/")
         dst_dir = f"{dst_root.rstrip('/')}/{sub}" if sub else (dst_root or "/")
+        if len(self._dirs()) >= MAX_OPEN_DIRS - 1:
+            self.release()  # room for both folders now: never close one about to be used
         try:
             src_fd = self._dir(src_dir, False)
         except (FileNotFoundError, NotADirectoryError):
