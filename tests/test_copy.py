@@ -287,3 +287,41 @@ def test_folder_copier_never_closes_a_folder_it_is_about_to_use(tmp_path, monkey
         copier.copy(str(src), f"f{i}", str(dst), f"e{i}/f")
     copier.release()
     assert [(dst / f"e{i}" / "f").read_bytes() for i in range(6)] == [b"%d" % i for i in range(6)]
+
+
+def test_the_temporary_name_is_never_written_through(tmp_path) -> None:
+    """Something already at the temporary name (an object of the same job, a symlink)
+    is neither overwritten nor followed; the copy takes another name."""
+    import os
+
+    from batchops._localfs import STEPS, copy_at
+    from batchops.operations.base import TaskError
+    from batchops.operations.localfs import FolderCopier
+
+    src, dst, elsewhere = tmp_path / "src", tmp_path / "dst", tmp_path / "elsewhere"
+    for d in (src, dst, elsewhere):
+        d.mkdir()
+    (src / "a").write_bytes(b"new")
+    (elsewhere / "victim").write_bytes(b"keep")
+    os.symlink(elsewhere / "victim", dst / "a.tmp")
+    sfd, dfd = os.open(src, os.O_RDONLY), os.open(dst, os.O_RDONLY)
+    try:
+        with pytest.raises(FileExistsError) as err:
+            copy_at(sfd, b"a", dfd, b"a.tmp", b"a")
+        assert err.value.filename == STEPS[1]
+    finally:
+        os.close(sfd)
+        os.close(dfd)
+    assert (elsewhere / "victim").read_bytes() == b"keep"
+
+    copier = FolderCopier()
+    taken = dst / ("a" + copier._suffix.decode())  # an object named like the temporary
+    taken.write_bytes(b"an object")
+    copier.copy(str(src), "a", str(dst), "a")
+    assert (dst / "a").read_bytes() == b"new" and taken.read_bytes() == b"an object"
+    os.mkfifo(src / "pipe")  # opened without blocking, refused as not a file
+    with pytest.raises(TaskError) as task_err:
+        copier.copy(str(src), "pipe", str(dst), "pipe")
+    assert task_err.value.error_code == "InvalidObjectKey"
+    copier.release()
+    assert sorted(p.name for p in dst.iterdir()) == sorted(["a", "a.tmp", taken.name])

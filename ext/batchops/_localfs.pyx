@@ -9,9 +9,12 @@ GIL is released for the whole copy.
 Rules the code relies on:
 - the caller owns `src_dir` and `dst_dir` (open directory descriptors) and keeps them
   open for the call; names are single path components relative to them;
-- the copy goes to `tmp_name`, renamed over `dst_name` only once the data is written and
-  the file closed, so the destination appears whole or not at all; on any failure the
+- the copy goes to `tmp_name`, created anew (EEXIST if anything is there: the caller
+  picks another name) and renamed over `dst_name` only once the data is written and the
+  file closed, so the destination appears whole or not at all; on any failure the
   temporary file is removed;
+- only regular files are copied (EISDIR for a folder, EINVAL for a FIFO, socket or
+  device; a FIFO is opened without blocking);
 - errors are returned as errno values and raised as OSError here (Python picks the
   subclass: FileNotFoundError, IsADirectoryError, ...), with `filename` naming the step.
 """
@@ -37,16 +40,23 @@ cdef extern from *:
         while (*copied < size) {
             ssize_t n = copy_file_range(in, NULL, out, NULL, (size_t)(size - *copied), 0);
             if (n < 0) {
+                if (errno == EINTR) continue;
                 if (*copied == 0 && (errno == EXDEV || errno == ENOSYS || errno == EINVAL
                                      || errno == EOPNOTSUPP || errno == EPERM)) {
                     break;  /* not for these files: read and write instead */
                 }
                 return errno;
             }
-            if (n == 0) return 0;  /* the source shrank */
+            if (n == 0) {
+                /* Some filesystems (procfs, some FUSE) give 0 for data they have: read
+                   and write from here on (as coreutils does); a shrunk source ends there
+                   too. */
+                break;
+            }
             *copied += n;
         }
         if (*copied >= size) return 0;
+        if (*copied > 0 && lseek(in, (off_t)*copied, SEEK_SET) < 0) return errno;
     #endif
         while (*copied < size) {
             ssize_t n = read(in, buf, sizeof buf);
@@ -68,12 +78,16 @@ cdef extern from *:
         struct stat st;
         int in, out, err;
         *step = BATCHOPS_OPEN_SOURCE;
-        in = openat(src_dir, src, O_RDONLY | O_CLOEXEC);
+        /* O_NONBLOCK: a FIFO must not block the open; only regular files are copied. */
+        in = openat(src_dir, src, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
         if (in < 0) return errno;
         if (fstat(in, &st) < 0) { err = errno; close(in); return err; }
         if (S_ISDIR(st.st_mode)) { close(in); return EISDIR; }
+        if (!S_ISREG(st.st_mode)) { close(in); return EINVAL; }
         *step = BATCHOPS_CREATE;
-        out = openat(dst_dir, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+        /* O_EXCL | O_NOFOLLOW: never write through a file or symlink already there. */
+        out = openat(dst_dir, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                     0666);
         if (out < 0) { err = errno; close(in); return err; }
         *step = BATCHOPS_COPY;
         err = batchops_copy_data(in, out, (long long)st.st_size, size);

@@ -354,16 +354,18 @@ class JobRun:
                         if respawns > MAX_RESPAWNS_PER_WORKER * n:
                             self.fatal = "workers keep dying; see the job log"
                             return
-                        if not self.sched.finished:
+                        if not self.sched.finished and not self.fatal:
                             workers[next_wid] = spawn_worker(next_wid, cfg)
                             next_wid += 1
                 if self.fatal:
                     return
                 self._tick()
         finally:
+            # Workers first, then the handlers: a second Ctrl-C meanwhile must not cut
+            # the stopping short and leave workers running.
+            self._stop_workers(workers.values())
             for s, handler in old.items():
                 signal.signal(s, handler)
-            self._stop_workers(workers.values())
 
     def _drain(self, w: Worker) -> None:
         try:
@@ -395,11 +397,13 @@ class JobRun:
                 pass
         deadline = time.monotonic() + 5
         for w in workers:
-            w.proc.join(max(0.0, deadline - time.monotonic()))
-            if w.proc.is_alive():
-                w.proc.kill()
-                w.proc.join()
-            w.conn.close()
+            try:
+                w.proc.join(max(0.0, deadline - time.monotonic()))
+            finally:
+                if w.proc.is_alive():
+                    w.proc.kill()
+                    w.proc.join()
+                w.conn.close()
 
     # -- in this process ------------------------------------------------------------------
 

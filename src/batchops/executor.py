@@ -79,7 +79,8 @@ class Executor(TaskRunner):
             self._threads.shutdown(wait=True)
 
     def progress(self) -> list[tuple[int, int, int]]:
-        return [(st.chunk.index, st.run.succeeded, st.run.failed) for st in self.runs]
+        # list() copies in one C call: the loop thread may change `runs` meanwhile.
+        return [(st.chunk.index, st.run.succeeded, st.run.failed) for st in list(self.runs)]
 
     # -- async path -----------------------------------------------------------------------
 

@@ -82,22 +82,30 @@ class _Worker:
             os._exit(0)  # the parent is gone
 
     def serve(self) -> None:
+        # The reader first: the parent may already be sending chunks larger than the
+        # socket's buffer, and must not block while this worker builds its stores.
+        threading.Thread(target=self._read, name="batchops-pipe", daemon=True).start()
         try:
             runner = TaskRunner(self.cfg)
         except BatchopsError as exc:
             self.send(("fatal", str(exc)))
             return
-        threading.Thread(target=self._read, name="batchops-pipe", daemon=True).start()
         threading.Thread(target=self._report_progress, name="batchops-progress",
                          daemon=True).start()
         while (chunk := self._chunks.get()) is not None:
-            if self._executor is not None:
-                self._loop.call_soon_threadsafe(self._executor.submit, chunk)
-            elif runner.needs_loop(chunk):
+            if self._executor is None and runner.needs_loop(chunk):
                 self._start_loop(runner)
-                self._loop.call_soon_threadsafe(self._executor.submit, chunk)
+            if self._executor is not None:
+                self._loop.call_soon_threadsafe(self._submit, chunk)
             else:
                 self._run_here(runner, chunk)
+
+    def _submit(self, chunk: Chunk) -> None:
+        """On the loop thread: hand a chunk to the Executor."""
+        try:
+            self._executor.submit(chunk)
+        except BaseException as exc:  # noqa: BLE001 - the worker dies; the parent re-runs
+            _die("submit", exc)
 
     def _run_here(self, runner: TaskRunner, chunk: Chunk) -> None:
         st = self._current = runner.state(chunk)
@@ -124,10 +132,13 @@ class _Worker:
     def _report_progress(self) -> None:
         stop = threading.Event()
         while not stop.wait(PROGRESS_INTERVAL):
-            st = self._current
-            counts = [(st.chunk.index, st.run.succeeded, st.run.failed)] if st else []
-            if self._executor is not None:
-                counts += self._executor.progress()
+            try:
+                st = self._current
+                counts = [(st.chunk.index, st.run.succeeded, st.run.failed)] if st else []
+                if self._executor is not None:
+                    counts += self._executor.progress()
+            except Exception:  # noqa: BLE001 - counts are advisory; the markers are not
+                continue
             for index, ok, failed in counts:
                 self.send(("progress", index, ok, failed))
 
@@ -143,8 +154,19 @@ class _Worker:
 
             from .executor import Executor
 
+            def on_error(loop: Any, context: dict[str, Any]) -> None:
+                # A task or callback of ours failed with nobody to await it (its chunk
+                # would never finish): the worker dies and the parent re-runs its chunks.
+                # Anything else (a library's warning) is only printed.
+                exc = context.get("exception")
+                if exc is not None and str(context.get("message", "")).startswith(
+                        ("Task exception was never retrieved", "Exception in callback")):
+                    _die("event loop", exc)
+                loop.default_exception_handler(context)
+
             async def main() -> None:
                 self._loop = asyncio.get_running_loop()
+                self._loop.set_exception_handler(on_error)
                 self._executor = Executor(self.cfg, self._done, base=runner)
                 self._executor.start()
                 ready.set()
@@ -153,17 +175,23 @@ class _Worker:
             try:
                 uvloop.run(main())
             except BaseException as exc:  # noqa: BLE001 - reported, then the parent replaces us
-                import sys
-
-                print(f"batchops worker: event loop: {type(exc).__name__}: {exc}",
-                      file=sys.stderr, flush=True)
-                os._exit(1)
+                _die("event loop", exc)
 
         threading.Thread(target=run, name="batchops-loop", daemon=True).start()
         ready.wait()
 
     def _done(self, marker: dict[str, Any]) -> None:
         self.send(("done", marker))
+
+
+def _die(where: str, exc: BaseException) -> None:
+    """End this worker after an unexpected error: the parent sees it gone and runs its
+    chunks again on a new one."""
+    import sys
+
+    print(f"batchops worker: {where}: {type(exc).__name__}: {exc}", file=sys.stderr,
+          flush=True)
+    os._exit(1)
 
 
 __all__ = ["child_main", "worker_main"]

@@ -10,7 +10,9 @@ so a folder deleted or replaced by hand during a job is looked up again by the n
 
 from __future__ import annotations
 
+import errno
 import os
+import secrets
 import threading
 
 from .._localfs import STEPS, copy_at
@@ -39,7 +41,7 @@ class FolderCopier:
 
     def __init__(self) -> None:
         self._local = threading.local()
-        self._suffix = f".batchops-{os.getpid()}".encode()
+        self._suffix = f".batchops-{os.getpid()}-{secrets.token_hex(3)}".encode()
 
     def _dirs(self) -> dict[str, int]:
         dirs: dict[str, int] | None = getattr(self._local, "dirs", None)
@@ -81,16 +83,32 @@ class FolderCopier:
             src_fd = self._dir(src_dir, False)
         except (FileNotFoundError, NotADirectoryError):
             raise TaskError(404, "NoSuchKey", "The specified key does not exist.") from None
-        dst_name_b = os.fsencode(dst_name)
-        try:
-            return copy_at(src_fd, os.fsencode(src_name), self._dir(dst_dir, True),
-                           dst_name_b + self._suffix, dst_name_b)
-        except (FileNotFoundError, NotADirectoryError) as exc:
-            if exc.filename != STEPS[0]:
-                raise
-            raise TaskError(404, "NoSuchKey", "The specified key does not exist.") from None
-        except IsADirectoryError as exc:
-            if exc.filename != STEPS[0]:
-                raise
-            raise TaskError(400, "InvalidObjectKey",
-                            "the key names a folder, not a file") from None
+        src_name_b, dst_name_b = os.fsencode(src_name), os.fsencode(dst_name)
+        dst_fd = self._dir(dst_dir, True)
+        tmp = dst_name_b + self._suffix
+        for attempt in range(3):
+            try:
+                return copy_at(src_fd, src_name_b, dst_fd, tmp, dst_name_b)
+            except FileExistsError as exc:  # something holds the temporary name: another
+                if exc.filename != STEPS[1] or attempt == 2:  # name, never through it
+                    raise
+                tmp = dst_name_b + self._suffix + b"-" + secrets.token_hex(4).encode()
+            except OSError as exc:
+                raise _task_error(exc) from None
+        raise AssertionError("unreachable")
+
+
+def _task_error(exc: OSError) -> Exception:
+    """The report's view of a failed copy: the source's faults are the key's."""
+    if exc.filename != STEPS[0]:
+        if isinstance(exc, (FileNotFoundError, NotADirectoryError)):  # not the source's
+            return TaskError(500, "InternalError", f"could not {exc.filename}: {exc.strerror}")
+        return exc
+    if isinstance(exc, (FileNotFoundError, NotADirectoryError)):
+        return TaskError(404, "NoSuchKey", "The specified key does not exist.")
+    if isinstance(exc, IsADirectoryError):
+        return TaskError(400, "InvalidObjectKey", "the key names a folder, not a file")
+    if exc.errno == errno.EINVAL:
+        return TaskError(400, "InvalidObjectKey", "the key names a FIFO, socket or device, "
+                         "not a regular file")
+    return exc
