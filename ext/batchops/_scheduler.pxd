@@ -29,6 +29,7 @@ cdef class ChunkRun:
     cdef readonly Py_ssize_t succeeded
     cdef readonly Py_ssize_t failed
     cdef readonly Py_ssize_t retries
+    cdef readonly bint closed
     cdef Py_ssize_t _next
     cdef uint8_t[::1] _state
     cdef uint16_t[::1] _attempts
@@ -37,6 +38,7 @@ cdef class ChunkRun:
     cpdef void succeed(self, Py_ssize_t i)
     cpdef double fail(self, Py_ssize_t i, bint retryable)
     cpdef void succeed_all(self)
+    cpdef void close(self)
 
 cdef class Scheduler:
     cdef readonly Py_ssize_t n_chunks

@@ -64,7 +64,7 @@ cdef class ChunkRun:
 
     cpdef Py_ssize_t take(self):
         cdef Py_ssize_t i = self._next
-        if i >= self.size:
+        if i >= self.size or self.closed:
             return -1
         self._next = i + 1
         self._state[i] = RUNNING
@@ -97,6 +97,16 @@ cdef class ChunkRun:
         self.succeeded += self.size - self._next
         self._next = self.size
 
+    cpdef void close(self):
+        """Start no more tasks (a cancelled job): take() returns -1 from now on, and the
+        tasks already started finish as usual."""
+        self.closed = True
+
+    @property
+    def started(self):
+        """How many tasks take() has handed out."""
+        return self._next
+
     @property
     def done(self):
         return self.succeeded + self.failed
@@ -115,6 +125,11 @@ cdef class ChunkRun:
     def failed_indices(self):
         cdef Py_ssize_t i
         return [i for i in range(self.size) if self._state[i] == FAILED]
+
+    def done_indices(self):
+        """Tasks that succeeded or failed for good, in order."""
+        cdef Py_ssize_t i
+        return [i for i in range(self.size) if self._state[i] >= SUCCEEDED]
 
 
 cdef class Scheduler:

@@ -363,7 +363,7 @@ class JobRun:
         finally:
             # Workers first, then the handlers: a second Ctrl-C meanwhile must not cut
             # the stopping short and leave workers running.
-            self._stop_workers(workers.values())
+            self._stop_workers(workers.values(), report=self.stop_reason == "cancelled")
             for s, handler in old.items():
                 signal.signal(s, handler)
 
@@ -388,14 +388,16 @@ class JobRun:
             pass
 
     @staticmethod
-    def _stop_workers(workers: Any) -> None:
+    def _stop_workers(workers: Any, report: bool = False) -> None:
+        """Stop every worker; `report` (a cancel): each first reports the tasks that ran
+        in its chunks in flight (worker.CANCEL_GRACE), as markers the parent reads next."""
         workers = list(workers)
         for w in workers:
             try:
-                w.conn.send(("stop",))
+                w.conn.send(("stop", "report") if report else ("stop",))
             except (BrokenPipeError, OSError):
                 pass
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + (12 if report else 5)
         for w in workers:
             try:
                 w.proc.join(max(0.0, deadline - time.monotonic()))

@@ -55,6 +55,7 @@ class Executor(TaskRunner):
         self._threads: ThreadPoolExecutor | None = None
         self._pool: list[asyncio.Task[None]] = []
         self.fatal: BaseException | None = None
+        self.finishing = 0  # chunks whose report parts are being written
 
     # -- entry points ---------------------------------------------------------------------
 
@@ -86,6 +87,8 @@ class Executor(TaskRunner):
 
     def _take(self) -> tuple[ChunkState, int] | None:
         for st in self.runs:
+            if st.on_thread:
+                continue
             i = st.run.take()
             if i >= 0:
                 return st, i
@@ -132,7 +135,8 @@ class Executor(TaskRunner):
                     if message is not None:
                         st.messages[i] = message
                 break
-            if run.finished and not st.finishing:
+            if (run.finished or (run.closed and run.done == run.started)) \
+                    and not st.finishing:
                 st.finishing = True
                 self.runs.remove(st)
                 await self._finish(st)
@@ -142,6 +146,7 @@ class Executor(TaskRunner):
     async def _run_sync_chunk(self, st: ChunkState) -> None:
         if self._threads is None:
             self._threads = ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="batchops-sync")
+        st.on_thread = True  # the pool's coroutines leave its tasks alone
         self.runs.append(st)
         loop = asyncio.get_running_loop()
         n = max(1, min(SYNC_THREADS, self.cfg.concurrency, len(st.chunk)))
@@ -154,13 +159,33 @@ class Executor(TaskRunner):
 
     async def _finish(self, st: ChunkState) -> None:
         loop = asyncio.get_running_loop()
+        self.finishing += 1
         try:
             marker = await loop.run_in_executor(None, self.finish, st)
         except BaseException as exc:  # noqa: BLE001 - reported to the parent as fatal
             self.fatal = exc
             self.on_done({"fatal": str(exc)})
             return
-        self.on_done(marker)
+        finally:
+            self.finishing -= 1
+        if marker is not None:
+            self.on_done(marker)
+
+    # -- a cancel -------------------------------------------------------------------------
+
+    def close_runs(self) -> None:
+        """Start no more tasks; each chunk in flight reports the tasks that ran once its
+        running ones end (`idle` then turns true)."""
+        for st in list(self.runs):
+            st.run.close()
+            if not st.on_thread and not st.finishing and st.run.done == st.run.started:
+                st.finishing = True
+                self.runs.remove(st)
+                asyncio.ensure_future(self._finish(st))
+
+    @property
+    def idle(self) -> bool:
+        return not self.runs and not self.finishing
 
 
 __all__ = ["Executor"]

@@ -20,7 +20,7 @@ import csv
 import hashlib
 import io
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -69,19 +69,25 @@ def write_chunk(
     messages: Mapping[int, str],
     scope: str,
     dry_run: bool = False,
+    only: Sequence[int] | None = None,
 ) -> dict[str, Any]:
-    """Write a finished chunk's parts, then its marker. Returns the marker."""
+    """Write a finished chunk's parts, then its marker. Returns the marker.
+
+    `only`: the rows that ran, when a cancel stopped the chunk part way (the marker then
+    says "partial"; a cancelled job is never resumed, so it is never run again).
+    """
     buckets, keys, versions = chunk.buckets, chunk.report_keys, chunk.versions
     parts = []
     n = len(chunk)
-    succeeded = n - len(failures)
+    ran: Sequence[int] = range(n) if only is None else only
+    succeeded = len(ran) - len(failures)
     status_ok = "succeeded"
     if dry_run:
-        messages = {i: "DryRun: not performed" for i in range(n)}
+        messages = {i: "DryRun: not performed" for i in ran}
     if succeeded and scope == "AllTasks":
-        if failures or messages:
+        if failures or messages or only is not None:
             rows = ((buckets[i], keys[i], versions[i] or "", status_ok, 200, "",
-                     messages.get(i, SUCCESS_MESSAGE)) for i in range(n) if i not in failures)
+                     messages.get(i, SUCCESS_MESSAGE)) for i in ran if i not in failures)
             parts.append(("succeeded", _rows_csv(rows), succeeded))
         else:
             data = _plain_succeeded_csv(buckets, keys, versions)
@@ -99,8 +105,10 @@ def write_chunk(
         atomic_write(os.path.join(store.results_dir, name), data)
         listed.append({"status": status, "name": name, "md5": hashlib.md5(data).hexdigest(),
                        "rows": count})
-    marker = {"chunk": chunk.index, "first_row": chunk.first_row, "rows": n,
+    marker = {"chunk": chunk.index, "first_row": chunk.first_row, "rows": len(ran),
               "succeeded": succeeded, "failed": len(failures), "parts": listed}
+    if only is not None:
+        marker["partial"] = True
     atomic_write(store.marker_path(chunk.index), orjson.dumps(marker))
     return marker
 

@@ -36,6 +36,7 @@ class ChunkState:
     messages: dict[int, str] = field(default_factory=dict)
     finishing: bool = False
     throttled: int = 0
+    on_thread: bool = False  # run by TaskRunner.run_sync on a thread, not the pool
 
 
 class TaskRunner:
@@ -103,11 +104,18 @@ class TaskRunner:
                         st.messages[i] = message
                 break
 
-    def finish(self, st: ChunkState) -> dict[str, Any]:
+    def finish(self, st: ChunkState) -> dict[str, Any] | None:
         """Write the chunk's report parts and marker (durable on return); the marker, plus
-        how hard the store pushed back while it ran (not part of the checkpoint)."""
+        how hard the store pushed back while it ran (not part of the checkpoint).
+
+        A chunk closed by a cancel reports the tasks that ran (None if none did)."""
+        only = None
+        if st.run.closed and not st.run.finished:
+            only = st.run.done_indices()
+            if not only:
+                return None
         marker = write_chunk(self.store, st.chunk, st.failures, st.messages,
-                             self.cfg.report_scope, self.cfg.dry_run)
+                             self.cfg.report_scope, self.cfg.dry_run, only)
         return dict(marker, retries=st.run.retries, throttled=st.throttled,
                     concurrency=self.aimd.allowed)
 

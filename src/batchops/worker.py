@@ -15,7 +15,9 @@ Threads: the main thread runs chunks; a reader thread receives messages (chunks 
 large, so it reads in blocking mode, all the time, and the parent never blocks on a full
 pipe); a progress thread reports counts every PROGRESS_INTERVAL; the loop thread, once
 started. Sends are serialised by a lock. "stop" or a closed connection ends the process
-at once: whatever ran of an unfinished chunk runs again from its start elsewhere.
+at once: whatever ran of an unfinished chunk runs again from its start elsewhere. A
+cancel sends ("stop", "report"): no task starts after it, the running ones end, and each
+chunk in flight reports the tasks that ran (the job is over; nothing runs again).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import os
 import queue
 import signal
 import threading
+import time
 from typing import Any
 
 from .chunk import Chunk
@@ -32,6 +35,7 @@ from .tasks import ChunkState, TaskRunner
 from .workerproc import WorkerConfig
 
 PROGRESS_INTERVAL = 0.5
+CANCEL_GRACE = 8.0  # seconds a cancel waits for running tasks before reporting without them
 
 
 def child_main(argv: list[str]) -> None:
@@ -73,6 +77,7 @@ class _Worker:
         self._current: ChunkState | None = None  # the chunk on the main thread
         self._loop: Any = None  # the event loop thread's loop and executor, once started
         self._executor: Any = None
+        self._cancelled = False  # a cancel: start nothing more
 
     def send(self, msg: tuple[Any, ...]) -> None:
         try:
@@ -93,6 +98,8 @@ class _Worker:
         threading.Thread(target=self._report_progress, name="batchops-progress",
                          daemon=True).start()
         while (chunk := self._chunks.get()) is not None:
+            if self._cancelled:
+                continue
             if self._executor is None and runner.needs_loop(chunk):
                 self._start_loop(runner)
             if self._executor is not None:
@@ -109,13 +116,16 @@ class _Worker:
 
     def _run_here(self, runner: TaskRunner, chunk: Chunk) -> None:
         st = self._current = runner.state(chunk)
+        if self._cancelled:
+            st.run.close()
         runner.run_sync(st)
         try:
             marker = runner.finish(st)
         except BaseException as exc:  # noqa: BLE001 - reported to the parent as fatal
             marker = {"fatal": str(exc)}
+        if marker is not None:
+            self.send(("done", marker))
         self._current = None
-        self.send(("done", marker))
 
     def _read(self) -> None:
         try:
@@ -124,10 +134,27 @@ class _Worker:
                 if msg[0] == "chunk":
                     self._chunks.put(msg[1])
                 elif msg[0] == "stop":
+                    if msg[1:] == ("report",):
+                        self._report_what_ran()
                     break
         except (EOFError, OSError):
             pass
         os._exit(0)
+
+    def _report_what_ran(self, timeout: float = CANCEL_GRACE) -> None:
+        """A cancel: start no more tasks, let the running ones end, and report, for each
+        chunk in flight, the tasks that ran (the parent waits for us to exit)."""
+        self._cancelled = True
+        st = self._current
+        if st is not None:
+            st.run.close()
+        if self._executor is not None:
+            self._loop.call_soon_threadsafe(self._executor.close_runs)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._current is None and (self._executor is None or self._executor.idle):
+                return
+            time.sleep(0.01)
 
     def _report_progress(self) -> None:
         stop = threading.Event()
