@@ -144,7 +144,7 @@ def memory_copy(work: Path) -> list[tuple]:
 
 
 def preparing(work: Path) -> list[tuple]:
-    from batchops.manifest import prepare
+    from batchops.manifest.reader import prepare
 
     rows = n(10_000_000)
     m = work / "noop.csv"

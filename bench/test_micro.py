@@ -15,11 +15,11 @@ from urllib.parse import unquote_plus
 
 import pytest
 
-from batchops import manifest as manifest_module
 from batchops._scheduler import ChunkRun, RetryPolicy, Scheduler
-from batchops.jobstore import JobStore
-from batchops.manifest import iter_chunks, prepare
-from batchops.report import write_chunk
+from batchops.manifest import reader as manifest_module
+from batchops.manifest.reader import iter_chunks, prepare
+from batchops.results.jobstore import JobStore
+from batchops.results.report import write_chunk
 
 N = 10_000
 
@@ -187,7 +187,7 @@ def _timed_copies(benchmark, copy_one) -> None:  # type: ignore[no-untyped-def]
 
 @pytest.mark.benchmark(group="local copy, 2,000 files of 4 KiB")
 def test_folder_copy_native(benchmark, folders) -> None:  # type: ignore[no-untyped-def]
-    from batchops.operations.localfs import FolderCopier
+    from batchops.storage.localfs import FolderCopier
 
     src, dst = folders
     copier = FolderCopier()

@@ -207,8 +207,8 @@ def test_describe_and_list_jobs(cli, tmp_path) -> None:
 
 
 def test_folder_copier_holds_folders_for_one_chunk_only(tmp_path) -> None:
-    from batchops.operations.base import TaskError
-    from batchops.operations.localfs import FolderCopier
+    from batchops.storage.localfs import FolderCopier
+    from batchops.storage.outcomes import TaskError
 
     src, dst = tmp_path / "src", tmp_path / "dst"
     (src / "d").mkdir(parents=True)
@@ -275,7 +275,7 @@ def test_the_native_copy_is_whole_or_absent(tmp_path) -> None:
 
 
 def test_folder_copier_never_closes_a_folder_it_is_about_to_use(tmp_path, monkeypatch) -> None:
-    from batchops.operations import localfs
+    from batchops.storage import localfs
 
     monkeypatch.setattr(localfs, "MAX_OPEN_DIRS", 2)
     src, dst = tmp_path / "src", tmp_path / "dst"
@@ -295,8 +295,8 @@ def test_the_temporary_name_is_never_written_through(tmp_path) -> None:
     import os
 
     from batchops._localfs import STEPS, copy_at
-    from batchops.operations.base import TaskError
-    from batchops.operations.localfs import FolderCopier
+    from batchops.storage.localfs import FolderCopier
+    from batchops.storage.outcomes import TaskError
 
     src, dst, elsewhere = tmp_path / "src", tmp_path / "dst", tmp_path / "elsewhere"
     for d in (src, dst, elsewhere):

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from batchops import manifest
-from batchops.errors import ManifestError
-from batchops.manifest import CSV_FORMAT, JSONL_FORMAT, iter_chunks, prepare
+from batchops.manifest import reader as manifest
+from batchops.manifest.reader import iter_chunks, prepare
+from batchops.model.errors import ManifestError
+from batchops.model.formats import CSV_FORMAT, JSONL_FORMAT
 
 
 @pytest.fixture(autouse=True, params=["polars", "csv-module"])

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from batchops import manifest
-from batchops.errors import ManifestError
-from batchops.manifest import iter_chunks, prepare
+from batchops.manifest import reader as manifest
+from batchops.manifest.reader import iter_chunks, prepare
+from batchops.model.errors import ManifestError
 
 EDGE_CASES = {
     "plain": b"b,k1\nb,k2\n", "no final newline": b"b,k1\nb,k2", "crlf": b"b,k1\r\nb,k2\r\n",
@@ -67,7 +67,7 @@ def test_both_csv_readers_agree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 def test_a_small_manifest_runs_without_importing_polars(tmp_path: Path) -> None:
     path = tmp_path / "m.csv"
     path.write_text("".join(f"b,k{i}\n" for i in range(1000)))
-    code = ("import sys; from batchops.manifest import prepare, iter_chunks; "
+    code = ("import sys; from batchops.manifest.reader import prepare, iter_chunks; "
             f"info = prepare({str(path)!r}, {str(path)!r}, {str(tmp_path)!r}); "
             "n = sum(len(c) for c in iter_chunks(info, 100)); "
             "assert n == 1000, n; assert 'polars' not in sys.modules, 'polars was imported'")

@@ -17,8 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from batchops.errors import ManifestError
-from batchops.manifest import iter_chunks, prepare
+from batchops.manifest.reader import iter_chunks, prepare
+from batchops.model.errors import ManifestError
 from conftest import SECRET_KEY
 from faultproxy import FaultProxy
 from helpers import decoded_keys, job_id_of, read_report, report_manifest_path, write_manifest

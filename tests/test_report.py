@@ -7,9 +7,9 @@ import io
 
 import pytest
 
-from batchops.chunk import Chunk
-from batchops.jobstore import JobStore
-from batchops.report import write_chunk
+from batchops.model.chunk import Chunk
+from batchops.results.jobstore import JobStore
+from batchops.results.report import write_chunk
 
 
 @pytest.mark.parametrize("keys", [

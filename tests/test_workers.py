@@ -18,7 +18,7 @@ from test_resume import _done_chunks, _wait_for_job
 
 
 def _workers(pid: int) -> list[int]:
-    """Worker processes of a run: the interpreters it started with batchops.worker's entry
+    """Worker processes of a run: the interpreters it started with batchops.execute.worker entry
     point (read from /proc, whose command lines are never cut to a terminal's width)."""
     found = []
     for entry in Path("/proc").iterdir():
@@ -30,7 +30,7 @@ def _workers(pid: int) -> list[int]:
         except OSError:
             continue
         ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == pid and "batchops.worker" in cmdline:
+        if ppid == pid and "batchops.execute.worker" in cmdline:
             found.append(int(entry.name))
     return found
 
@@ -177,7 +177,7 @@ def test_only_chunks_on_remote_stores_start_an_event_loop(cli, s3, bucket, tmp_p
 def test_a_small_job_starts_only_the_workers_it_can_use(tmp_path) -> None:
     import argparse
 
-    from batchops.cli import _workers_worth_starting
+    from batchops.cli.main import _workers_worth_starting
 
     def worth(rows: int, **flags: object) -> int:
         m = tmp_path / f"m{rows}.csv"

@@ -6,21 +6,25 @@ first use, so worker processes that import a submodule do not pay for the rest.
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-_EXPORTS = {
-    "run_job": "engine", "BatchopsError": "errors", "ManifestError": "errors",
-    "SpecError": "errors", "JobOptions": "job", "create_job": "job", "describe": "job",
-    "list_jobs": "job", "JobStore": "jobstore",
-}
+_EXPORTS = MappingProxyType({
+    "run_job": "schedule.coordinator", "BatchopsError": "model.errors",
+    "ManifestError": "model.errors", "SpecError": "model.errors", "JobOptions": "model.spec",
+    "create_job": "schedule.create", "describe": "schedule.control",
+    "list_jobs": "schedule.control", "JobStore": "results.jobstore",
+})
 
 if TYPE_CHECKING:
-    from .engine import run_job
-    from .errors import BatchopsError, ManifestError, SpecError
-    from .job import JobOptions, create_job, describe, list_jobs
-    from .jobstore import JobStore
+    from batchops.model.errors import BatchopsError, ManifestError, SpecError
+    from batchops.model.spec import JobOptions
+    from batchops.results.jobstore import JobStore
+    from batchops.schedule.control import describe, list_jobs
+    from batchops.schedule.coordinator import run_job
+    from batchops.schedule.create import create_job
 
 
 def __getattr__(name: str) -> Any:

@@ -1,3 +1,3 @@
-from .cli import entry
+from batchops.cli.main import entry
 
 entry()

@@ -8,30 +8,35 @@ loop, or `run_sync` on the sync path for in-process stores).
 
 from __future__ import annotations
 
-from .acl import PutAclOperation
-from .base import Operation, TaskError
-from .checksum import ComputeChecksumOperation
-from .copy import CopyOperation
-from .delete import DeleteOperation
-from .invoke import InvokeOperation
-from .noop import NoopOperation
-from .objectlock import PutLegalHoldOperation, PutRetentionOperation
-from .replicate import ReplicateOperation
-from .restore import RestoreOperation
-from .tagging import DeleteTaggingOperation, PutTaggingOperation
+from collections.abc import Mapping
+from types import MappingProxyType
 
-OPERATIONS: dict[str, type[Operation]] = {
+from batchops.operations.acl import PutAclOperation
+from batchops.operations.base import Operation
+from batchops.operations.checksum import ComputeChecksumOperation
+from batchops.operations.copy import CopyOperation
+from batchops.operations.delete import DeleteOperation
+from batchops.operations.invoke import InvokeOperation
+from batchops.operations.noop import NoopOperation
+from batchops.operations.objectlock import PutLegalHoldOperation, PutRetentionOperation
+from batchops.operations.replicate import ReplicateOperation
+from batchops.operations.restore import RestoreOperation
+from batchops.operations.tagging import DeleteTaggingOperation, PutTaggingOperation
+from batchops.storage.outcomes import TaskError
+
+OPERATIONS: Mapping[str, type[Operation]] = MappingProxyType({
     op.alias: op for op in (
         CopyOperation, PutTaggingOperation, DeleteTaggingOperation, PutAclOperation,
         RestoreOperation, PutRetentionOperation, PutLegalHoldOperation, InvokeOperation,
         ReplicateOperation, ComputeChecksumOperation, DeleteOperation, NoopOperation)
-}
-BY_AMAZON_NAME: dict[str, type[Operation]] = {op.amazon_name: op for op in OPERATIONS.values()}
+})
+BY_AMAZON_NAME: Mapping[str, type[Operation]] = MappingProxyType(
+    {op.amazon_name: op for op in OPERATIONS.values()})
 
 
 def get_operation(name: str) -> type[Operation]:
     """Look an operation up by alias (`copy`) or Amazon name (`S3PutObjectCopy`)."""
-    from ..errors import SpecError
+    from batchops.model.errors import SpecError
 
     op = OPERATIONS.get(name) or BY_AMAZON_NAME.get(name)
     if op is None:

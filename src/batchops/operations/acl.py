@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 from typing import Any
 
-from ..chunk import Chunk
-from ..errors import SpecError
-from ..stores import Resolver
-from .base import Operation
+from batchops.model.chunk import Chunk
+from batchops.model.errors import SpecError
+from batchops.operations.base import Operation
+from batchops.storage.locations import Resolver
 
 CANNED = ("private", "public-read", "public-read-write", "aws-exec-read", "authenticated-read",
           "bucket-owner-read", "bucket-owner-full-control")
 PERMISSIONS = ("FULL_CONTROL", "READ", "WRITE", "READ_ACP", "WRITE_ACP")
-GRANTEE_TYPES = {"id": "CanonicalUser", "emailAddress": "AmazonCustomerByEmail", "uri": "Group"}
+GRANTEE_TYPES = MappingProxyType(
+    {"id": "CanonicalUser", "emailAddress": "AmazonCustomerByEmail", "uri": "Group"})
 _WHERE = "Operation.S3PutObjectAcl.AccessControlPolicy"
-GRANT_HEADERS = {"FULL_CONTROL": "GrantFullControl", "READ": "GrantRead",
-                 "READ_ACP": "GrantReadACP", "WRITE": "GrantWrite", "WRITE_ACP": "GrantWriteACP"}
-_S3_GRANTEE = {"CanonicalUser": ("id", "ID"), "Group": ("uri", "URI"),
-               "AmazonCustomerByEmail": ("emailAddress", "EmailAddress")}
+GRANT_HEADERS = MappingProxyType({"FULL_CONTROL": "GrantFullControl", "READ": "GrantRead",
+                 "READ_ACP": "GrantReadACP", "WRITE": "GrantWrite", "WRITE_ACP": "GrantWriteACP"})
+_S3_GRANTEE = MappingProxyType({"CanonicalUser": ("id", "ID"), "Group": ("uri", "URI"),
+               "AmazonCustomerByEmail": ("emailAddress", "EmailAddress")})
 
 
 def grant_headers(grants: Iterable[tuple[str, str, str]]) -> dict[str, str]:

@@ -5,20 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
-from ..chunk import Chunk
-from ..errors import SpecError
-from ..stores import Location, Resolver, is_s3, s3_bucket
-
-
-class TaskError(Exception):
-    """A task failed in a way the operation itself understands (mapped as given)."""
-
-    def __init__(self, http_status: int, error_code: str, message: str,
-                 retryable: bool = False) -> None:
-        super().__init__(message)
-        self.http_status = http_status
-        self.error_code = error_code
-        self.retryable = retryable
+from batchops.model.chunk import Chunk
+from batchops.model.errors import SpecError
+from batchops.storage.locations import Location, Resolver, is_s3, s3_bucket
 
 
 class Operation:
@@ -106,32 +95,6 @@ class Operation:
     def sync_chunk_done(self) -> None:
         """Called by the thread that ran a chunk's sync tasks once it has taken its last
         task: the place to let go of what the tasks held (open folders, say)."""
-
-
-def check_tag_set(tags: Any, where: str, limit: int = 10,
-                  per: str = "object") -> list[dict[str, str]]:
-    """Amazon's limits: at most `limit` tags (10 on an object, 50 on a job), keys up to
-    128 and values up to 256 characters."""
-    if not isinstance(tags, list):
-        raise SpecError(f"{where} must be a list of {{\"Key\": ..., \"Value\": ...}}")
-    if len(tags) > limit:
-        raise SpecError(f"{where} has {len(tags)} tags; S3 allows at most {limit} per {per}")
-    seen = set()
-    out = []
-    for tag in tags:
-        if not isinstance(tag, dict) or not isinstance(tag.get("Key"), str) or \
-                not isinstance(tag.get("Value", ""), str):
-            raise SpecError(f"{where}: each tag needs a string Key and Value")
-        key, value = tag["Key"], tag.get("Value", "")
-        if not 1 <= len(key) <= 128:
-            raise SpecError(f"{where}: tag key {key[:40]!r} must be 1 to 128 characters")
-        if len(value) > 256:
-            raise SpecError(f"{where}: the value of tag {key!r} is over 256 characters")
-        if key in seen:
-            raise SpecError(f"{where}: tag key {key!r} appears twice")
-        seen.add(key)
-        out.append({"Key": key, "Value": value})
-    return out
 
 
 def require_enum(params: Mapping[str, Any], name: str, choices: tuple[str, ...], where: str,

@@ -18,10 +18,10 @@ from typing import Any
 import obstore as obs
 import orjson
 
-from ..chunk import Chunk
-from ..errors import SpecError
-from ..stores import Resolver
-from .base import Operation, require_enum
+from batchops.model.chunk import Chunk
+from batchops.model.errors import SpecError
+from batchops.operations.base import Operation, require_enum
+from batchops.storage.locations import Resolver
 
 ALGORITHMS = ("CRC32", "CRC32C", "CRC64NVME", "MD5", "SHA1", "SHA256", "SHA512", "XXHASH64",
               "XXHASH3", "XXHASH128")
@@ -82,7 +82,7 @@ class ComputeChecksumOperation(Operation):
             "ChecksumHex": digest.hex(),
         }).decode()
 
-    def _where(self, chunk: Chunk, i: int) -> tuple[Any, str, dict[str, str] | None]:
+    def _where(self, chunk: Chunk, i: int) -> tuple[Any, str, Any]:
         loc = self.resolver.location(chunk.buckets[i])
         version = chunk.versions[i]
         return (self.resolver.store(loc), loc.key(chunk.keys[i]),

@@ -21,19 +21,29 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlencode
 
 import obstore as obs
 
-from ..chunk import Chunk
-from ..errors import SpecError
-from ..s3api import CrtS3Error
-from ..stores import Location, Resolver, is_s3, normalise_url, s3_bucket, supports_attributes
-from .acl import grant_headers
-from .base import Operation, TaskError, check_tag_set, require_enum
-from .localfs import FolderCopier
-from .objectlock import parse_timestamp
+from batchops.model.chunk import Chunk
+from batchops.model.errors import SpecError
+from batchops.model.spec import check_tag_set
+from batchops.operations.acl import grant_headers
+from batchops.operations.base import Operation, require_enum
+from batchops.operations.objectlock import parse_timestamp
+from batchops.storage.localfs import FolderCopier
+from batchops.storage.locations import (
+    Location,
+    Resolver,
+    is_s3,
+    normalise_url,
+    s3_bucket,
+    supports_attributes,
+)
+from batchops.storage.outcomes import TaskError
+from batchops.storage.s3api import CrtS3Error
 
 #: Objects up to this size are copied with one GET and one PUT; larger ones stream.
 SMALL_OBJECT = 16 * 1024 * 1024
@@ -52,8 +62,9 @@ S3_OPTIONS = ("StorageClass", "MetadataDirective", "NewObjectMetadata", "NewObje
               "ObjectLockMode", "ObjectLockRetainUntilDate", "ObjectLockLegalHoldStatus",
               "SSEAwsKmsKeyId", "BucketKeyEnabled", "RequesterPays",
               "BatchopsMultipartThreshold")
-_GRANT_ARGS = {"READ": "GrantRead", "READ_ACP": "GrantReadACP", "WRITE_ACP": "GrantWriteACP",
-               "FULL_CONTROL": "GrantFullControl"}
+_GRANT_ARGS = MappingProxyType({"READ": "GrantRead", "READ_ACP": "GrantReadACP",
+                                "WRITE_ACP": "GrantWriteACP",
+                                "FULL_CONTROL": "GrantFullControl"})
 
 
 def join_prefix(prefix: str, key: str) -> str:
@@ -193,7 +204,7 @@ class CopyOperation(Operation):
         src = self.resolver.location(chunk.buckets[i])
         if chunk.dest_buckets is not None and chunk.dest_buckets[i]:
             dst = self.resolver.location(chunk.dest_buckets[i])  # type: ignore[arg-type]
-            dst_key = dst.key(chunk.dest_keys[i])  # type: ignore[index]
+            dst_key = dst.key(chunk.dest_keys[i])  # type: ignore[index, arg-type]
         elif self._target is not None:
             dst = self._target
             dst_key = dst.key(join_prefix(self._prefix, chunk.keys[i]))

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import obstore as obs
 
-from ..chunk import Chunk
-from ..stores import is_s3
-from .base import Operation, TaskError
+from batchops.model.chunk import Chunk
+from batchops.operations.base import Operation
+from batchops.storage.locations import is_s3
+from batchops.storage.outcomes import TaskError
 
 
 class DeleteOperation(Operation):

@@ -23,10 +23,11 @@ from typing import Any
 
 import orjson
 
-from ..chunk import Chunk
-from ..errors import SpecError
-from ..stores import Resolver
-from .base import Operation, TaskError
+from batchops.model.chunk import Chunk
+from batchops.model.errors import SpecError
+from batchops.operations.base import Operation
+from batchops.storage.locations import Resolver
+from batchops.storage.outcomes import TaskError
 
 _WHERE = "Operation.LambdaInvoke"
 

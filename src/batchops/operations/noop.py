@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .base import Operation
+from batchops.model.chunk import Chunk
+from batchops.operations.base import Operation
 
 
 class NoopOperation(Operation):
@@ -10,8 +11,8 @@ class NoopOperation(Operation):
     alias = "noop"
     no_task_work = True
 
-    async def run(self, chunk, i):  # type: ignore[no-untyped-def]
+    async def run(self, chunk: Chunk, i: int) -> str | None:
         return None
 
-    def run_sync(self, chunk, i):  # type: ignore[no-untyped-def]
+    def run_sync(self, chunk: Chunk, i: int) -> str | None:
         return None

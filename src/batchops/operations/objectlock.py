@@ -6,10 +6,10 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from ..chunk import Chunk
-from ..errors import SpecError
-from ..stores import Resolver
-from .base import Operation, require_enum
+from batchops.model.chunk import Chunk
+from batchops.model.errors import SpecError
+from batchops.operations.base import Operation, require_enum
+from batchops.storage.locations import Resolver
 
 
 def parse_timestamp(value: Any, where: str) -> str:

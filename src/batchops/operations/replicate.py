@@ -13,11 +13,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..chunk import Chunk
-from ..errors import SpecError
-from ..stores import Resolver, is_s3, s3_bucket
-from .acl import grant_headers, s3_acl_grants
-from .copy import CopyOperation
+from batchops.model.chunk import Chunk
+from batchops.model.errors import SpecError
+from batchops.operations.acl import grant_headers, s3_acl_grants
+from batchops.operations.copy import CopyOperation
+from batchops.storage.locations import Resolver, is_s3, s3_bucket
 
 
 class ReplicateOperation(CopyOperation):

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..chunk import Chunk
-from ..errors import SpecError
-from ..stores import Resolver
-from .base import Operation, require_enum
+from batchops.model.chunk import Chunk
+from batchops.model.errors import SpecError
+from batchops.operations.base import Operation, require_enum
+from batchops.storage.locations import Resolver
 
 _WHERE = "Operation.S3InitiateRestoreObject"
 

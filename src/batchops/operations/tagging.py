@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..chunk import Chunk
-from ..stores import Resolver
-from .base import Operation, check_tag_set
+from batchops.model.chunk import Chunk
+from batchops.model.spec import check_tag_set
+from batchops.operations.base import Operation
+from batchops.storage.locations import Resolver
 
 
 class PutTaggingOperation(Operation):

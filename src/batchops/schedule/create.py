@@ -12,105 +12,23 @@ import hashlib
 import os
 import shutil
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import orjson
 
-from .chunk import auto_chunk_size
-from .errors import BadInputError, BatchopsError, ManifestError, SpecError
-from .inventory import INVENTORY_FORMAT, fetch_manifest_object, normalise_inventory
-from .jobstore import JobStore, now_iso
-from .listing import generate, validate_generator
-from .manifest import CSV_FORMAT, ManifestInfo, prepare
-from .operations import get_operation
-from .report import SCOPES
-from .stores import Resolver, normalise_url, preflight, split_location
-
-# Amazon's job statuses.
-NEW, PREPARING, SUSPENDED, READY, ACTIVE = "New", "Preparing", "Suspended", "Ready", "Active"
-PAUSING, PAUSED, COMPLETING, COMPLETE = "Pausing", "Paused", "Completing", "Complete"
-FAILING, FAILED, CANCELLING, CANCELLED = "Failing", "Failed", "Cancelling", "Cancelled"
-TERMINAL = (COMPLETE, FAILED, CANCELLED)
-RESUMABLE = (READY, ACTIVE, PAUSING, PAUSED, COMPLETING, FAILING, NEW, PREPARING)
-
-DEFAULT_CONCURRENCY = 64
-
-
-@dataclass(frozen=True)
-class JobOptions:
-    """A job as requested (from the CLI or a create-job document), before preparing."""
-
-    manifest: str  # path or URL; "" when a manifest generator makes it
-    operation: str
-    params: dict[str, Any] = field(default_factory=dict)
-    report: str | None = None
-    report_scope: str = "AllTasks"
-    report_enabled: bool = True
-    chunk_size: int = 0  # 0: automatic (DEFAULT_CHUNK_SIZE, smaller for small manifests)
-    bucket_map: tuple[tuple[str, str], ...] = ()
-    workers: int = 0  # 0: one per core
-    concurrency: int = DEFAULT_CONCURRENCY
-    max_attempts: int = 5
-    description: str = ""
-    priority: int = 10
-    failure_min_tasks: int = 1000
-    failure_ratio: float = 0.5
-    dry_run: bool = False
-    confirmed: bool = False  # the user confirmed a destructive operation (--confirm-delete)
-    confirmation_required: bool = False  # Amazon's ConfirmationRequired: start Suspended
-    manifest_format: str = CSV_FORMAT  # or INVENTORY_FORMAT
-    manifest_etag: str | None = None  # Manifest.Location.ETag: refuse another manifest
-    manifest_version: str | None = None  # Manifest.Location.ObjectVersionId: read that one
-    manifest_generator: dict[str, Any] | None = None  # S3JobManifestGenerator
-    tags: tuple[tuple[str, str], ...] = ()
-    client_request_token: str | None = None
-    role_arn: str | None = None
-    max_ops_per_second: float = 0.0
-    max_bytes_per_second: float = 0.0
-
-    def check(self) -> None:
-        if self.chunk_size < 0:
-            raise SpecError("--chunk-size must be at least 1")
-        if self.workers < 0:
-            raise SpecError("--workers must be 0 (one per core) or more")
-        if self.concurrency < 1:
-            raise SpecError("--concurrency must be at least 1")
-        if self.max_attempts < 1:
-            raise SpecError("--max-attempts must be at least 1")
-        if self.report_scope not in SCOPES:
-            raise SpecError(f"--report-scope must be one of {', '.join(SCOPES)}")
-        if not 0 < self.failure_ratio <= 1:
-            raise SpecError("the failure threshold ratio must be in (0, 1]")
-        if self.manifest_format not in (CSV_FORMAT, INVENTORY_FORMAT):
-            raise SpecError(f"Manifest.Spec.Format must be {CSV_FORMAT} or {INVENTORY_FORMAT}")
-        if not self.manifest and not self.manifest_generator:
-            raise SpecError("a job needs a manifest (--manifest) or a manifest generator")
-        if self.max_ops_per_second < 0 or self.max_bytes_per_second < 0:
-            raise SpecError("--max-ops-per-second and --max-bytes-per-second must be positive")
-        if not 0 <= self.priority <= 2147483647:
-            raise SpecError("Priority must be a whole number from 0 to 2147483647")
-        if len(self.description) > MODEL_TEXT_MAX:
-            raise SpecError(f"the job description (Description, --description) is "
-                            f"{len(self.description)} characters; S3 allows at most "
-                            f"{MODEL_TEXT_MAX}")
-        if self.tags:
-            from .lifecycle import JOB_TAG_LIMIT
-            from .operations.base import check_tag_set
-
-            check_tag_set([{"Key": k, "Value": v} for k, v in self.tags], "the job's Tags",
-                          JOB_TAG_LIMIT, "job")
-
-    def request_digest(self) -> str:
-        """What makes two create-job requests "the same" (for ClientRequestToken)."""
-        fields = {k: v for k, v in self.__dict__.items() if k != "client_request_token"}
-        return hashlib.sha256(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS,
-                                           default=str)).hexdigest()
-
-
-MODEL_TEXT_MAX = 256  # Description, StatusUpdateReason, FailureReason in s3control's model
-
-
+from batchops.manifest.inventory import fetch_manifest_object, normalise_inventory
+from batchops.manifest.listing import generate, validate_generator
+from batchops.manifest.reader import ManifestInfo, prepare
+from batchops.model.chunk import auto_chunk_size
+from batchops.model.errors import BadInputError, BatchopsError, ManifestError, SpecError
+from batchops.model.formats import INVENTORY_FORMAT
+from batchops.model.spec import JobOptions, fit_text
+from batchops.model.status import FAILED, NEW, PREPARING, READY, SUSPENDED
+from batchops.operations import get_operation
+from batchops.results.jobstore import JobStore, now_iso
+from batchops.storage.locations import Resolver, normalise_url, split_location
+from batchops.storage.preflight import preflight
 
 
 def _fetch_manifest(location: str, job_dir: str, etag: str | None,
@@ -141,7 +59,7 @@ def _fetch_manifest(location: str, job_dir: str, etag: str | None,
     except FileNotFoundError:
         raise BadInputError(f"--manifest {location}: no such object") from None
     except Exception as exc:  # noqa: BLE001 - one sentence for any store error
-        from .errors import classify
+        from batchops.storage.outcomes import classify
 
         raise BadInputError(f"--manifest {location}: cannot read it "
                             f"({classify(exc).message})") from None
@@ -173,7 +91,7 @@ def _claim_token(opts: JobOptions, home: str | None) -> str | None:
     """Idempotency: the job id already created for this token and request, if any."""
     if not opts.client_request_token:
         return None
-    from .jobstore import batchops_home, makedirs
+    from batchops.results.jobstore import batchops_home, makedirs
 
     folder = os.path.join(home or batchops_home(), "tokens")
     makedirs(folder)
@@ -194,7 +112,7 @@ def _claim_token(opts: JobOptions, home: str | None) -> str | None:
 def _record_token(opts: JobOptions, home: str | None, job_id: str) -> None:
     if not opts.client_request_token:
         return
-    from .jobstore import atomic_write, batchops_home
+    from batchops.results.jobstore import atomic_write, batchops_home
 
     name = hashlib.sha256(opts.client_request_token.encode()).hexdigest()
     atomic_write(os.path.join(home or batchops_home(), "tokens", name + ".json"),
@@ -286,7 +204,7 @@ def create_job(opts: JobOptions, home: str | None = None) -> JobStore:
                 path = normalise_inventory(source, opts.manifest, store.dir, resolver)
         info = prepare(location, path, store.dir)
         if opts.manifest_format == INVENTORY_FORMAT and not generator:
-            from .manifest import file_digest
+            from batchops.manifest.reader import file_digest
 
             size, digest = file_digest(source)
             info = replace(info, source=source, size=size, digest=digest)
@@ -301,7 +219,7 @@ def create_job(opts: JobOptions, home: str | None = None) -> JobStore:
         shutil.rmtree(store.dir, ignore_errors=True)
         raise
     except Exception as exc:  # noqa: BLE001 - a store error while preparing: one sentence
-        from .errors import classify
+        from batchops.storage.outcomes import classify
 
         message = f"cannot prepare the manifest: {classify(exc).message}"
         fail_job(store, doc, "ManifestUnreadable", message)
@@ -327,11 +245,6 @@ def create_job(opts: JobOptions, home: str | None = None) -> JobStore:
     return store
 
 
-def fit_text(text: str) -> str:
-    """A reason or description cut to the s3control model's 256 characters."""
-    return text if len(text) <= MODEL_TEXT_MAX else text[:MODEL_TEXT_MAX - 1] + "…"
-
-
 def fail_job(store: JobStore, doc: dict[str, Any], code: str, reason: str) -> None:
     job = doc["Job"]
     job["Status"] = FAILED
@@ -346,47 +259,3 @@ def manifest_info(doc: dict[str, Any]) -> ManifestInfo:
     return ManifestInfo.from_json(doc["Batchops"]["manifest"])
 
 
-def describe(store: JobStore) -> dict[str, Any]:
-    """DescribeJob's output: `{"Job": JobDescriptor}`."""
-    job = store.read()["Job"]
-    control = store.control()
-    if "Priority" in control:
-        job["Priority"] = control["Priority"]
-    if "StatusUpdateReason" in job:  # ours can be longer (a path, the resume command)
-        job["StatusUpdateReason"] = fit_text(job["StatusUpdateReason"])
-    for failure in job.get("FailureReasons") or ():  # jobs failed by an older batchops
-        failure["FailureReason"] = fit_text(failure.get("FailureReason", ""))
-    return {"Job": job}
-
-
-def list_jobs(home: str | None = None, statuses: tuple[str, ...] = (),
-              max_results: int | None = None, next_token: str | None = None) -> dict[str, Any]:
-    """ListJobs' output: `{"Jobs": [JobListDescriptor...], "NextToken"?}`, newest first."""
-    out = []
-    for job_id in JobStore.all_ids(home):
-        try:
-            job = describe(JobStore(job_id, home))["Job"]
-        except BatchopsError:
-            continue
-        if statuses and job["Status"] not in statuses:
-            continue
-        entry = {k: job[k] for k in ("JobId", "Description", "Priority", "Status",
-                                     "CreationTime", "TerminationDate", "ProgressSummary")
-                 if k in job}
-        entry["Operation"] = next(iter(job["Operation"]))
-        out.append(entry)
-    out.sort(key=lambda j: (j["CreationTime"], j["JobId"]), reverse=True)
-    start = 0
-    if next_token:
-        try:
-            start = int(next_token)
-        except ValueError:
-            raise SpecError(f"--next-token {next_token!r} is not a token from list-jobs") \
-                from None
-    if max_results is not None and max_results < 1:
-        raise SpecError("--max-results must be at least 1")
-    end = len(out) if max_results is None else start + max_results
-    result: dict[str, Any] = {"Jobs": out[start:end]}
-    if end < len(out):
-        result["NextToken"] = str(end)
-    return result

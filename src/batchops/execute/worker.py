@@ -29,10 +29,10 @@ import threading
 import time
 from typing import Any
 
-from .chunk import Chunk
-from .errors import BatchopsError
-from .tasks import ChunkState, TaskRunner
-from .workerproc import WorkerConfig
+from batchops.execute.loop import ChunkState, TaskRunner
+from batchops.model.chunk import Chunk
+from batchops.model.errors import BatchopsError
+from batchops.model.spec import WorkerConfig
 
 PROGRESS_INTERVAL = 0.5
 CANCEL_GRACE = 8.0  # seconds a cancel waits for running tasks before reporting without them
@@ -179,7 +179,7 @@ class _Worker:
 
             import uvloop
 
-            from .executor import Executor
+            from batchops.execute.pool import Executor
 
             def on_error(loop: Any, context: dict[str, Any]) -> None:
                 # A task or callback of ours failed with nobody to await it (its chunk

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TextIO
+from typing import Any, TextIO
 
 
 def _eta(done: int, total: int, rate: float) -> str:
@@ -29,7 +29,7 @@ class Display:
         self._last_plain = 0.0
         self._base: int | None = None
         self._final_shown = False
-        self._progress = None
+        self._progress: Any = None
         self._task = None
 
     def __enter__(self) -> Display:

@@ -1,11 +1,9 @@
-"""Errors users see, and the one place where store errors become report outcomes.
+"""Store errors classified by what to do, and mapped onto the report's columns.
 
-User-facing errors carry one sentence: what was wrong, where, and what to do. The CLI
-prints that sentence and exits with the error's exit code; it never shows a traceback.
-
-Store errors (obstore, botocore, OS errors) are classified by what to do about them
-(retry or not) and mapped onto the completion report's columns (HTTP status, error
-code, message) in `classify`, and nowhere else.
+Every exception a task raises (obstore, botocore, awscrt, OS errors, or an operation's
+own `TaskError`) is classified here and nowhere else: retry (honouring Retry-After),
+permanent for the task (a report row with its HTTP status and error code), or fatal for
+the job (the job stops; `resume` continues once the cause is fixed).
 """
 
 from __future__ import annotations
@@ -13,55 +11,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-# Exit codes of the CLI (documented in the README and in `batchops --help`).
-EXIT_OK = 0
-EXIT_TASKS_FAILED = 1  # the job completed, some tasks failed (see the report)
-EXIT_BAD_INPUT = 2  # bad manifest, spec, flag or credential: nothing ran (argparse's code)
-EXIT_JOB_FAILED = 3  # the job failed (failure threshold, store unwritable, job locked)
-EXIT_INTERRUPTED = 130  # stopped by Ctrl-C or SIGTERM; `batchops resume` continues
 
+class TaskError(Exception):
+    """A task failed in a way the operation itself understands (mapped as given)."""
 
-class BatchopsError(Exception):
-    """Base of every error batchops reports to a user as one sentence."""
+    def __init__(self, http_status: int, error_code: str, message: str,
+                 retryable: bool = False) -> None:
+        super().__init__(message)
+        self.http_status = http_status
+        self.error_code = error_code
+        self.retryable = retryable
 
-    exit_code = EXIT_JOB_FAILED
-
-
-class BadInputError(BatchopsError):
-    """The user's input (manifest, spec, flag, credential) is wrong; nothing ran."""
-
-    exit_code = EXIT_BAD_INPUT
-
-
-class ManifestError(BadInputError, ValueError):
-    """A manifest cannot be read: names the file and the line."""
-
-    def __init__(self, path: str, line: int | None, problem: str) -> None:
-        where = f"{path}, line {line}" if line is not None else path
-        super().__init__(f"{where}: {problem}")
-        self.path = path
-        self.line = line
-        self.problem = problem
-
-
-class SpecError(BadInputError, ValueError):
-    """A job spec or flag is invalid: names the key or flag."""
-
-
-class JobNotFoundError(BadInputError, LookupError):
-    """No job with that id in the job store."""
-
-
-class JobStateError(BatchopsError):
-    """The job is not in a status that allows what was asked."""
-
-
-class JobLockedError(BatchopsError):
-    """Another process is running the job."""
-
-
-class JobStoreError(BatchopsError, OSError):
-    """The job store or report location cannot be written."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,17 +40,36 @@ class Outcome:
         return self.http_status in (429, 503) or self.error_code in _THROTTLE_CODES
 
 
+
 _STATUS_RE = re.compile(r"status code: (\d{3})|\b(\d{3}) (?:Not Found|Forbidden|Bad Request)")
+
+
+
 _CODE_RE = re.compile(r"<Code>([^<]+)</Code>")
+
+
+
 _MESSAGE_RE = re.compile(r"<Message>([^<]*)</Message>")
+
+
+
 _RETRYABLE_CODES = frozenset(
     {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "Throttling",
      "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException",
      "RequestTimeTooSkewed"}
 )
+
+
+
 _THROTTLE_CODES = frozenset({"SlowDown", "Throttling", "ThrottlingException",
                              "RequestLimitExceeded", "TooManyRequestsException"})
+
+
+
 _RETRY_AFTER_RE = re.compile(r"retry-after:\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
+
+
+
 _TRANSIENT_WORDS = (
     "error sending request", "connection reset", "connection closed", "timed out",
     "timeout", "broken pipe", "incomplete message", "unexpected eof", "connection refused",
@@ -98,10 +77,12 @@ _TRANSIENT_WORDS = (
 )
 
 
+
 def _first_line(text: str) -> str:
     line = text.strip().splitlines()[0] if text.strip() else ""
     # Never echo request URLs with query strings (signed URLs carry signatures there).
     return re.sub(r"(https?://[^\s?]+)\?\S*", r"\1?…", line)[:300]
+
 
 
 def _is_botocore_transport_error(exc: BaseException) -> bool:
@@ -116,6 +97,7 @@ def _is_botocore_transport_error(exc: BaseException) -> bool:
     return isinstance(exc, (BotoConnectionError, HTTPClientError, ResponseStreamingError))
 
 
+
 def classify(exc: BaseException) -> Outcome:
     """Map any exception raised by an operation onto the report's columns.
 
@@ -123,9 +105,7 @@ def classify(exc: BaseException) -> Outcome:
     resets. Not retryable: 4xx (403, 404, 400, ...) and anything we cannot recognise
     as transient.
     """
-    from . import operations  # local import: operations import this module
-
-    if isinstance(exc, operations.TaskError):
+    if isinstance(exc, TaskError):
         return Outcome(exc.retryable, exc.http_status, exc.error_code, str(exc))
 
     # botocore ClientError (aiobotocore) carries a structured response.
@@ -180,3 +160,4 @@ def classify(exc: BaseException) -> Outcome:
     if isinstance(exc, OSError):
         return Outcome(False, 500, type(exc).__name__, _first_line(text) or type(exc).__name__)
     return Outcome(False, 500, "InternalError", _first_line(text) or type(exc).__name__)
+

@@ -18,9 +18,9 @@ from typing import Any
 
 import orjson
 
-from .chunk import encode_key
-from .errors import SpecError
-from .stores import Resolver, is_s3, normalise_url, s3_bucket, split_location
+from batchops.model.chunk import encode_key
+from batchops.model.errors import SpecError
+from batchops.storage.locations import Resolver, is_s3, normalise_url, s3_bucket, split_location
 
 GENERATED_FORMAT = "S3InventoryReport_CSV_20211130"
 _WHERE = "ManifestGenerator.S3JobManifestGenerator"
@@ -101,7 +101,7 @@ def _list_s3(bucket: str, prefix: str) -> Iterator[tuple[str, int, datetime, str
     """S3 listing through the S3 API client (it reports storage classes), page by page."""
     import asyncio
 
-    from .s3api import S3Api
+    from batchops.storage.s3api import S3Api
 
     loop = asyncio.new_event_loop()
     api = S3Api()

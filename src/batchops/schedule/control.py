@@ -8,12 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import JobStateError, SpecError
-from .job import CANCELLED, MODEL_TEXT_MAX, READY, SUSPENDED, TERMINAL
-from .jobstore import JobStore, now_iso
-from .operations.base import check_tag_set
-
-JOB_TAG_LIMIT = 50  # S3TagSet on a job (PutJobTagging, CreateJob); an object takes 10
+from batchops.model.errors import BatchopsError, JobStateError, SpecError
+from batchops.model.spec import JOB_TAG_LIMIT, MODEL_TEXT_MAX, check_tag_set, fit_text
+from batchops.model.status import CANCELLED, READY, SUSPENDED, TERMINAL
+from batchops.results.jobstore import JobStore, now_iso
 
 
 def update_job_status(store: JobStore, requested: str, reason: str | None = None) -> dict:
@@ -48,7 +46,7 @@ def update_job_status(store: JobStore, requested: str, reason: str | None = None
     store.log("cancel-requested", reason=reason)
     if store.try_lock():  # nobody runs it: cancel it here and now
         try:
-            from .engine import JobRun
+            from batchops.schedule.coordinator import JobRun
 
             run = JobRun(store)
             doc = run.cancel_idle(reason or "cancelled by request")
@@ -98,3 +96,50 @@ def effective_priority(store: JobStore, job: dict[str, Any]) -> int:
 
 __all__ = ["update_job_status", "update_job_priority", "job_tags", "put_job_tagging",
            "delete_job_tagging", "effective_priority", "now_iso"]
+
+
+def describe(store: JobStore) -> dict[str, Any]:
+    """DescribeJob's output: `{"Job": JobDescriptor}`."""
+    job = store.read()["Job"]
+    control = store.control()
+    if "Priority" in control:
+        job["Priority"] = control["Priority"]
+    if "StatusUpdateReason" in job:  # ours can be longer (a path, the resume command)
+        job["StatusUpdateReason"] = fit_text(job["StatusUpdateReason"])
+    for failure in job.get("FailureReasons") or ():  # jobs failed by an older batchops
+        failure["FailureReason"] = fit_text(failure.get("FailureReason", ""))
+    return {"Job": job}
+
+
+def list_jobs(home: str | None = None, statuses: tuple[str, ...] = (),
+              max_results: int | None = None, next_token: str | None = None) -> dict[str, Any]:
+    """ListJobs' output: `{"Jobs": [JobListDescriptor...], "NextToken"?}`, newest first."""
+    out = []
+    for job_id in JobStore.all_ids(home):
+        try:
+            job = describe(JobStore(job_id, home))["Job"]
+        except BatchopsError:
+            continue
+        if statuses and job["Status"] not in statuses:
+            continue
+        entry = {k: job[k] for k in ("JobId", "Description", "Priority", "Status",
+                                     "CreationTime", "TerminationDate", "ProgressSummary")
+                 if k in job}
+        entry["Operation"] = next(iter(job["Operation"]))
+        out.append(entry)
+    out.sort(key=lambda j: (j["CreationTime"], j["JobId"]), reverse=True)
+    start = 0
+    if next_token:
+        try:
+            start = int(next_token)
+        except ValueError:
+            raise SpecError(f"--next-token {next_token!r} is not a token from list-jobs") \
+                from None
+    if max_results is not None and max_results < 1:
+        raise SpecError("--max-results must be at least 1")
+    end = len(out) if max_results is None else start + max_results
+    result: dict[str, Any] = {"Jobs": out[start:end]}
+    if end < len(out):
+        result["NextToken"] = str(end)
+    return result
+

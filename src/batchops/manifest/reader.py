@@ -30,19 +30,18 @@ import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
 import orjson
 
-from .chunk import Chunk, encode_key
-from .errors import ManifestError
+from batchops.model.chunk import Chunk, encode_key
+from batchops.model.errors import ManifestError
+from batchops.model.formats import CSV_FORMAT, JSONL_FORMAT
 
 if TYPE_CHECKING:
     import polars as pl
 
-CSV_FORMAT = "S3BatchOperations_CSV_20180820"
-JSONL_FORMAT = "Batchops_JSONL_1"
 REPORT_FIELDS = 7
 MAX_KEY_BYTES = 1024
 _BLOCK_BYTES = 16 * 1024 * 1024
@@ -139,7 +138,7 @@ def _csv_frame(path: str | bytes, columns: int) -> pl.LazyFrame:
 def _jsonl_frame(path: str | bytes) -> pl.LazyFrame:
     import polars as pl
 
-    schema = {
+    schema: dict[str, Any] = {
         "url": pl.String,
         "versionId": pl.String,
         "destination": pl.Struct({"bucket": pl.String, "key": pl.String}),
@@ -256,7 +255,8 @@ def _small_csv_rows(path: str, columns: int,
     for fields in csv.reader(io.StringIO(text, newline="")):
         if len(fields) > columns:
             raise refused()
-        rows.append(fields + [None] * (3 - len(fields)) if len(fields) < 3 else fields)
+        row: list[str | None] = list(fields)
+        rows.append(row + [None] * (3 - len(row)) if len(row) < 3 else row)
     return rows
 
 

@@ -25,13 +25,12 @@ from typing import Any
 
 import orjson
 
-from .chunk import Chunk
-from .errors import JobStoreError, Outcome
-from .jobstore import JobStore, atomic_write, makedirs, now_iso
+from batchops.model.chunk import Chunk
+from batchops.model.errors import JobStoreError
+from batchops.model.formats import REPORT_FORMAT, REPORT_SCHEMA
+from batchops.results.jobstore import JobStore, atomic_write, makedirs, now_iso
+from batchops.storage.outcomes import Outcome
 
-REPORT_FORMAT = "Report_CSV_20180820"
-REPORT_SCHEMA = "Bucket, Key, VersionId, TaskStatus, ErrorCode, HTTPStatusCode, ResultMessage"
-SCOPES = ("AllTasks", "FailedTasksOnly")
 SUCCESS_MESSAGE = "Successful"
 
 
@@ -126,7 +125,7 @@ def publish(job: JobStore, report_url: str, scope: str) -> str:
 
     Returns the URL of the manifest.json.
     """
-    from .stores import split_location
+    from batchops.storage.locations import split_location
 
     loc = split_location(report_url)
     base = f"{loc.prefix}job-{job.job_id}/"
@@ -134,7 +133,7 @@ def publish(job: JobStore, report_url: str, scope: str) -> str:
     local_root = loc.root[len("file://"):] if loc.root.startswith("file://") else None
     store = None
     if local_root is None:
-        from .stores import build_store
+        from batchops.storage.locations import build_store
 
         store = build_store(loc.root)
     for marker in job.markers():
@@ -180,6 +179,7 @@ def publish(job: JobStore, report_url: str, scope: str) -> str:
         return "file://" + dest
     import obstore as obs
 
+    assert store is not None  # built above for every store but a local folder
     try:
         obs.put(store, key, manifest)
     except Exception as exc:  # noqa: BLE001 - any store error becomes one sentence

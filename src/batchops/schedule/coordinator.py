@@ -17,10 +17,12 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ._scheduler import Scheduler
-from .chunk import Chunk, chunk_count, default_workers
-from .errors import JobStateError, ManifestError
-from .job import (
+from batchops._scheduler import Scheduler
+from batchops.manifest.reader import file_digest, iter_chunks
+from batchops.model.chunk import Chunk, chunk_count, default_workers
+from batchops.model.errors import JobStateError, ManifestError
+from batchops.model.spec import WorkerConfig
+from batchops.model.status import (
     ACTIVE,
     CANCELLED,
     CANCELLING,
@@ -32,13 +34,11 @@ from .job import (
     PAUSING,
     PREPARING,
     SUSPENDED,
-    fail_job,
-    manifest_info,
 )
-from .jobstore import JobStore, now_iso
-from .manifest import file_digest, iter_chunks
-from .report import publish
-from .workerproc import Worker, WorkerConfig, spawn_worker
+from batchops.results.jobstore import JobStore, now_iso
+from batchops.results.report import publish
+from batchops.schedule.create import fail_job, manifest_info
+from batchops.schedule.processes import Worker, spawn_worker
 
 PREFETCH = 2
 STATUS_INTERVAL = 1.0
@@ -412,7 +412,7 @@ class JobRun:
     async def _run_in_process(self) -> None:
         import asyncio
 
-        from .executor import Executor
+        from batchops.execute.pool import Executor
 
         loop = asyncio.get_running_loop()
         done: asyncio.Queue[dict[str, Any]] = asyncio.Queue()

@@ -17,13 +17,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._scheduler import Aimd, ChunkRun, RateLimiter, RetryPolicy
-from .chunk import Chunk
-from .errors import Outcome, classify
-from .jobstore import JobStore
-from .report import write_chunk
-from .stores import Resolver
-from .workerproc import WorkerConfig
+from batchops._scheduler import Aimd, ChunkRun, RateLimiter, RetryPolicy
+from batchops.model.chunk import Chunk
+from batchops.model.spec import WorkerConfig
+from batchops.results.jobstore import JobStore
+from batchops.results.report import write_chunk
+from batchops.storage.locations import Resolver
+from batchops.storage.outcomes import Outcome, classify
 
 
 @dataclass(slots=True)
@@ -43,7 +43,7 @@ class TaskRunner:
     """A worker's operation, stores, retry policy and rate limits (built once)."""
 
     def __init__(self, cfg: WorkerConfig, preset_stores: dict[str, Any] | None = None) -> None:
-        from .operations import get_operation
+        from batchops.operations import get_operation
 
         self.cfg = cfg
         self.store = JobStore(cfg.job_id, cfg.home)

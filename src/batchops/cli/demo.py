@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from .chunk import encode_key
+from batchops.model.chunk import encode_key
 
 
 def make_sample(root: str, count: int) -> str:

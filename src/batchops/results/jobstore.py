@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from .errors import JobLockedError, JobNotFoundError, JobStoreError
+from batchops.model.errors import JobLockedError, JobNotFoundError, JobStoreError
 
 DIR_MODE = 0o700
 FILE_MODE = 0o600

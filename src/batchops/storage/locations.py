@@ -21,7 +21,8 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from .errors import SpecError
+from batchops.model.errors import SpecError
+from batchops.storage.config import s3_endpoint_and_region
 
 _LOCAL_SCHEMES = ("file", "memory")
 _REMOTE_SCHEMES = ("s3", "s3a", "gs", "az", "azure", "abfs", "abfss", "adl", "http", "https")
@@ -107,7 +108,7 @@ class Resolver:
     def s3api(self) -> Any:
         """The worker's S3 API client (aiobotocore), for what obstore cannot do."""
         if self._s3api is None:
-            from .s3api import S3Api
+            from batchops.storage.s3api import S3Api
 
             self._s3api = S3Api(self._concurrency)
         return self._s3api
@@ -136,16 +137,6 @@ class Resolver:
             store = build_store(loc.root, create=create)
             self._stores[loc.root] = store
         return store
-
-
-def s3_endpoint_and_region() -> tuple[str | None, str | None]:
-    """The S3 endpoint and region from the environment, shared by every S3 client."""
-    env = os.environ
-    endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None
-    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None
-    if region is None and endpoint:
-        region = "us-east-1"
-    return endpoint, region
 
 
 def s3_bucket(loc: Location) -> str:
@@ -199,67 +190,3 @@ def supports_attributes(loc: Location) -> bool:
     return loc.scheme not in ("file",)
 
 
-def _has_aws_credentials() -> bool:
-    env = os.environ
-    return bool(
-        (env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"))
-        or env.get("AWS_WEB_IDENTITY_TOKEN_FILE")
-        or env.get("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
-        or env.get("AWS_CONTAINER_CREDENTIALS_FULL_URI")
-        or env.get("AWS_SKIP_SIGNATURE", "").lower() in ("1", "true")
-    )
-
-
-def _probe(store: Any, loc: Location) -> Any:
-    """List at most one key; returns None, or the Outcome of the last failure."""
-    import time
-
-    import obstore as obs
-
-    from .errors import classify
-
-    outcome = None
-    for attempt in range(3):
-        try:
-            next(iter(obs.list(store, prefix=loc.prefix or None, chunk_size=1)), None)
-            return None
-        except Exception as exc:  # noqa: BLE001 - classified by the caller's rules
-            outcome = classify(exc)
-            if not outcome.retryable:
-                return outcome
-            time.sleep(0.2 * (attempt + 1))
-    return outcome
-
-
-def preflight(resolver: Resolver, locations: list[Location]) -> None:
-    """Before any task runs: credentials present, endpoint reachable, bucket there.
-
-    One LIST of at most one key per S3 bucket (up to three buckets; transient errors are
-    tried three times). Raises BadInputError with one sentence naming the bucket,
-    endpoint or variable.
-    """
-    from .errors import BadInputError
-
-    s3 = [loc for loc in locations if is_s3(loc)][:3]
-    if not s3:
-        return
-    if not _has_aws_credentials():
-        raise BadInputError("no AWS credentials: set AWS_ACCESS_KEY_ID and "
-                            "AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary ones)")
-    endpoint, _ = s3_endpoint_and_region()
-    where = endpoint or "the AWS S3 endpoint"
-    for loc in s3:
-        outcome = _probe(resolver.store(loc), loc)
-        if outcome is None:
-            continue
-        bucket = s3_bucket(loc)
-        if outcome.retryable:
-            raise BadInputError(f"cannot reach {where} for bucket {bucket} "
-                                f"({outcome.message}); check AWS_ENDPOINT_URL and the network")
-        if outcome.http_status == 404 or outcome.error_code == "NoSuchBucket":
-            raise BadInputError(f"bucket {bucket} does not exist at {where}")
-        if outcome.http_status == 403:
-            raise BadInputError(f"access to bucket {bucket} at {where} was refused "
-                                f"({outcome.error_code}); check the credentials in "
-                                "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY")
-        raise BadInputError(f"bucket {bucket} at {where}: {outcome.message}")

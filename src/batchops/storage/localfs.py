@@ -15,8 +15,8 @@ import os
 import secrets
 import threading
 
-from .._localfs import STEPS, copy_at
-from .base import TaskError
+from batchops._localfs import STEPS, copy_at
+from batchops.storage.outcomes import TaskError
 
 _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 MAX_OPEN_DIRS = 64  # per thread; a chunk's keys are usually in a few folders

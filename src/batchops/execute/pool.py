@@ -16,10 +16,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from .chunk import Chunk
-from .errors import classify
-from .tasks import ChunkState, TaskRunner
-from .workerproc import WorkerConfig
+from batchops.execute.loop import ChunkState, TaskRunner
+from batchops.model.chunk import Chunk
+from batchops.model.spec import WorkerConfig
+from batchops.storage.outcomes import classify
 
 # One thread per worker for the sync path: its calls are CPU-bound (kernel copies, memory
 # stores) and a worker per core already fills the machine. Measured with 2 workers:

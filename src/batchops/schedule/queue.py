@@ -11,11 +11,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .engine import run_job
-from .errors import BatchopsError
-from .job import ACTIVE, CANCELLING, COMPLETING, FAILING, PAUSED, PAUSING, READY
-from .jobstore import JobStore
-from .lifecycle import effective_priority
+from batchops.model.errors import BatchopsError
+from batchops.model.status import ACTIVE, CANCELLING, COMPLETING, FAILING, PAUSED, PAUSING, READY
+from batchops.results.jobstore import JobStore
+from batchops.schedule.control import effective_priority
+from batchops.schedule.coordinator import run_job
 
 RUNNABLE = (READY, ACTIVE, PAUSING, PAUSED, COMPLETING, CANCELLING, FAILING)
 

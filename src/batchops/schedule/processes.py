@@ -19,26 +19,10 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from typing import Any
 
-_CHILD = "import sys; from batchops.worker import child_main; child_main(sys.argv[1:])"
+from batchops.model.spec import WorkerConfig
 
-
-@dataclass(frozen=True, slots=True)
-class WorkerConfig:
-    """Everything a worker needs, pickled to it once. Holds no secrets."""
-
-    job_id: str
-    home: str
-    operation: str
-    params: dict[str, Any]
-    bucket_map: tuple[tuple[str, str], ...]
-    concurrency: int
-    max_attempts: int
-    report_scope: str
-    dry_run: bool = False
-    max_ops_per_second: float = 0.0  # this worker's share of the job's limit; 0: none
-    max_bytes_per_second: float = 0.0
+_CHILD = "import sys; from batchops.execute.worker import child_main; child_main(sys.argv[1:])"
 
 
 class WorkerProcess:

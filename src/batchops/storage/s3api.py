@@ -10,9 +10,10 @@ retries are off because the scheduler owns retries.
 from __future__ import annotations
 
 from contextlib import AsyncExitStack
+from types import MappingProxyType
 from typing import Any
 
-from .stores import s3_endpoint_and_region
+from batchops.storage.config import s3_endpoint_and_region
 
 
 class S3Api:
@@ -64,11 +65,11 @@ class S3Api:
 
 # CRT reports some S3 answers as named errors, without the status or body: S3's own
 # status, code and message for them.
-_CRT_STATUS = {
+_CRT_STATUS = MappingProxyType({
     "AWS_ERROR_S3_SLOW_DOWN": (503, "SlowDown", "Please reduce your request rate."),
     "AWS_ERROR_S3_INTERNAL_ERROR": (500, "InternalError",
                                     "We encountered an internal error. Please try again."),
-}
+})
 
 
 class CrtS3Error(Exception):

@@ -19,14 +19,13 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import orjson
 
-from .chunk import encode_key
-from .errors import ManifestError
-from .stores import Resolver, normalise_url, split_location
+from batchops.model.chunk import encode_key
+from batchops.model.errors import ManifestError
+from batchops.storage.locations import Resolver, normalise_url, split_location
 
 if TYPE_CHECKING:
     import polars as pl
 
-INVENTORY_FORMAT = "S3InventoryReport_CSV_20161130"
 _BATCH = 200_000
 
 
@@ -149,10 +148,10 @@ def fetch_manifest_object(url: str, dest: str,
     (local path, {"ETag": ...})."""
     import obstore as obs
 
-    from .stores import build_store
+    from batchops.storage.locations import build_store
 
     loc = split_location(url)
-    options = {"version": version} if version else None
+    options: Any = {"version": version} if version else None
     result = obs.get(build_store(loc.root), loc.prefix.rstrip("/"), options=options)
     with open(dest + ".tmp", "wb") as out:
         for block in result.stream():

@@ -17,10 +17,9 @@ from typing import Any
 
 import orjson
 
-from .errors import SpecError
-from .inventory import INVENTORY_FORMAT
-from .job import JobOptions
-from .manifest import CSV_FORMAT
+from batchops.model.errors import SpecError
+from batchops.model.formats import CSV_FORMAT, INVENTORY_FORMAT
+from batchops.model.spec import JobOptions
 
 
 def load_json_arg(value: str, flag: str) -> Any:

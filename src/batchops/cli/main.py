@@ -12,13 +12,14 @@ import argparse
 import os
 import sys
 import time
+from types import MappingProxyType
 from typing import Any
 
 import orjson
 
-from . import errors
-from .cliargs import build_parser
-from .errors import BatchopsError, SpecError
+from batchops.cli.args import build_parser
+from batchops.model import errors
+from batchops.model.errors import BatchopsError, SpecError
 
 
 def _json_out(doc: Any) -> None:
@@ -41,7 +42,7 @@ def _tags(items: list[str], flag: str) -> list[dict[str, str]]:
 
 def _operation_from_args(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     """The operation's name and Amazon-shaped parameters from the shortcut flags."""
-    from .operations import get_operation
+    from batchops.operations import get_operation
 
     if args.operation.lstrip().startswith("{"):
         try:
@@ -121,8 +122,8 @@ def _operation_from_args(args: argparse.Namespace) -> tuple[str, dict[str, Any]]
 
 
 def _options_from_args(args: argparse.Namespace) -> Any:
-    from .job import JobOptions
-    from .stores import parse_bucket_map
+    from batchops.model.spec import JobOptions
+    from batchops.storage.locations import parse_bucket_map
 
     operation, params = _operation_from_args(args)
     generator = None
@@ -160,9 +161,9 @@ def _options_from_args(args: argparse.Namespace) -> Any:
 
 
 def _run_and_report(store: Any, args: argparse.Namespace, prestarted: Any = None) -> int:
-    from .engine import run_job
-    from .job import COMPLETE, FAILED, PAUSED
-    from .progress import Display
+    from batchops.cli.progress import Display
+    from batchops.model.status import COMPLETE, FAILED, PAUSED
+    from batchops.schedule.coordinator import run_job
 
     started = time.monotonic()
     if not args.json:
@@ -197,8 +198,8 @@ def _run_and_report(store: Any, args: argparse.Namespace, prestarted: Any = None
 def _workers_worth_starting(args: argparse.Namespace) -> int:
     """`--workers`, or fewer when a local manifest has fewer chunks than that (estimated
     from its size: a small job does not start, and then kill, workers it cannot use)."""
-    from .chunk import auto_chunk_size, chunk_count, default_workers
-    from .manifest import estimate_rows
+    from batchops.manifest.reader import estimate_rows
+    from batchops.model.chunk import auto_chunk_size, chunk_count, default_workers
 
     n = args.workers or default_workers()
     rows = estimate_rows(args.manifest) if args.manifest else None
@@ -214,11 +215,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.in_process:
         # Worker processes start while this process imports the rest and prepares the
         # manifest (about 0.2 s saved on every run).
-        from .workerproc import prestart_workers
+        from batchops.schedule.processes import prestart_workers
 
         prestarted = prestart_workers(_workers_worth_starting(args))
     try:
-        from .job import create_job
+        from batchops.schedule.create import create_job
 
         store = create_job(_options_from_args(args))
     except BaseException:
@@ -229,14 +230,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from .jobstore import JobStore
+    from batchops.results.jobstore import JobStore
 
     return _run_and_report(JobStore.open(args.job_id), args)
 
 
 def cmd_describe(args: argparse.Namespace) -> int:
-    from .job import describe
-    from .jobstore import JobStore
+    from batchops.results.jobstore import JobStore
+    from batchops.schedule.control import describe
 
     store = JobStore.open(args.job_id)
     out = describe(store)
@@ -255,7 +256,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from .job import list_jobs
+    from batchops.schedule.control import list_jobs
 
     _json_out(list_jobs(statuses=tuple(args.job_statuses), max_results=args.max_results,
                         next_token=args.next_token))
@@ -263,9 +264,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_create_job(args: argparse.Namespace) -> int:
-    from .createjob import load_json_arg, options_from_request
-    from .job import create_job
-    from .stores import parse_bucket_map
+    from batchops.model.request import load_json_arg, options_from_request
+    from batchops.schedule.create import create_job
+    from batchops.storage.locations import parse_bucket_map
 
     request: dict[str, Any] = {}
     if args.cli_input_json:
@@ -293,7 +294,7 @@ def cmd_create_job(args: argparse.Namespace) -> int:
 
 
 def cmd_runner(args: argparse.Namespace) -> int:
-    from .runner import run_jobs
+    from batchops.schedule.queue import run_jobs
 
     def report(job_id: str, doc: dict[str, Any]) -> None:
         job = doc["Job"]
@@ -318,8 +319,8 @@ def cmd_runner(args: argparse.Namespace) -> int:
 
 
 def cmd_update_status(args: argparse.Namespace) -> int:
-    from .jobstore import JobStore
-    from .lifecycle import update_job_status
+    from batchops.results.jobstore import JobStore
+    from batchops.schedule.control import update_job_status
 
     _json_out(update_job_status(JobStore.open(args.job_id), args.requested_job_status,
                                 args.status_update_reason))
@@ -327,17 +328,17 @@ def cmd_update_status(args: argparse.Namespace) -> int:
 
 
 def cmd_update_priority(args: argparse.Namespace) -> int:
-    from .jobstore import JobStore
-    from .lifecycle import update_job_priority
+    from batchops.results.jobstore import JobStore
+    from batchops.schedule.control import update_job_priority
 
     _json_out(update_job_priority(JobStore.open(args.job_id), args.priority))
     return errors.EXIT_OK
 
 
 def cmd_tagging(args: argparse.Namespace) -> int:
-    from .createjob import load_json_arg
-    from .jobstore import JobStore
-    from .lifecycle import delete_job_tagging, job_tags, put_job_tagging
+    from batchops.model.request import load_json_arg
+    from batchops.results.jobstore import JobStore
+    from batchops.schedule.control import delete_job_tagging, job_tags, put_job_tagging
 
     store = JobStore.open(args.job_id)
     if args.command == "get-job-tagging":
@@ -350,9 +351,10 @@ def cmd_tagging(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import make_sample
-    from .job import JobOptions, create_job
-    from .jobstore import batchops_home
+    from batchops.cli.demo import make_sample
+    from batchops.model.spec import JobOptions
+    from batchops.results.jobstore import batchops_home
+    from batchops.schedule.create import create_job
 
     root = os.path.abspath(args.dir or os.path.join(batchops_home(), "demo"))
     manifest = make_sample(root, args.objects)
@@ -366,11 +368,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return _run_and_report(store, args)
 
 
-COMMANDS = {"run": cmd_run, "resume": cmd_resume, "describe-job": cmd_describe,
+COMMANDS = MappingProxyType({"run": cmd_run, "resume": cmd_resume, "describe-job": cmd_describe,
             "list-jobs": cmd_list, "demo": cmd_demo, "create-job": cmd_create_job,
             "runner": cmd_runner, "update-job-status": cmd_update_status,
             "update-job-priority": cmd_update_priority, "get-job-tagging": cmd_tagging,
-            "put-job-tagging": cmd_tagging, "delete-job-tagging": cmd_tagging}
+            "put-job-tagging": cmd_tagging, "delete-job-tagging": cmd_tagging})
 
 
 def main(argv: list[str] | None = None) -> int:
