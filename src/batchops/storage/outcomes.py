@@ -33,6 +33,7 @@ class Outcome:
     error_code: str
     message: str
     retry_after: float = 0.0  # seconds the store asked us to wait (Retry-After)
+    fatal: bool = False  # the job must stop (Paused); `message` says what to fix
 
     @property
     def throttled(self) -> bool:
