@@ -96,6 +96,20 @@ class Operation:
         """Called by the thread that ran a chunk's sync tasks once it has taken its last
         task: the place to let go of what the tasks held (open folders, say)."""
 
+    def run_chunk_sync(self, chunk: Chunk, indices: list[int]) -> list[Any] | None:
+        """Run tasks `indices` of `chunk` in one call, or return None when this chunk
+        cannot run that way (the loop then runs it task by task).
+
+        The list holds one entry per index, in order: None (succeeded), a str (succeeded,
+        with that result message) or the exception the task failed with (classified by
+        storage.outcomes.classify, and retried through `run_sync` when retryable)."""
+        return None
+
+    def make_durable(self) -> None:
+        """Make durable the data that the tasks run since the last call wrote (fsync or
+        syncfs of local targets). The loop calls it before a chunk's marker is written;
+        it raises OSError when that cannot be done."""
+
 
 def require_enum(params: Mapping[str, Any], name: str, choices: tuple[str, ...], where: str,
                  required: bool = False) -> Any:
