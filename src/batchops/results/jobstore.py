@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 
 from batchops.model.errors import JobLockedError, JobNotFoundError, JobStoreError
+from batchops.storage.outcomes import scrub
 
 DIR_MODE = 0o700
 FILE_MODE = 0o600
@@ -92,6 +93,20 @@ def makedirs(path: str) -> None:
         raise JobStoreError(f"cannot create {path}: {exc.strerror or exc}") from None
 
 
+_REASONS = frozenset({"StatusUpdateReason", "FailureReasons"})
+
+
+def _scrubbed(value: Any) -> Any:
+    """`value` with `scrub` applied to every string in it (in lists and dicts too)."""
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, dict):
+        return {k: _scrubbed(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_scrubbed(v) for v in value]
+    return value
+
+
 class JobStore:
     """One job's folder."""
 
@@ -154,6 +169,11 @@ class JobStore:
             raise JobStoreError(f"{self.job_path} is corrupt: {exc}") from None
 
     def write(self, doc: dict[str, Any], durable: bool = True) -> None:
+        job = doc.get("Job")
+        if isinstance(job, dict) and ("StatusUpdateReason" in job or "FailureReasons" in job):
+            # Reasons may quote error text a server returned: scrubbed of secrets.
+            doc = dict(doc, Job={k: _scrubbed(v) if k in _REASONS else v
+                                 for k, v in job.items()})
         atomic_write(self.job_path, orjson.dumps(doc, option=orjson.OPT_INDENT_2), durable)
 
     # -- control (written by update-job-*, read by the running process) ---------------------
@@ -195,8 +215,10 @@ class JobStore:
     # -- log ------------------------------------------------------------------------------
 
     def log(self, event: str, **fields: Any) -> None:
-        """Append one event line. Never pass secrets here."""
-        line = orjson.dumps({"time": now_iso(), "event": event, **fields}) + b"\n"
+        """Append one event line; every string in it is scrubbed of secrets (error text
+        a server returned may echo them)."""
+        line = orjson.dumps({"time": now_iso(), "event": event,
+                             **{k: _scrubbed(v) for k, v in fields.items()}}) + b"\n"
         try:
             fd = os.open(os.path.join(self.dir, "log"),
                          os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)

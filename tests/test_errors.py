@@ -1,0 +1,470 @@
+"""Errors classified by what to do (retry, fail the task, stop the job), and secrets
+scrubbed from every error text that reaches a report, the log or job.json.
+
+The classification tests feed `classify` the exceptions real clients raise (obstore,
+botocore, awscrt) against a loopback server that answers what each test asks for, and
+real OS errors (a full tmpfs, an exhausted descriptor limit). The end-to-end tests run
+the real CLI: a full target disk and expired credentials pause the job (exit 3, one
+sentence) and `resume` finishes it once the cause is fixed; a server that echoes the
+request's headers leaves no credential in the job store.
+"""
+
+from __future__ import annotations
+
+import errno
+import http.server
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import unquote
+
+import pytest
+
+from batchops.storage.outcomes import REDACTED, Outcome, classify, scrub
+from conftest import ACCESS_KEY, REGION, SECRET_KEY
+from faultproxy import s3_error
+
+SESSION_TOKEN = "FwoGZXIvYXdzEJr//////////wEaDBatchopsTestToken+Q2x1c3Rlcg=="
+
+# -- a loopback S3 server that answers each key with the error its name asks for ---------
+
+
+class _ErrorHandler(http.server.BaseHTTPRequestHandler):
+    """GET/PUT/... /<bucket>/<status>-<Code>[-<Retry-After>] answers that status, with
+    S3's XML error body; the message echoes the Authorization header."""
+
+    protocol_version = "HTTP/1.1"
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        if length:
+            self.rfile.read(length)
+        name = unquote(self.path.split("?", 1)[0]).rsplit("/", 1)[-1]
+        status_s, _, rest = name.partition("-")
+        code, _, after = rest.partition("-")
+        body = s3_error(code, f"{code} for you; Authorization: "
+                              f"{self.headers.get('Authorization')}")
+        self.send_response(int(status_s))
+        self.send_header("Content-Type", "application/xml")
+        if after:
+            self.send_header("Retry-After", after)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    do_GET = do_PUT = do_HEAD = do_POST = do_DELETE = _answer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def error_server() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ErrorHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # closed on return: connecting is refused
+
+
+def _obstore_error(endpoint: str, key: str, method: str = "get") -> BaseException:
+    import obstore as obs
+    from obstore.store import S3Store
+
+    store = S3Store("bkt", endpoint=endpoint, region=REGION, access_key_id=ACCESS_KEY,
+                    secret_access_key=SECRET_KEY, session_token=SESSION_TOKEN,
+                    client_options={"allow_http": True},
+                    retry_config={"max_retries": 0, "retry_timeout": timedelta(seconds=5)})
+    try:
+        if method == "get":
+            obs.get(store, key).bytes()
+        else:
+            obs.put(store, key, b"data")
+    except Exception as exc:  # noqa: BLE001 - the error under test
+        return exc
+    raise AssertionError("the request succeeded")
+
+
+def _botocore_error(endpoint: str, key: str) -> BaseException:
+    import botocore.session
+    from botocore.config import Config
+
+    client = botocore.session.get_session().create_client(
+        "s3", endpoint_url=endpoint, region_name=REGION, aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY, aws_session_token=SESSION_TOKEN,
+        config=Config(retries={"total_max_attempts": 1}))
+    try:
+        client.get_object(Bucket="bkt", Key=key)
+    except Exception as exc:  # noqa: BLE001 - the error under test
+        return exc
+    raise AssertionError("the request succeeded")
+
+
+def _crt_error(endpoint: str, key: str, monkeypatch: pytest.MonkeyPatch) -> BaseException:
+    import asyncio
+
+    from batchops.storage.s3api import CrtCopier
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+    monkeypatch.setenv("AWS_SESSION_TOKEN", SESSION_TOKEN)
+    monkeypatch.setenv("AWS_REGION", REGION)
+
+    async def copy() -> BaseException:
+        try:
+            await CrtCopier().copy("src", "k", None, "bkt", key)
+        except Exception as exc:  # noqa: BLE001 - the error under test
+            return exc
+        raise AssertionError("the request succeeded")
+
+    return asyncio.run(copy())
+
+
+# (key the server answers, retryable, fatal, http status, error code)
+SERVICE_CASES = [
+    ("404-NoSuchKey", False, False, 404, "NoSuchKey"),
+    ("403-AccessDenied", False, False, 403, "AccessDenied"),
+    ("400-InvalidArgument", False, False, 400, "InvalidArgument"),
+    ("412-PreconditionFailed", False, False, 412, "PreconditionFailed"),
+    ("500-InternalError", True, False, 500, "InternalError"),
+    ("503-SlowDown", True, False, 503, "SlowDown"),
+    ("403-ExpiredToken", False, True, 403, "ExpiredToken"),
+    ("400-ExpiredToken", False, True, 400, "ExpiredToken"),
+    ("400-ExpiredTokenException", False, True, 400, "ExpiredTokenException"),
+    ("403-InvalidAccessKeyId", False, True, 403, "InvalidAccessKeyId"),
+    ("403-SignatureDoesNotMatch", False, True, 403, "SignatureDoesNotMatch"),
+    ("400-InvalidToken", False, True, 400, "InvalidToken"),
+    ("400-UnrecognizedClientException", False, True, 400, "UnrecognizedClientException"),
+    ("403-RequestTimeTooSkewed", False, True, 403, "RequestTimeTooSkewed"),
+]
+
+
+def _check(outcome: Outcome, retryable: bool, fatal: bool, status: int, code: str) -> None:
+    assert (outcome.retryable, outcome.fatal, outcome.http_status, outcome.error_code) == (
+        retryable, fatal, status, code), outcome
+    assert SECRET_KEY not in outcome.message and SESSION_TOKEN not in outcome.message
+    assert ACCESS_KEY not in outcome.message and "Signature=" not in outcome.message.replace(
+        f"Signature={REDACTED}", "")
+    if fatal:  # one sentence saying what to fix
+        assert "\n" not in outcome.message and "resume" in outcome.message, outcome.message
+
+
+@pytest.mark.parametrize(("key", "retryable", "fatal", "status", "code"), SERVICE_CASES)
+def test_obstore_errors_are_classified_by_status_and_code(
+        error_server: str, key: str, retryable: bool, fatal: bool, status: int,
+        code: str) -> None:
+    for method in ("get", "put"):
+        _check(classify(_obstore_error(error_server, key, method)), retryable, fatal, status,
+               code)
+
+
+@pytest.mark.parametrize(("key", "retryable", "fatal", "status", "code"), SERVICE_CASES)
+def test_botocore_errors_are_classified_by_status_and_code(
+        error_server: str, key: str, retryable: bool, fatal: bool, status: int,
+        code: str) -> None:
+    _check(classify(_botocore_error(error_server, key)), retryable, fatal, status, code)
+
+
+@pytest.mark.parametrize(("key", "retryable", "fatal", "status", "code"),
+                         [c for c in SERVICE_CASES if c[3] != 404])
+def test_awscrt_errors_are_classified_by_status_and_code(
+        error_server: str, monkeypatch: pytest.MonkeyPatch, key: str, retryable: bool,
+        fatal: bool, status: int, code: str) -> None:
+    _check(classify(_crt_error(error_server, key, monkeypatch)), retryable, fatal, status,
+           code)
+
+
+def test_retry_after_is_honoured(error_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # (awscrt turns a 503 SlowDown into a named error without its headers: 429 here.)
+    for exc in (_botocore_error(error_server, "503-SlowDown-7"),
+                _crt_error(error_server, "429-TooManyRequests-7", monkeypatch)):
+        outcome = classify(exc)
+        assert outcome.retryable and outcome.throttled and outcome.retry_after == 7.0, exc
+    assert classify(_botocore_error(error_server, "429-TooManyRequests-2.5")).retry_after == 2.5
+    # A server asking for an hour is waited on for at most a minute.
+    assert classify(_botocore_error(error_server, "503-SlowDown-3600")).retry_after == 60.0
+
+
+def test_obstore_unauthenticated_401_is_fatal(error_server: str) -> None:
+    outcome = classify(_obstore_error(error_server, "401-Unauthorized"))
+    assert outcome.fatal and not outcome.retryable and outcome.http_status == 401
+
+
+@pytest.mark.parametrize("endpoint", ["refused", "dns"])
+def test_an_unreachable_endpoint_is_retried_then_fatal(
+        endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = (f"http://127.0.0.1:{_closed_port()}" if endpoint == "refused"
+           else "http://no-such-host.invalid:9000")
+    errors = [_obstore_error(url, "k"), _botocore_error(url, "k")]
+    if endpoint == "refused":  # awscrt's resolver may take long on a .invalid name
+        errors.append(_crt_error(url, "k", monkeypatch))
+    for exc in errors:
+        outcome = classify(exc)
+        assert outcome.retryable and outcome.fatal, (type(exc), outcome)
+        assert outcome.error_code == "EndpointUnreachable", outcome
+        assert url in outcome.message and "resume" in outcome.message, outcome.message
+        assert "\n" not in outcome.message
+
+
+def test_a_dropped_connection_is_retried_not_fatal() -> None:
+    for exc in (ConnectionResetError(errno.ECONNRESET, "Connection reset by peer"),
+                BrokenPipeError(errno.EPIPE, "Broken pipe"), TimeoutError("timed out")):
+        outcome = classify(exc)
+        assert outcome.retryable and not outcome.fatal, (exc, outcome)
+
+
+# -- OS errors, by errno -------------------------------------------------------------------
+
+
+def test_permission_error_on_a_path_naming_404_is_access_denied(tmp_path: Path) -> None:
+    """Today's bug: the path's text "404 Not Found" made it a NoSuchKey."""
+    folder = tmp_path / "404 Not Found"
+    folder.mkdir()
+    (folder / "k").write_bytes(b"x")
+    folder.chmod(0o000)
+    try:
+        # A real EACCES: as root the mode is no obstacle, so open as nobody.
+        code = ("import json, os, sys\n"
+                "os.setgid(65534); os.setuid(65534)\n"
+                "try:\n    open(sys.argv[1], 'rb')\n"
+                "except PermissionError as e:\n"
+                "    print(json.dumps([e.errno, e.strerror, e.filename]))\n")
+        if os.geteuid() == 0:
+            out = subprocess.run([sys.executable, "-c", code, str(folder / "k")],
+                                 capture_output=True, text=True, check=True).stdout
+            num, strerror, filename = json.loads(out)
+            exc: OSError = PermissionError(num, strerror, filename)
+        else:
+            try:
+                open(folder / "k", "rb")  # noqa: SIM115 - must fail
+            except PermissionError as e:
+                exc = e
+            else:
+                raise AssertionError("the file was readable")
+    finally:
+        folder.chmod(0o700)
+    assert "404 Not Found" in str(exc)
+    outcome = classify(exc)
+    assert (outcome.http_status, outcome.error_code, outcome.retryable, outcome.fatal) == (
+        403, "AccessDenied", False, False), outcome
+    # The same text in a message of no known shape says nothing either.
+    outcome = classify(RuntimeError("HTTP 404 Not Found <Code>NoSuchKey</Code>"))
+    assert (outcome.http_status, outcome.error_code) == (500, "InternalError"), outcome
+
+
+def _mount_tmpfs(path: Path, size: str) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs",
+                           str(path)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {proc.stderr.strip()}")
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs (grown with `_grow`); unmounted afterwards."""
+    path = tmp_path / "small-disk"
+    _mount_tmpfs(path, "1m")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def _grow(path: Path, size: str) -> None:
+    subprocess.run(["mount", "-o", f"remount,size={size}", str(path)], check=True)
+
+
+def test_a_full_disk_is_fatal(small_disk: Path) -> None:
+    import obstore as obs
+    from obstore.store import LocalStore
+
+    try:
+        with open(small_disk / "big", "wb") as f:
+            f.write(b"x" * (2 << 20))
+    except OSError as exc:
+        os_exc: OSError = exc
+    else:
+        raise AssertionError("2 MiB fitted on a 1 MiB disk")
+    (small_disk / "big").unlink()
+    try:  # obstore's local store says it only in its message: "(os error 28)"
+        obs.put(LocalStore(str(small_disk)), "big", b"x" * (2 << 20))
+    except Exception as exc:  # noqa: BLE001 - the error under test
+        obstore_exc: BaseException = exc
+    else:
+        raise AssertionError("2 MiB fitted on a 1 MiB disk")
+    assert "(os error 28)" in str(obstore_exc)
+    for exc in (os_exc, obstore_exc):
+        outcome = classify(exc)
+        assert outcome.fatal and not outcome.retryable and outcome.error_code == "ENOSPC"
+        assert outcome.message.startswith("the disk is full"), outcome.message
+    assert classify(OSError(errno.EDQUOT, os.strerror(errno.EDQUOT))).fatal
+
+
+def test_too_many_open_files_is_fatal() -> None:
+    code = ("import resource, json, tempfile\n"
+            "resource.setrlimit(resource.RLIMIT_NOFILE, (32, 32))\n"
+            "held = []\n"
+            "try:\n"
+            "    while True:\n        held.append(tempfile.TemporaryFile())\n"
+            "except OSError as e:\n    print(json.dumps([e.errno, e.strerror]))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    num, strerror = json.loads(out)
+    assert num == errno.EMFILE
+    outcome = classify(OSError(num, strerror))
+    assert outcome.fatal and outcome.error_code == "EMFILE" and "ulimit" in outcome.message
+    assert classify(OSError(errno.ENFILE, os.strerror(errno.ENFILE))).fatal
+
+
+def test_other_os_errors_fail_the_task_only(tmp_path: Path) -> None:
+    try:
+        open(tmp_path / ("n" * 300), "wb")  # noqa: SIM115 - must fail
+    except OSError as exc:
+        outcome = classify(exc)
+    assert (outcome.http_status, outcome.error_code, outcome.fatal) == (
+        400, "KeyTooLongError", False)
+    try:
+        open(tmp_path / "missing", "rb")  # noqa: SIM115 - must fail
+    except OSError as exc:
+        outcome = classify(exc)
+    assert (outcome.http_status, outcome.error_code, outcome.fatal) == (404, "NoSuchKey", False)
+    outcome = classify(OSError(errno.EIO, os.strerror(errno.EIO)))
+    assert (outcome.retryable, outcome.fatal, outcome.error_code) == (False, False, "EIO")
+
+
+def test_obstore_refuses_a_key_as_a_path() -> None:
+    """Pinned: obstore's ValueError "Could not parse path: ..." names a bad key."""
+    import obstore as obs
+    from obstore.store import MemoryStore
+
+    with pytest.raises(ValueError) as info:
+        obs.put(MemoryStore(), "a/../b", b"x")
+    outcome = classify(info.value)
+    assert (outcome.http_status, outcome.error_code, outcome.fatal) == (
+        400, "InvalidObjectKey", False)
+
+
+def test_a_missing_object_in_memory_is_no_such_key() -> None:
+    import obstore as obs
+    from obstore.store import MemoryStore
+
+    with pytest.raises(FileNotFoundError) as info:
+        obs.get(MemoryStore(), "nothing-here")
+    outcome = classify(info.value)
+    assert (outcome.http_status, outcome.error_code, outcome.retryable) == (
+        404, "NoSuchKey", False)
+
+
+# -- bugs in batchops are never report rows ----------------------------------------------
+
+
+@pytest.mark.parametrize("exc", [KeyError("Bucket"), TypeError("unsupported operand"),
+                                 AttributeError("'NoneType' object has no attribute 'x'"),
+                                 NameError("name 'x' is not defined"), AssertionError("no"),
+                                 IndexError("list index out of range"),
+                                 NotImplementedError()])
+def test_a_bug_in_batchops_is_raised_again(exc: BaseException) -> None:
+    with pytest.raises(type(exc)) as info:
+        classify(exc)
+    assert info.value is exc
+
+
+def test_a_real_bug_is_raised_again() -> None:
+    try:
+        {}["missing"]  # noqa: B018 - the bug under test
+    except KeyError as exc:
+        with pytest.raises(KeyError):
+            classify(exc)
+
+
+# -- scrubbing ----------------------------------------------------------------------------
+
+SIGNATURE = "4f0a7b9c" * 8
+
+
+@pytest.mark.parametrize(("text", "secret"), [
+    (f"Authorization: AWS4-HMAC-SHA256 Credential={ACCESS_KEY}/20260101/us-east-1/s3/"
+     f"aws4_request, SignedHeaders=host, Signature={SIGNATURE}", SIGNATURE),
+    (f"x-amz-security-token: {SESSION_TOKEN}", SESSION_TOKEN),
+    (f"X-Amz-Security-Token={SESSION_TOKEN}&x=1", SESSION_TOKEN),
+    (f"...&X-Amz-Signature={SIGNATURE}", SIGNATURE),
+    (f"Signature={SIGNATURE}", SIGNATURE),
+    (f"Credential={ACCESS_KEY}/20260101/us-east-1/s3/aws4_request", ACCESS_KEY),
+    ("key ASIAQWERTYUIOPASDFGH used", "ASIAQWERTYUIOPASDFGH"),
+    (f"see https://b.s3.amazonaws.com/k?X-Amz-Credential=x&X-Amz-Signature={SIGNATURE} now",
+     SIGNATURE),
+    ("sv=2022-11-02&ss=b&srt=o&sp=rwdl&se=2026-01-01T00:00:00Z&sig=c2VjcmV0c2ln%3D",
+     "c2VjcmV0c2ln"),
+    ("https://acct.blob.core.windows.net/c/k?sv=2022&sig=c2VjcmV0c2ln%3D", "c2VjcmV0c2ln"),
+    ("could not reach https://admin:hunter2pass@example.com/x", "hunter2pass"),
+    ("<SignatureProvided>deadbeefcafe</SignatureProvided>", "deadbeefcafe"),
+    ("<CanonicalRequest>GET\n/k\n\nx-amz-security-token:tok3n-in-canonical\n"
+     "</CanonicalRequest>", "tok3n-in-canonical"),
+    ("<StringToSign>AWS4-HMAC-SHA256\n20260101T000000Z\nabcdef0123</StringToSign>",
+     "abcdef0123"),
+])
+def test_scrub_removes_each_kind_of_secret(text: str, secret: str) -> None:
+    scrubbed = scrub(text)
+    assert secret not in scrubbed and (REDACTED in scrubbed or "?…" in scrubbed), scrubbed
+
+
+def test_scrub_removes_secret_environment_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", SESSION_TOKEN)
+    text = ("server said: wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY and "
+            f"{SESSION_TOKEN} and wJalrXUtnFEMI%2FK7MDENG%2FbPxRfiCYEXAMPLEKEY")
+    scrubbed = scrub(text)
+    assert "wJalrXUtnFEMI" not in scrubbed and SESSION_TOKEN not in scrubbed, scrubbed
+    assert scrubbed.startswith("server said: ")
+
+
+def test_scrub_leaves_ordinary_text_alone() -> None:
+    for text in ("The specified key does not exist.", "Please reduce your request rate.",
+                 "could not create the copy: No space left on device",
+                 "bucket data-2024 key logs/use=1/case.txt"):
+        assert scrub(text) == text
+
+
+def test_classify_scrubs_every_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    from batchops.storage.outcomes import TaskError
+
+    monkeypatch.setenv("AWS_SESSION_TOKEN", SESSION_TOKEN)
+    outcome = classify(TaskError(500, "Lambda.Unhandled", f"echo {SESSION_TOKEN}"))
+    assert SESSION_TOKEN not in outcome.message and REDACTED in outcome.message
+    outcome = classify(ValueError(f"bad https://h/k?X-Amz-Signature={SIGNATURE}"))
+    assert SIGNATURE not in outcome.message
+
+
+def test_the_job_log_and_job_json_are_scrubbed(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from batchops.results.jobstore import JobStore
+
+    monkeypatch.setenv("AWS_SESSION_TOKEN", SESSION_TOKEN)
+    store = JobStore.create("j1", str(tmp_path))
+    store.log("fatal", message=f"x-amz-security-token: {SESSION_TOKEN}",
+              nested={"m": [f"Signature={SIGNATURE}"]}, count=3)
+    store.write({"Job": {"JobId": "j1", "StatusUpdateReason": f"token {SESSION_TOKEN}",
+                         "FailureReasons": [{"FailureCode": "X",
+                                             "FailureReason": f"Signature={SIGNATURE}"}]}})
+    for name in ("log", "job.json"):
+        text = (tmp_path / "jobs" / "j1" / name).read_text()
+        assert SESSION_TOKEN not in text and SIGNATURE not in text, (name, text)
+        assert REDACTED in text
+    assert '"count":3' in (tmp_path / "jobs" / "j1" / "log").read_text()
