@@ -166,7 +166,9 @@ def test_bad_manifest_line_is_named_and_nothing_runs(cli, s3, bucket, tmp_path) 
     out = tmp_path / "out"
     proc = _run_copy(cli, m, "--target", f"file://{out}")
     assert proc.returncode == 2
-    assert f"{m}, line 3" in proc.stderr and proc.stderr.count("\n") == 1
+    # One sentence, after the line that names the job (printed before preparing starts).
+    said = [line for line in proc.stderr.splitlines() if not line.startswith("job ")]
+    assert f"{m}, line 3" in proc.stderr and len(said) == 1, proc.stderr
     assert not out.exists()  # nothing ran
     jobs = json.loads(cli("list-jobs", check=True).stdout)["Jobs"]
     assert [j["Status"] for j in jobs] == ["Failed"]
@@ -314,14 +316,29 @@ def test_the_temporary_name_is_never_written_through(tmp_path) -> None:
         os.close(dfd)
     assert (elsewhere / "victim").read_bytes() == b"keep"
 
+    import fcntl
+
+    from batchops._localfs import temp_name
+
     copier = FolderCopier()
-    taken = dst / ("a" + copier._suffix.decode())  # an object named like the temporary
-    taken.write_bytes(b"an object")
+    taken = dst / temp_name(b"a").decode()  # the temporary a copy to "a" tries first
+    os.symlink(elsewhere / "victim", taken)  # a symlink there: neither followed nor removed
     copier.copy(str(src), "a", str(dst), "a")
-    assert (dst / "a").read_bytes() == b"new" and taken.read_bytes() == b"an object"
+    assert (dst / "a").read_bytes() == b"new" and taken.is_symlink()
+    assert (elsewhere / "victim").read_bytes() == b"keep"
+    taken.unlink()
+    taken.write_bytes(b"a live copy's")  # a temporary a live copy holds (its lock)
+    with open(taken, "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        (src / "a").write_bytes(b"newer")
+        copier.copy(str(src), "a", str(dst), "a")
+        assert (dst / "a").read_bytes() == b"newer" and taken.read_bytes() == b"a live copy's"
     os.mkfifo(src / "pipe")  # opened without blocking, refused as not a file
     with pytest.raises(TaskError) as task_err:
         copier.copy(str(src), "pipe", str(dst), "pipe")
     assert task_err.value.error_code == "InvalidObjectKey"
     copier.release()
     assert sorted(p.name for p in dst.iterdir()) == sorted(["a", "a.tmp", taken.name])
+    taken.write_bytes(b"")  # unlocked now, as a killed copy leaves it: the next copy of
+    copier.copy(str(src), "a", str(dst), "a")  # "a" removes it
+    assert sorted(p.name for p in dst.iterdir()) == ["a", "a.tmp"]

@@ -83,3 +83,26 @@ def test_counters_include_running_chunks_and_threshold() -> None:
     s.complete(0, 1000, 0)
     s.complete(1, 500, 500)
     assert s.counters() == (1500, 500) and not s.threshold_exceeded()
+
+
+@pytest.mark.parametrize("index", [-1, 3, 10**12])
+def test_chunk_indices_from_outside_are_checked(index: int) -> None:
+    """A marker on disk naming chunk 10**12 must not write out of bounds (the core is
+    built without bounds checks)."""
+    sched = Scheduler(3, 30)
+    for call in (lambda: sched.mark_done(index, 1, 0), lambda: sched.is_done(index),
+                 lambda: sched.lease(index, 0)):
+        with pytest.raises(IndexError, match="out of range"):
+            call()
+    assert sched.chunks_done == 0
+
+
+@pytest.mark.parametrize("index", [-1, 2, 10**12])
+def test_task_indices_are_checked(index: int) -> None:
+    run = ChunkRun(2, RetryPolicy())
+    run.take()
+    for call in (lambda: run.succeed(index), lambda: run.fail(index, True),
+                 lambda: run.state(index), lambda: run.attempts(index)):
+        with pytest.raises(IndexError, match="out of range"):
+            call()
+    assert run.done == 0

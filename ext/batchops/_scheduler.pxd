@@ -5,6 +5,8 @@
 #   atomic with respect to the worker's coroutines *and* its sync-path threads.
 #   Do not add `nogil` sections that touch the state arrays.
 # - Task indices are chunk-relative (0 <= i < size). Chunk indices are job-relative.
+#   The arrays are unchecked (boundscheck=False): every method taking an index checks
+#   it first (_check_index), since indices come from disk (markers) and from workers.
 # - A task's state only moves forward: PENDING -> RUNNING -> (SUCCEEDED | FAILED),
 #   with RUNNING -> RUNNING again on a retry.
 
@@ -35,8 +37,8 @@ cdef class ChunkRun:
     cdef uint16_t[::1] _attempts
     cdef RetryPolicy _policy
     cpdef Py_ssize_t take(self)
-    cpdef void succeed(self, Py_ssize_t i)
-    cpdef double fail(self, Py_ssize_t i, bint retryable)
+    cpdef void succeed(self, Py_ssize_t i) except *
+    cpdef double fail(self, Py_ssize_t i, bint retryable) except? -2.0
     cpdef void succeed_all(self)
     cpdef void close(self)
 

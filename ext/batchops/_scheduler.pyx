@@ -9,6 +9,15 @@ from cpython.object cimport PyObject
 import os
 
 
+cdef inline int _check_index(Py_ssize_t i, Py_ssize_t size, str what) except -1:
+    # The arrays below are read and written without bounds checks (boundscheck=False):
+    # every index that comes from outside (a marker on disk, a worker's message, a
+    # caller) passes through here first.
+    if i < 0 or i >= size:
+        raise IndexError(f"{what} {i} is out of range (0 to {size - 1})")
+    return 0
+
+
 cdef class RetryPolicy:
     """Exponential backoff with full jitter: delay(n) ~ U(0, min(max, base * 2**n))."""
 
@@ -71,13 +80,15 @@ cdef class ChunkRun:
         self._attempts[i] = 1
         return i
 
-    cpdef void succeed(self, Py_ssize_t i):
+    cpdef void succeed(self, Py_ssize_t i) except *:
+        _check_index(i, self.size, "task")
         if self._state[i] != RUNNING:
             raise ValueError(f"task {i} is not running")
         self._state[i] = SUCCEEDED
         self.succeeded += 1
 
-    cpdef double fail(self, Py_ssize_t i, bint retryable):
+    cpdef double fail(self, Py_ssize_t i, bint retryable) except? -2.0:
+        _check_index(i, self.size, "task")
         if self._state[i] != RUNNING:
             raise ValueError(f"task {i} is not running")
         cdef int attempt = self._attempts[i]
@@ -116,10 +127,12 @@ cdef class ChunkRun:
         return self.succeeded + self.failed == self.size
 
     def attempts(self, Py_ssize_t i):
+        _check_index(i, self.size, "task")
         return self._attempts[i]
 
     def state(self, Py_ssize_t i):
         """0 pending, 1 running, 2 succeeded, 3 failed."""
+        _check_index(i, self.size, "task")
         return self._state[i]
 
     def failed_indices(self):
@@ -157,6 +170,7 @@ cdef class Scheduler:
 
     def mark_done(self, Py_ssize_t chunk, int64_t succeeded, int64_t failed):
         """Record a finished chunk once (from the checkpoint, or via complete())."""
+        _check_index(chunk, self.n_chunks, "chunk")
         if self._done[chunk]:
             return
         self._done[chunk] = 1
@@ -165,6 +179,7 @@ cdef class Scheduler:
         self.failed += failed
 
     def is_done(self, Py_ssize_t chunk):
+        _check_index(chunk, self.n_chunks, "chunk")
         return bool(self._done[chunk])
 
     cpdef Py_ssize_t next_chunk(self):
@@ -182,6 +197,7 @@ cdef class Scheduler:
         return -1
 
     def lease(self, Py_ssize_t chunk, worker):
+        _check_index(chunk, self.n_chunks, "chunk")
         self._leases[chunk] = worker
 
     def leased_to(self, worker):

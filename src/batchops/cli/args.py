@@ -20,7 +20,9 @@ exit codes:
   0    the job completed and every task succeeded
   1    the job completed and some tasks failed (see the report)
   2    bad input (manifest, spec, flag, credential); nothing ran
-  3    the job failed (failure threshold, store unwritable, job already running)
+  3    the job failed or cannot go on (failure threshold, a Failed job resumed,
+       store unwritable or full, job already running)
+  4    the job was cancelled (its report lists the tasks that ran)
   130  interrupted (Ctrl-C, SIGTERM); `batchops resume JOB_ID` continues
 
 environment:
@@ -127,6 +129,10 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
                    help="limit the job to N tasks per second (all workers together)")
     p.add_argument("--max-bytes-per-second", type=float, default=0.0, metavar="N",
                    help="limit the bytes copied through batchops per second")
+    p.add_argument("--task-timeout", type=float, default=3600.0, metavar="SECONDS",
+                   help="a task still running after SECONDS fails (and is retried); a "
+                        "worker stuck that long in a local call is replaced and its chunk "
+                        "runs again (default 3600; 0: no limit)")
     p.add_argument("--failure-threshold", type=float, default=0.5, metavar="RATIO",
                    help="fail the job once at least 1,000 tasks ran and more than RATIO of "
                         "them failed (Amazon's rule: 0.5)")

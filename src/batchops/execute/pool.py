@@ -1,25 +1,25 @@
-"""The async side of a worker: remote-store tasks on an event loop.
+"""The async driver of the per-task loop: remote-store tasks on an event loop.
 
-`Executor` runs a fixed pool of `concurrency` coroutines pulling task indices from the
-chunks' native `ChunkRun` state (not one asyncio Task per object), with adaptive
-concurrency (AIMD on SlowDown) and the rate limits; chunks that need no loop (local
-folders, memory stores) run on a thread through `TaskRunner.run_sync`. Used by a worker
-process once it meets a chunk that needs the loop, and by `engine` for in-process runs.
+`Executor` runs a fixed pool of `concurrency` coroutines; each drives `TaskLoop.steps`
+over the chunks in hand (not one asyncio Task per object), awaiting each call under the
+task timeout. Adaptive concurrency (AIMD on SlowDown) parks the slots above the limit.
+Chunks that need no loop (local folders, memory stores) run on a thread through the sync
+driver. Used by a worker process once it meets a chunk that needs the loop, and by the
+coordinator for in-process runs.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from batchops.execute.loop import ChunkState, TaskRunner
+from batchops.execute.loop import ChunkState, TaskLoop, TaskResult
 from batchops.model.chunk import Chunk
+from batchops.model.errors import JobFatalError
 from batchops.model.spec import WorkerConfig
-from batchops.storage.outcomes import classify
 
 # One thread per worker for the sync path: its calls are CPU-bound (kernel copies, memory
 # stores) and a worker per core already fills the machine. Measured with 2 workers:
@@ -27,12 +27,12 @@ from batchops.storage.outcomes import classify
 SYNC_THREADS = 1
 
 
-class Executor(TaskRunner):
-    """Runs chunks on the current event loop; reports through `on_done`. Remote-store
-    tasks run in a fixed pool of coroutines; sync-capable chunks on a thread.
+class Executor(TaskLoop):
+    """Runs chunks on the current event loop; reports through `on_done` (a marker, or
+    {"fatal": sentence} when the job must stop).
 
-    `base`: take the operation, stores and limits of a runner that already exists (a
-    worker that ran sync chunks before it met one that needs the loop).
+    `base`: take the operation, stores and limits of a loop that already exists (a
+    worker that ran sync chunks before it met one that needs the event loop).
     """
 
     def __init__(
@@ -40,7 +40,7 @@ class Executor(TaskRunner):
         cfg: WorkerConfig,
         on_done: Callable[[dict[str, Any]], None],
         preset_stores: dict[str, Any] | None = None,
-        base: TaskRunner | None = None,
+        base: TaskLoop | None = None,
     ) -> None:
         if base is None:
             super().__init__(cfg, preset_stores)
@@ -48,6 +48,7 @@ class Executor(TaskRunner):
             self.cfg, self.store, self.resolver = base.cfg, base.store, base.resolver
             self.op, self.policy = base.op, base.policy
             self.aimd, self.ops_limit = base.aimd, base.ops_limit
+            self._finish_lock = base._finish_lock
         self.on_done = on_done
         self.runs: deque[ChunkState] = deque()
         self._wake = asyncio.Event()
@@ -83,65 +84,70 @@ class Executor(TaskRunner):
         # list() copies in one C call: the loop thread may change `runs` meanwhile.
         return [(st.chunk.index, st.run.succeeded, st.run.failed) for st in list(self.runs)]
 
-    # -- async path -----------------------------------------------------------------------
+    # -- the async driver -------------------------------------------------------------------
 
-    def _take(self) -> tuple[ChunkState, int] | None:
+    def _pick(self) -> ChunkState | None:
+        """The first chunk in hand with a task left to start."""
         for st in self.runs:
-            if st.on_thread:
-                continue
-            i = st.run.take()
-            if i >= 0:
-                return st, i
+            run = st.run
+            if not st.on_thread and not run.closed and run.started < run.size:
+                return st
         return None
 
     async def _pool_task(self, slot: int) -> None:
-        run_task = self.op.run
-        aimd, limiter, clock = self.aimd, self.ops_limit, time.monotonic
-        while True:
-            if slot >= aimd.allowed:  # adaptive concurrency: this slot is parked
-                if self._closing and not self.runs:
-                    return
-                await asyncio.sleep(0.05)
-                continue
-            item = self._take()
-            if item is None:
-                if self._closing:
-                    return
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            st, i = item
-            run = st.run
+        try:
             while True:
-                if limiter is not None:
-                    wait = limiter.reserve(1.0, clock())
-                    if wait > 0:
-                        await asyncio.sleep(wait)
-                try:
-                    message = await run_task(st.chunk, i)
-                except Exception as exc:  # noqa: BLE001 - classified, then reported
-                    outcome = classify(exc)
-                    if outcome.throttled:
-                        aimd.on_throttle(clock())
-                        st.throttled += 1
-                    delay = run.fail(i, outcome.retryable)
-                    if delay >= 0:
-                        await asyncio.sleep(max(delay, outcome.retry_after))
-                        continue
-                    st.failures[i] = outcome
-                else:
-                    run.succeed(i)
-                    aimd.on_success()
-                    if message is not None:
-                        st.messages[i] = message
-                break
-            if (run.finished or (run.closed and run.done == run.started)) \
-                    and not st.finishing:
-                st.finishing = True
-                self.runs.remove(st)
-                await self._finish(st)
+                st = self._pick()
+                if st is None:
+                    if self._closing:
+                        return
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                await self._drive(st, slot)
+                run = st.run
+                if (run.finished or (run.closed and run.done == run.started)) \
+                        and not st.finishing:
+                    st.finishing = True
+                    self.runs.remove(st)
+                    await self._finish(st)
+        except JobFatalError as exc:
+            self._stop(exc)
+        except Exception as exc:  # noqa: BLE001 - a bug in batchops: the job stops, loudly
+            self._stop(exc, bug=True)
 
-    # -- sync path ------------------------------------------------------------------------
+    async def _drive(self, st: ChunkState, slot: int) -> None:
+        call, chunk, timeout = self.op.run, st.chunk, self.cfg.task_timeout or None
+        steps = self.steps(st, slot, adaptive=True)
+        try:
+            step = next(steps)
+            while True:
+                if type(step) is int:
+                    try:
+                        async with asyncio.timeout(timeout):
+                            result: TaskResult = (None, await call(chunk, step))
+                    except Exception as exc:  # noqa: BLE001 - the loop classifies it
+                        result = (exc, None)
+                    step = steps.send(result)
+                else:
+                    await asyncio.sleep(step)
+                    step = steps.send(None)
+        except StopIteration:
+            pass
+
+    def _stop(self, exc: BaseException, bug: bool = False) -> None:
+        """Stop every slot and report why (once): the coordinator pauses the job."""
+        if self.fatal is not None:
+            return
+        self.fatal = exc
+        self._closing = True
+        for st in self.runs:
+            st.run.close()
+        message = (f"internal error in batchops: {type(exc).__name__}: {exc} (a bug; the "
+                   "job is paused, nothing is lost)") if bug else str(exc)
+        self.on_done({"fatal": message})
+
+    # -- the sync driver, on a thread ---------------------------------------------------------
 
     async def _run_sync_chunk(self, st: ChunkState) -> None:
         if self._threads is None:
@@ -149,9 +155,14 @@ class Executor(TaskRunner):
         st.on_thread = True  # the pool's coroutines leave its tasks alone
         self.runs.append(st)
         loop = asyncio.get_running_loop()
-        n = max(1, min(SYNC_THREADS, self.cfg.concurrency, len(st.chunk)))
-        await asyncio.gather(*(loop.run_in_executor(self._threads, self.run_sync, st)
-                               for _ in range(n)))
+        try:
+            await loop.run_in_executor(self._threads, self.run_sync, st)
+        except JobFatalError as exc:
+            self._stop(exc)
+            return
+        except Exception as exc:  # noqa: BLE001 - a bug in batchops: the job stops, loudly
+            self._stop(exc, bug=True)
+            return
         self.runs.remove(st)
         await self._finish(st)
 
@@ -163,8 +174,7 @@ class Executor(TaskRunner):
         try:
             marker = await loop.run_in_executor(None, self.finish, st)
         except BaseException as exc:  # noqa: BLE001 - reported to the parent as fatal
-            self.fatal = exc
-            self.on_done({"fatal": str(exc)})
+            self._stop(exc)
             return
         finally:
             self.finishing -= 1

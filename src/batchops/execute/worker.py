@@ -6,9 +6,9 @@ progress counts and finally the chunk's marker once its report parts are durable
 
 Chunks whose tasks need no event loop (local folders, memory stores: cheap, CPU-bound
 calls; or no per-task work at all) run on the worker's main thread through
-`tasks.TaskRunner`; obstore's synchronous API costs about 1.5 µs a call against 70–90 µs
+`loop.TaskLoop`; obstore's synchronous API costs about 1.5 µs a call against 70–90 µs
 through the async bridge. The first chunk that needs the loop (remote stores) starts a
-uvloop event loop on a second thread, where `executor.Executor` runs every later chunk.
+uvloop event loop on a second thread, where `pool.Executor` runs every later chunk.
 A job that only touches in-process stores therefore never imports asyncio or uvloop.
 
 Threads: the main thread runs chunks; a reader thread receives messages (chunks are
@@ -29,9 +29,9 @@ import threading
 import time
 from typing import Any
 
-from batchops.execute.loop import ChunkState, TaskRunner
+from batchops.execute.loop import ChunkState, TaskLoop
 from batchops.model.chunk import Chunk
-from batchops.model.errors import BatchopsError
+from batchops.model.errors import BatchopsError, JobFatalError
 from batchops.model.spec import WorkerConfig
 
 PROGRESS_INTERVAL = 0.5
@@ -91,7 +91,7 @@ class _Worker:
         # socket's buffer, and must not block while this worker builds its stores.
         threading.Thread(target=self._read, name="batchops-pipe", daemon=True).start()
         try:
-            runner = TaskRunner(self.cfg)
+            runner = TaskLoop(self.cfg)
         except BatchopsError as exc:
             self.send(("fatal", str(exc)))
             return
@@ -114,15 +114,18 @@ class _Worker:
         except BaseException as exc:  # noqa: BLE001 - the worker dies; the parent re-runs
             _die("submit", exc)
 
-    def _run_here(self, runner: TaskRunner, chunk: Chunk) -> None:
+    def _run_here(self, runner: TaskLoop, chunk: Chunk) -> None:
         st = self._current = runner.state(chunk)
         if self._cancelled:
             st.run.close()
-        runner.run_sync(st)
         try:
+            runner.run_sync(st)
             marker = runner.finish(st)
-        except BaseException as exc:  # noqa: BLE001 - reported to the parent as fatal
+        except (JobFatalError, BatchopsError) as exc:  # the job stops; resume continues
             marker = {"fatal": str(exc)}
+        except Exception as exc:  # noqa: BLE001 - a bug in batchops: the job stops, loudly
+            marker = {"fatal": f"internal error in batchops: {type(exc).__name__}: {exc} "
+                               "(a bug; the job is paused, nothing is lost)"}
         if marker is not None:
             self.send(("done", marker))
         self._current = None
@@ -157,7 +160,15 @@ class _Worker:
             time.sleep(0.01)
 
     def _report_progress(self) -> None:
+        """Every PROGRESS_INTERVAL: the counts of the chunks in hand, and a heartbeat (the
+        coordinator takes back the chunks of a worker it stops hearing from). Also the
+        watchdog of the sync path: a call that outlives the task timeout (a hung handler
+        cannot be interrupted on its own thread) ends this worker, and its chunk runs
+        again elsewhere, or is reported failed once it has done so too often."""
         stop = threading.Event()
+        timeout = self.cfg.task_timeout
+        seen: tuple[int, int, int] | None = None  # (chunk, tasks done, retries) last time
+        since = time.monotonic()
         while not stop.wait(PROGRESS_INTERVAL):
             try:
                 st = self._current
@@ -166,10 +177,19 @@ class _Worker:
                     counts += self._executor.progress()
             except Exception:  # noqa: BLE001 - counts are advisory; the markers are not
                 continue
+            now = time.monotonic()
+            state = (st.chunk.index, st.run.done, st.run.retries) if st is not None else None
+            if state != seen:
+                seen, since = state, now
+            elif state is not None and timeout and now - since > timeout:
+                self.send(("timeout", state[0], timeout))
+                _die("watchdog", TimeoutError(f"a task ran longer than the task timeout "
+                                              f"({timeout:g} s)"))
             for index, ok, failed in counts:
                 self.send(("progress", index, ok, failed))
+            self.send(("alive",))
 
-    def _start_loop(self, runner: TaskRunner) -> None:
+    def _start_loop(self, runner: TaskLoop) -> None:
         """Start the event loop thread and its Executor (sharing `runner`'s operation,
         stores and limits); return once it takes chunks."""
         ready = threading.Event()

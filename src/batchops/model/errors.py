@@ -15,6 +15,7 @@ EXIT_OK = 0
 EXIT_TASKS_FAILED = 1  # the job completed, some tasks failed (see the report)
 EXIT_BAD_INPUT = 2  # bad manifest, spec, flag or credential: nothing ran (argparse's code)
 EXIT_JOB_FAILED = 3  # the job failed (failure threshold, store unwritable, job locked)
+EXIT_CANCELLED = 4  # the job was cancelled (update-job-status ... Cancelled); not resumable
 EXIT_INTERRUPTED = 130  # stopped by Ctrl-C or SIGTERM; `batchops resume` continues
 
 
@@ -59,5 +60,10 @@ class JobLockedError(BatchopsError):
 
 class JobStoreError(BatchopsError, OSError):
     """The job store or report location cannot be written."""
+
+
+class JobFatalError(BatchopsError):
+    """A failure no task can get past (a full disk, expired credentials, an unreachable
+    endpoint): the job stops, Paused, and `resume` continues once the cause is fixed."""
 
 

@@ -12,6 +12,8 @@ from batchops.model.errors import SpecError
 from batchops.model.formats import CSV_FORMAT, INVENTORY_FORMAT, SCOPES
 
 DEFAULT_CONCURRENCY = 64
+#: Seconds one task may take (a 5 GB object streamed between providers fits); 0: none.
+DEFAULT_TASK_TIMEOUT = 3600.0
 
 
 
@@ -46,6 +48,7 @@ class JobOptions:
     role_arn: str | None = None
     max_ops_per_second: float = 0.0
     max_bytes_per_second: float = 0.0
+    task_timeout: float = DEFAULT_TASK_TIMEOUT
 
     def check(self) -> None:
         if self.chunk_size < 0:
@@ -66,6 +69,8 @@ class JobOptions:
             raise SpecError("a job needs a manifest (--manifest) or a manifest generator")
         if self.max_ops_per_second < 0 or self.max_bytes_per_second < 0:
             raise SpecError("--max-ops-per-second and --max-bytes-per-second must be positive")
+        if self.task_timeout < 0:
+            raise SpecError("--task-timeout must be 0 (no limit) or a positive number of seconds")
         if not 0 <= self.priority <= 2147483647:
             raise SpecError("Priority must be a whole number from 0 to 2147483647")
         if len(self.description) > MODEL_TEXT_MAX:
@@ -130,7 +135,9 @@ class WorkerConfig:
     dry_run: bool = False
     max_ops_per_second: float = 0.0  # this worker's share of the job's limit; 0: none
     max_bytes_per_second: float = 0.0
-
+    #: Seconds one task may run before it counts as failed (retryable) and, on the sync
+    #: path, before its worker is stopped and its chunk taken back; 0: no limit.
+    task_timeout: float = 0.0
 
 
 def fit_text(text: str) -> str:
