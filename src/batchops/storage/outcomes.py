@@ -79,6 +79,9 @@ class Outcome:
 
 REDACTED = "<redacted>"
 
+#: How every fatal outcome's message ends (callers that run no job strip it).
+RESUME_HINT = ", then run `batchops resume` for this job"
+
 _SECRET_PATTERNS = (
     # URL query strings (presigned URLs, SAS tokens) and user:password@ in URLs.
     (re.compile(r"(\b[a-z][a-z0-9+.\-]*://[^\s/?#<>\"']*)\?[^\s<>\"']*", re.I), r"\1?…"),
@@ -155,17 +158,16 @@ _CLOCK_CODES = frozenset({"RequestTimeTooSkewed", "RequestExpired"})
 # Full disks and exhausted limits: no task can write until the cause is fixed.
 _FATAL_ERRNOS = MappingProxyType({
     errno.ENOSPC: "the disk is full ({what}): free space at the target folder or the job "
-                  "store, then run `batchops resume` for this job",
+                  "store" + RESUME_HINT,
     errno.EDQUOT: "the disk quota is used up ({what}): free space or raise the quota at the "
-                  "target folder or the job store, then run `batchops resume` for this job",
+                  "target folder or the job store" + RESUME_HINT,
     errno.EMFILE: "too many open files ({what}): raise the limit (ulimit -n) or lower "
-                  "--concurrency, then run `batchops resume` for this job",
+                  "--concurrency" + RESUME_HINT,
     errno.ENFILE: "the system ran out of open files ({what}): raise fs.file-max or lower "
-                  "--concurrency, then run `batchops resume` for this job",
-    errno.EROFS: "the target is on a read-only filesystem ({what}): mount it writable, then "
-                 "run `batchops resume` for this job",
-    errno.ENOMEM: "out of memory ({what}): lower --workers or --concurrency, then run "
-                  "`batchops resume` for this job",
+                  "--concurrency" + RESUME_HINT,
+    errno.EROFS: "the target is on a read-only filesystem ({what}): mount it writable"
+                 + RESUME_HINT,
+    errno.ENOMEM: "out of memory ({what}): lower --workers or --concurrency" + RESUME_HINT,
 })
 
 _UNREACHABLE_ERRNOS = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH,
@@ -238,21 +240,19 @@ def _credentials(code: str, message: str, status: int = 403) -> Outcome:
     detail = f"{code}: {message}" if message and message != code else code
     return Outcome(False, status, code, f"the store refused the credentials ({detail}): "
                    "renew them (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN "
-                   "or the profile), then run `batchops resume` for this job", fatal=True)
+                   "or the profile)" + RESUME_HINT, fatal=True)
 
 
 def _clock(code: str, status: int) -> Outcome:
     return Outcome(False, status, code, "this machine's clock is too far from the store's "
-                   f"({code}): set the time right (NTP), then run `batchops resume` for this "
-                   "job", fatal=True)
+                   f"({code}): set the time right (NTP)" + RESUME_HINT, fatal=True)
 
 
 def _unreachable(where: str, why: str) -> Outcome:
     where = f"the endpoint {where}" if where else "the store's endpoint"
     return Outcome(True, 503, "EndpointUnreachable",
                    f"cannot reach {where} ({why}): check the endpoint (AWS_ENDPOINT_URL, "
-                   "--endpoint-url, --bucket-map) and the network, then run `batchops resume` "
-                   "for this job", fatal=True)
+                   "--endpoint-url, --bucket-map) and the network" + RESUME_HINT, fatal=True)
 
 
 def _from_errno(exc: OSError) -> Outcome | None:
@@ -317,8 +317,8 @@ def _botocore(exc: BaseException) -> Outcome | None:
                         bx.NoAuthTokenError)):
         return Outcome(False, 403, "InvalidAccessKeyId",
                        f"no usable credentials ({_describe(exc)}): set AWS_ACCESS_KEY_ID and "
-                       "AWS_SECRET_ACCESS_KEY or log in to the profile again, then run "
-                       "`batchops resume` for this job", fatal=True)
+                       "AWS_SECRET_ACCESS_KEY or log in to the profile again" + RESUME_HINT,
+                       fatal=True)
     if isinstance(exc, (bx.ConnectionError, bx.HTTPClientError)):
         return Outcome(True, 500, "RequestTimeout", _describe(exc))
     if isinstance(exc, bx.ParamValidationError):
@@ -367,7 +367,7 @@ def _obstore(exc: BaseException) -> Outcome | None:
     if isinstance(exc, ox.UnknownConfigurationKeyError):
         return Outcome(False, 400, "InvalidConfiguration",
                        f"the store is configured wrongly ({_describe(exc)}): fix the bucket "
-                       "map or the environment, then run `batchops resume` for this job",
+                       "map or the environment" + RESUME_HINT,
                        fatal=True)
     if status:
         return _from_service(status, code, message or _describe(exc))
@@ -419,7 +419,7 @@ def _classify(exc: BaseException) -> Outcome:
 
     if isinstance(exc, JobStoreError):
         return Outcome(False, 500, "JobStoreError",
-                       f"{exc}: fix the job store, then run `batchops resume` for this job",
+                       f"{exc}: fix the job store" + RESUME_HINT,
                        fatal=True)
     if isinstance(exc, OSError):
         if exc.errno is None and isinstance(exc, (TimeoutError, ConnectionError)):
@@ -439,7 +439,7 @@ def _classify(exc: BaseException) -> Outcome:
         return Outcome(False, 500, type(exc).__name__, _describe(exc))
     if isinstance(exc, MemoryError):
         return Outcome(False, 500, "OutOfMemory", "out of memory: lower --workers or "
-                       "--concurrency, then run `batchops resume` for this job", fatal=True)
+                       "--concurrency" + RESUME_HINT, fatal=True)
     if isinstance(exc, ValueError):
         if _OBSTORE_PATH_RE.match(str(exc)):  # obstore refuses the key as a path
             return Outcome(False, 400, "InvalidObjectKey",
@@ -460,4 +460,4 @@ def classify(exc: BaseException) -> Outcome:
     return outcome if message == outcome.message else replace(outcome, message=message)
 
 
-__all__ = ["Outcome", "TaskError", "classify", "scrub", "REDACTED"]
+__all__ = ["Outcome", "TaskError", "classify", "scrub", "REDACTED", "RESUME_HINT"]

@@ -51,6 +51,7 @@ def preflight(resolver: Resolver, locations: list[Location]) -> None:
     endpoint or variable.
     """
     from batchops.model.errors import BadInputError
+    from batchops.storage.outcomes import RESUME_HINT
 
     s3 = [loc for loc in locations if is_s3(loc)][:3]
     if not s3:
@@ -65,11 +66,17 @@ def preflight(resolver: Resolver, locations: list[Location]) -> None:
         if outcome is None:
             continue
         bucket = s3_bucket(loc)
+        if outcome.error_code == "EndpointUnreachable":
+            raise BadInputError(f"cannot reach {where} for bucket {bucket}: check "
+                                "AWS_ENDPOINT_URL and the network")
         if outcome.retryable:
             raise BadInputError(f"cannot reach {where} for bucket {bucket} "
                                 f"({outcome.message}); check AWS_ENDPOINT_URL and the network")
         if outcome.http_status == 404 or outcome.error_code == "NoSuchBucket":
             raise BadInputError(f"bucket {bucket} does not exist at {where}")
+        if outcome.fatal and outcome.http_status in (400, 401, 403):  # credentials, clock
+            raise BadInputError(f"bucket {bucket} at {where}: "
+                                f"{outcome.message.removesuffix(RESUME_HINT)}")
         if outcome.http_status == 403:
             raise BadInputError(f"access to bucket {bucket} at {where} was refused "
                                 f"({outcome.error_code}); check the credentials in "
