@@ -11,6 +11,20 @@ Formats:
   when the job is created, into JSON Lines inside the job folder (so it is read whole
   once; use JSON Lines for very large lists).
 
+The job runs its own copy of the manifest. The preparing pass first copies a manifest
+that lies outside the job folder into it (`manifest.copy`, owner-only; a reflink where
+the filesystem has them, else an in-kernel copy), then validates and digests that copy.
+From then on the job reads only the copy: a manifest rewritten, truncated or deleted
+after `create-job` changes nothing the job does. Remote, inventory, generated and
+JSON-document manifests are already written into the job folder and are not copied
+again.
+
+While validating, the pass records the byte offset of every ROW_STRIDE-th row of the
+copy in `rows.idx` (little-endian uint64, the file's size last), and `write_chunk_index`
+turns that into `chunks.idx` for the job's chunk size: each chunk's byte range
+[start, end). `ChunkReader` reads any chunk on its own from its range, so a resumed job
+reads only the chunks not done, and never re-reads, re-parses or re-hashes the rest.
+
 Both passes stream with Polars in batches: memory does not grow with the manifest.
 One exception, for start-up time: a CSV manifest of at most SMALL_CSV_BYTES with no
 quote and no bare carriage return is read with the csv module instead. Importing
@@ -23,11 +37,15 @@ every manifest case through both readers.
 from __future__ import annotations
 
 import csv
+import errno
+import fcntl
 import hashlib
 import io
 import os
 import re
+import sys
 import threading
+from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -35,7 +53,7 @@ from urllib.parse import unquote_plus
 
 import orjson
 
-from batchops.model.chunk import Chunk, encode_key
+from batchops.model.chunk import Chunk, chunk_count, encode_key
 from batchops.model.errors import ManifestError
 from batchops.model.formats import CSV_FORMAT, JSONL_FORMAT
 
@@ -47,6 +65,11 @@ MAX_KEY_BYTES = 1024
 _BLOCK_BYTES = 16 * 1024 * 1024
 SMALL_CSV_BYTES = 4 * 1024 * 1024  # read with the csv module below this (see above)
 MAX_BUCKETS = 1000  # distinct buckets remembered for the store checks at job creation
+ROW_STRIDE = 1000  # rows.idx holds the byte offset of every ROW_STRIDE-th row
+COPY_NAME = "manifest.copy"  # the job's own copy of a manifest given as a local file
+ROWS_INDEX = "rows.idx"
+CHUNKS_INDEX = "chunks.idx"
+_FICLONE = 0x40049409  # ioctl: share the source's extents, copy-on-write (btrfs, xfs)
 # A percent sign not followed by two hex digits.
 _BAD_PERCENT = r"%([^0-9A-Fa-f]|[0-9A-Fa-f][^0-9A-Fa-f]|[0-9A-Fa-f]?$)"
 _URL_RE = r"^([A-Za-z][A-Za-z0-9+.-]*)://([^/]+)/(.+)$"
@@ -69,6 +92,8 @@ class ManifestInfo:
     digest: str  # "sha256:<hex>" of the original
     total_tasks: int
     buckets: tuple[str, ...] = ()  # distinct buckets named (sources and destinations)
+    rows_index: str = ""  # rows.idx beside `path` ("" for jobs prepared before it existed)
+    row_stride: int = 0
 
     def to_json(self) -> dict[str, object]:
         return {f: getattr(self, f) for f in self.__slots__}
@@ -322,22 +347,24 @@ def _locate_jsonl_error(path: str) -> ManifestError:
     return ManifestError(path, None, "the file is not valid JSON Lines")
 
 
-def _normalise_json_document(path: str, out_path: str) -> None:
-    """Rewrite {"entries": [...]} as JSON Lines (read whole once, at job creation)."""
+def _normalise_json_document(path: str, out_path: str, name: str | None = None) -> None:
+    """Rewrite {"entries": [...]} as JSON Lines (read whole once, at job creation).
+    Errors name the manifest as `name` (the user's location), else as `path`."""
+    name = name or path
     try:
         with open(path, "rb") as f:
             doc = orjson.loads(f.read())
     except orjson.JSONDecodeError as exc:
-        raise ManifestError(path, None, f"not valid JSON ({exc})") from None
+        raise ManifestError(name, None, f"not valid JSON ({exc})") from None
     entries = doc.get("entries") if isinstance(doc, dict) else None
     if not isinstance(entries, list):
-        raise ManifestError(path, None, 'expected a JSON object with an "entries" list')
+        raise ManifestError(name, None, 'expected a JSON object with an "entries" list')
     tmp = out_path + ".tmp"
-    with open(tmp, "wb") as out:
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
         for number, entry in enumerate(entries, 1):
             if not isinstance(entry, dict) or not isinstance(entry.get("url"), str):
                 os.unlink(tmp)
-                raise ManifestError(path, None, f'entry {number}: expected an object with a "url"')
+                raise ManifestError(name, None, f'entry {number}: expected an object with a "url"')
             out.write(orjson.dumps(entry) + b"\n")
         out.flush()
         os.fsync(out.fileno())
@@ -375,23 +402,165 @@ def _batches(path: str, fmt: str, columns: int) -> Iterator[pl.DataFrame]:
         yield frame.collect()
 
 
+# -- the job's copy, and where its rows start ---------------------------------------------
+
+
+def _inside(path: str, folder: str) -> bool:
+    return os.path.realpath(path).startswith(os.path.realpath(folder) + os.sep)
+
+
+def _copy_into(src: str, dest: str) -> None:
+    """Copy `src` to `dest`, owner-only and durable: a reflink where the filesystem has
+    them (the copy shares no later writes to `src`), else an in-kernel copy."""
+    tmp = dest + ".tmp"
+    with open(src, "rb") as fin:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            try:
+                fcntl.ioctl(fd, _FICLONE, fin.fileno())
+            except OSError:
+                _copy_data(fin.fileno(), fd)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    os.replace(tmp, dest)
+
+
+def _copy_data(src: int, dst: int) -> None:
+    try:
+        while os.copy_file_range(src, dst, 1 << 30):
+            pass
+        return
+    except OSError as exc:  # no copy_file_range between these two files: by hand
+        if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
+            raise
+    os.lseek(src, 0, os.SEEK_SET)
+    os.lseek(dst, 0, os.SEEK_SET)
+    os.ftruncate(dst, 0)
+    while block := os.read(src, 1 << 24):
+        view = memoryview(block)
+        while view:
+            view = view[os.write(dst, view):]
+
+
+def _lines_regex(n: int) -> re.Pattern[bytes]:
+    return re.compile(rb"(?:.*\n){%d}" % n)  # n whole lines (`.` is any byte but \n)
+
+
+def _mark_lines(block: bytes, offset: int, first_row: int, out: array[int]) -> int:
+    """Append to `out` the file offset of each row of `block` numbered a multiple of
+    ROW_STRIDE, counting every line as a row (CSV: a blank line is a bad row); return
+    the number of rows. `block` starts at file offset `offset`, with row `first_row`."""
+    rows = block.count(b"\n") + (1 if block and not block.endswith(b"\n") else 0)
+    skip = -first_row % ROW_STRIDE
+    if skip >= rows:
+        return rows
+    match = _lines_regex(skip).match(block) if skip else None
+    pos = match.end() if match else 0
+    out.append(offset + pos)
+    for match in _lines_regex(ROW_STRIDE).finditer(block, pos):
+        if match.end() < len(block):
+            out.append(offset + match.end())
+    return rows
+
+
+def _mark_nonblank_lines(block: bytes, offset: int, first_row: int, out: array[int]) -> int:
+    """`_mark_lines` for JSON Lines, where blank lines are no rows."""
+    pos, row = 0, first_row
+    for line in block.split(b"\n"):
+        if line.strip():
+            if row % ROW_STRIDE == 0:
+                out.append(offset + pos)
+            row += 1
+        pos += len(line) + 1
+    return row - first_row
+
+
+def _nth_row(group: bytes, n: int, jsonl: bool) -> int:
+    """Offset in `group` (which starts with a row) of its row `n`."""
+    if not jsonl:
+        match = _lines_regex(n).match(group)
+        if match is None:
+            raise ValueError("fewer rows than the index says")
+        return match.end()
+    pos, row = 0, 0
+    for line in group.split(b"\n"):
+        if line.strip():
+            if row == n:
+                return pos
+            row += 1
+        pos += len(line) + 1
+    raise ValueError("fewer rows than the index says")
+
+
+def _quoted_line_end(location: str, block: bytes, first_line: int) -> ManifestError:
+    """The first row of a CSV block that spans lines (a quoted field holds a line end)."""
+    reader = csv.reader(io.StringIO(block.decode("utf-8", "replace"), newline=""))
+    seen = 0
+    for _ in reader:
+        if reader.line_num - seen > 1:
+            break
+        seen = reader.line_num
+    return ManifestError(location, first_line + seen,
+                         "a quoted field holds a line end (keys in a CSV manifest are "
+                         "URL-encoded, so no field needs one)")
+
+
+def _write_index(path: str, values: array[int]) -> None:
+    """An index file: little-endian uint64s, written atomically, owner-only."""
+    if sys.byteorder != "little":
+        values = array("Q", values)
+        values.byteswap()
+    tmp = path + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with open(fd, "wb", closefd=False) as f:
+            values.tofile(f)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def _read_index(path: str) -> array[int]:
+    values = array("Q")
+    with open(path, "rb") as f:
+        data = f.read()
+    if len(data) % 8:
+        raise ValueError(f"{path} is not a whole number of entries")
+    values.frombytes(data)
+    if sys.byteorder != "little":
+        values.byteswap()
+    return values
+
+
 def prepare(location: str, local_path: str, work_dir: str) -> ManifestInfo:
-    """The preparing pass: validate every row, count tasks, digest the file.
+    """The preparing pass: copy the manifest into the job folder (unless it is there
+    already), then validate every row of the copy, count tasks, digest it and index
+    where its rows start (see the module docstring).
 
     Raises ManifestError naming the file and line of the first bad row; nothing runs.
-    `work_dir` receives a normalised copy when the format needs one.
+    `work_dir` (the job folder) receives the copy, a normalised copy when the format
+    needs one, and the index.
     """
     if not os.path.isfile(local_path):
         raise ManifestError(location, None, "no such manifest file")
-    fmt, columns = _sniff(local_path)
+    source = local_path
+    if _inside(local_path, work_dir):
+        os.chmod(local_path, 0o600)  # written by batchops into the job folder
+    else:
+        source = os.path.join(work_dir, COPY_NAME)
+        _copy_into(local_path, source)
+    fmt, columns = _sniff(source)
     digest_box: list[tuple[int, str]] = []
-    hasher = threading.Thread(target=lambda: digest_box.append(file_digest(local_path)))
+    hasher = threading.Thread(target=lambda: digest_box.append(file_digest(source)))
     hasher.start()
-    path = local_path
+    path = source
+    rows = array("Q")
     try:
         if fmt == "json-document":
             path = os.path.join(work_dir, "manifest.jsonl")
-            _normalise_json_document(local_path, path)
+            _normalise_json_document(source, path, location)
             fmt = JSONL_FORMAT
         total = 0
         buckets: set[str] = set()
@@ -399,13 +568,18 @@ def prepare(location: str, local_path: str, work_dir: str) -> ManifestInfo:
         if small is not None:
             _check_small_rows(small, location)
             total = len(small)
+            with open(path, "rb") as f:
+                _mark_lines(f.read(), 0, 0, rows)  # no quotes: every line is a row
             buckets = {row[0] for row in small if row[0]}  # one block: all, as Polars has
-            return _info(location, local_path, path, fmt, columns, total, buckets, hasher,
-                         digest_box)
+            return _info(location, source, path, fmt, columns, total, buckets, hasher,
+                         digest_box, rows)
         import polars as pl
 
+        offset = 0
         try:
-            for batch in _batches(path, fmt, columns):
+            for block in _blocks(path):
+                frame = _csv_frame(block, columns) if fmt == CSV_FORMAT else _jsonl_frame(block)
+                batch = frame.collect()
                 bad = _bad_rows(batch, fmt)
                 if bad.any():
                     i = int(bad.arg_true()[0])
@@ -417,23 +591,171 @@ def prepare(location: str, local_path: str, work_dir: str) -> ManifestInfo:
                     buckets.update(batch["bucket"].unique().to_list())
                     if fmt != CSV_FORMAT:
                         buckets.update(b for b in batch["dest_bucket"].unique().to_list() if b)
+                mark = len(rows)
+                if _mark_lines(block, offset, total, rows) != batch.height:
+                    del rows[mark:]
+                    if fmt == CSV_FORMAT:
+                        raise _quoted_line_end(location, block, total + 1)
+                    if _mark_nonblank_lines(block, offset, total, rows) != batch.height:
+                        raise ManifestError(location, None, "a line holds more than one entry")
                 total += batch.height
+                offset += len(block)
         except (pl.exceptions.PolarsError, OSError) as exc:
-            located = (_locate_csv_error(local_path, columns) if fmt == CSV_FORMAT
+            located = (_locate_csv_error(path, columns) if fmt == CSV_FORMAT
                        else _locate_jsonl_error(path))
             raise ManifestError(location, located.line, located.problem) from exc
     finally:
         hasher.join()
-    return _info(location, local_path, path, fmt, columns, total, buckets, hasher, digest_box)
+    return _info(location, source, path, fmt, columns, total, buckets, hasher, digest_box,
+                 rows)
 
 
 def _info(location: str, source: str, path: str, fmt: str, columns: int, total: int,
           buckets: set[str], hasher: threading.Thread,
-          digest_box: list[tuple[int, str]]) -> ManifestInfo:
+          digest_box: list[tuple[int, str]], rows: array[int]) -> ManifestInfo:
     hasher.join()
     size, digest = digest_box[0]
+    rows.append(os.path.getsize(path))
+    rows_index = path + "." + ROWS_INDEX
+    _write_index(rows_index, rows)
     return ManifestInfo(location, source, path, fmt, columns, size, digest, total,
-                        tuple(sorted(buckets)))
+                        tuple(sorted(buckets)), rows_index, ROW_STRIDE)
+
+
+class ChunkReader:
+    """Reads any chunk of a prepared manifest on its own, from its byte range in the
+    job's copy (`chunks.idx` when it was written for this chunk size, else derived from
+    `rows.idx`). Nothing before the chunk is read."""
+
+    def __init__(self, info: ManifestInfo, chunk_size: int) -> None:
+        self.info = info
+        self.chunk_size = chunk_size
+        self.n_chunks = chunk_count(info.total_tasks, chunk_size)
+        self._jsonl = info.format == JSONL_FORMAT
+        self._group: tuple[int, bytes] = (-1, b"")
+        self._fd = -1
+        try:
+            self._rows = _read_index(info.rows_index)
+            self._fd = os.open(info.path, os.O_RDONLY)
+        except (OSError, ValueError) as exc:
+            raise self._damaged(f"cannot read it ({exc.__class__.__name__})") from None
+        size = os.fstat(self._fd).st_size
+        expected = -(-info.total_tasks // info.row_stride) + 1
+        if len(self._rows) != expected or self._rows[-1] != size:
+            self.close()
+            raise self._damaged("it does not match its index")
+        self._chunks = self._load_chunk_index(size)
+
+    def _damaged(self, problem: str) -> ManifestError:
+        return ManifestError(self.info.location, None,
+                             f"the job's copy of the manifest ({self.info.path}): {problem}; "
+                             "the job folder is damaged: create the job again")
+
+    def _load_chunk_index(self, size: int) -> array[int] | None:
+        try:
+            values = _read_index(chunk_index_path(self.info))
+        except (OSError, ValueError):
+            return None
+        if (len(values) != self.n_chunks + 2 or values[0] != self.chunk_size
+                or values[-1] != size):
+            return None  # written for another chunk size
+        return values
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __del__(self) -> None:
+        self.close()
+
+    def __enter__(self) -> ChunkReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _pread(self, start: int, end: int) -> bytes:
+        parts = []
+        while start < end:
+            data = os.pread(self._fd, end - start, start)
+            if not data:
+                raise self._damaged("it is shorter than its index")
+            parts.append(data)
+            start += len(data)
+        return b"".join(parts)
+
+    def row_start(self, row: int) -> int:
+        """File offset where row `row` starts (the file's size for the row after the last)."""
+        if row >= self.info.total_tasks:
+            return self._rows[-1]
+        group, n = divmod(row, self.info.row_stride)
+        start = self._rows[group]
+        if n == 0:
+            return start
+        if self._group[0] != group:
+            self._group = (group, self._pread(start, self._rows[group + 1]))
+        try:
+            return start + _nth_row(self._group[1], n, self._jsonl)
+        except ValueError:
+            raise self._damaged("it does not match its index") from None
+
+    def byte_range(self, index: int) -> tuple[int, int]:
+        """Chunk `index`'s bytes in the copy: [start, end)."""
+        if not 0 <= index < self.n_chunks:
+            raise IndexError(f"chunk {index} is not one of the job's {self.n_chunks} chunks")
+        if self._chunks is not None:
+            return self._chunks[index + 1], self._chunks[index + 2]
+        first = index * self.chunk_size
+        return self.row_start(first), self.row_start(first + self.chunk_size)
+
+    def read(self, index: int) -> Chunk:
+        """Chunk `index`, parsed from its byte range alone."""
+        start, end = self.byte_range(index)
+        first_row = index * self.chunk_size
+        rows = min(self.chunk_size, self.info.total_tasks - first_row)
+        chunk = _parse_chunk(self.info, index, first_row, self._pread(start, end), start == 0)
+        if len(chunk) != rows:
+            raise self._damaged(f"chunk {index} has {len(chunk)} rows, not {rows}")
+        return chunk
+
+
+def chunk_index_path(info: ManifestInfo) -> str:
+    return os.path.join(os.path.dirname(info.path), CHUNKS_INDEX)
+
+
+def write_chunk_index(info: ManifestInfo, chunk_size: int) -> str:
+    """Write `chunks.idx` beside the job's copy: the chunk size, then each chunk's start
+    offset, then the copy's size (little-endian uint64s). Returns its path."""
+    with ChunkReader(info, chunk_size) as reader:
+        values = array("Q", [chunk_size])
+        values.extend(reader.row_start(c * chunk_size) for c in range(reader.n_chunks))
+        values.append(reader.row_start(info.total_tasks))
+    path = chunk_index_path(info)
+    _write_index(path, values)
+    return path
+
+
+def _parse_chunk(info: ManifestInfo, index: int, first_row: int, data: bytes,
+                 at_start: bool) -> Chunk:
+    if info.format == CSV_FORMAT and info.size <= SMALL_CSV_BYTES and b'"' not in data \
+            and b"\r" not in data.replace(b"\r\n", b""):
+        text = data.decode("utf-8-sig" if at_start else "utf-8")
+        rows: list[list[str]] = list(csv.reader(io.StringIO(text, newline="")))
+        raw_keys = [r[1] if len(r) > 1 else "" for r in rows]
+        return Chunk(index, first_row, [r[0] if r else "" for r in rows],
+                     _decode_keys(raw_keys), [(r[2] if len(r) > 2 else "") or None for r in rows],
+                     raw_keys)
+    frame = _csv_frame(data, info.columns) if info.format == CSV_FORMAT else _jsonl_frame(data)
+    df = frame.collect()
+    raw_keys = df["key"].to_list()
+    versions = [v or None for v in df["version"].to_list()]
+    if info.format == CSV_FORMAT:
+        return Chunk(index, first_row, df["bucket"].to_list(), _decode_keys(raw_keys), versions,
+                     raw_keys)
+    return Chunk(index, first_row, df["bucket"].to_list(), raw_keys, versions,
+                 [encode_key(k) for k in raw_keys],
+                 df["dest_bucket"].to_list(), df["dest_key"].to_list())
 
 
 def iter_chunks(
@@ -441,8 +763,16 @@ def iter_chunks(
 ) -> Iterator[Chunk]:
     """Yield the manifest as chunks of exactly `chunk_size` rows (the last may be short).
 
-    `wanted(index)` False skips building a chunk (already done on a resumed job).
+    `wanted(index)` False skips a chunk without reading it (already done on a resumed
+    job): each wanted chunk is read on its own, from its byte range.
     """
+    if info.rows_index:
+        with ChunkReader(info, chunk_size) as reader:
+            for index in range(reader.n_chunks):
+                if wanted(index):
+                    yield reader.read(index)
+        return
+    # A job prepared before rows.idx existed: stream the manifest from its start.
     small = _small_csv_rows(info.path, info.columns) if info.format == CSV_FORMAT else None
     if small is not None:
         for index, first in enumerate(range(0, len(small), chunk_size)):

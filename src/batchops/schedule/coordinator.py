@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from batchops._scheduler import Scheduler
-from batchops.manifest.reader import file_digest, iter_chunks
+from batchops.manifest.reader import ChunkReader, file_digest, iter_chunks
 from batchops.model.chunk import Chunk, chunk_count, default_workers
 from batchops.model.errors import JobStateError, ManifestError
 from batchops.model.spec import WorkerConfig
@@ -76,7 +76,8 @@ class JobRun:
                                int(self.settings["failure_min_tasks"]),
                                float(self.settings["failure_ratio"]))
         self._held: dict[int, Chunk] = {}
-        self._reader: Iterator[Chunk] | None = None
+        self._reader: ChunkReader | None = None
+        self._stream: Iterator[Chunk] | None = None
         self._started = time.monotonic()
         self._active_before = int(self.job["ProgressSummary"]["Timers"]
                                   ["ElapsedTimeInActiveSeconds"])
@@ -86,6 +87,13 @@ class JobRun:
     # -- setup -------------------------------------------------------------------------------
 
     def _check_manifest(self) -> None:
+        """The job reads its own copy of the manifest, each chunk from its byte range
+        (manifest/reader.py): check the copy and its index are whole, without reading the
+        manifest. A job prepared before the copy existed digests its manifest again."""
+        if self.info.rows_index:
+            if self._reader is None:
+                self._reader = ChunkReader(self.info, self.chunk_size)  # or ManifestError
+            return
         try:
             size, digest = file_digest(self.info.source)
         except OSError:
@@ -99,8 +107,29 @@ class JobRun:
                                 "create a new job for the new manifest")
 
     def _load_checkpoint(self) -> None:
+        """Mark the chunks whose markers exist done. Markers come from disk: each names a
+        chunk of this job and counts no more tasks than it holds, or the job is refused
+        (the native scheduler trusts the indices it is given)."""
+        n = self.sched.n_chunks
         for marker in self.store.markers():
-            self.sched.mark_done(marker["chunk"], marker["succeeded"], marker["failed"])
+            c, ok, failed = marker.get("chunk"), marker.get("succeeded"), marker.get("failed")
+            if type(c) is not int or not 0 <= c < n:
+                name = self.store.marker_path(c) if type(c) is int else "a chunk marker"
+                raise JobStateError(
+                    f"job {self.store.job_id}: {name} names chunk {c!r}, but the job's "
+                    f"chunks are 0 to {n - 1}: the job folder is damaged (delete that "
+                    "marker, then resume to run the chunk again)" if n else
+                    f"job {self.store.job_id}: {name} names chunk {c!r}, but the job has "
+                    "no chunks: the job folder is damaged (delete that marker)")
+            rows = min(self.chunk_size, self.info.total_tasks - c * self.chunk_size)
+            if (type(ok) is not int or type(failed) is not int or ok < 0 or failed < 0
+                    or ok + failed > rows):
+                raise JobStateError(
+                    f"job {self.store.job_id}: {self.store.marker_path(c)} counts "
+                    f"{ok!r} succeeded and {failed!r} failed tasks in a chunk of {rows}: "
+                    "the job folder is damaged (delete that marker, then resume to run "
+                    "the chunk again)")
+            self.sched.mark_done(c, ok, failed)
 
     def worker_config(self, workers: int = 1) -> WorkerConfig:
         """Settings for each of `workers` workers (rate limits are shared among them)."""
@@ -122,12 +151,17 @@ class JobRun:
             return None
         chunk = self._held.get(c)
         if chunk is None:
-            if self._reader is None:
-                self._reader = iter_chunks(self.info, self.chunk_size,
-                                           lambda i: not self.sched.is_done(i))
-            chunk = next(self._reader)
-            if chunk.index != c:  # the reader and the scheduler walk the same order
-                raise RuntimeError(f"chunk order mismatch: {chunk.index} != {c}")
+            if self.info.rows_index:  # chunk c alone, from its byte range in the job's copy
+                if self._reader is None:
+                    self._reader = ChunkReader(self.info, self.chunk_size)
+                chunk = self._reader.read(c)
+            else:  # prepared before rows.idx: stream, in the scheduler's order
+                if self._stream is None:
+                    self._stream = iter_chunks(self.info, self.chunk_size,
+                                               lambda i: not self.sched.is_done(i))
+                chunk = next(self._stream)
+                if chunk.index != c:
+                    raise RuntimeError(f"chunk order mismatch: {chunk.index} != {c}")
             self._held[c] = chunk
         return chunk
 

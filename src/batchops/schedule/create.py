@@ -19,7 +19,7 @@ import orjson
 
 from batchops.manifest.inventory import fetch_manifest_object, normalise_inventory
 from batchops.manifest.listing import generate, validate_generator
-from batchops.manifest.reader import ManifestInfo, prepare
+from batchops.manifest.reader import ManifestInfo, prepare, write_chunk_index
 from batchops.model.chunk import auto_chunk_size
 from batchops.model.errors import BadInputError, BatchopsError, ManifestError, SpecError
 from batchops.model.formats import INVENTORY_FORMAT
@@ -228,6 +228,10 @@ def create_job(opts: JobOptions, home: str | None = None) -> JobStore:
     settings["chunk_size"] = opts.chunk_size or auto_chunk_size(
         info.total_tasks, opts.workers, opts.max_ops_per_second,
         limited=bool(opts.max_bytes_per_second))
+    try:  # each chunk's byte range in the job's copy (else derived from rows.idx on reading)
+        write_chunk_index(info, settings["chunk_size"])
+    except OSError as exc:
+        store.log("no-chunk-index", error=exc.__class__.__name__)
     if not generator:
         fields = ["Bucket", "Key"] + (["VersionId"] if info.columns >= 3 else [])
         job["Manifest"]["Spec"]["Fields"] = fields
