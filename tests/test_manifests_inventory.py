@@ -114,6 +114,12 @@ def test_an_inventory_report_runs_every_listed_object(cli, s3, bucket, tmp_path,
     assert job["Manifest"]["Spec"]["Format"] == INVENTORY
     assert job["Manifest"]["Location"] == manifest["Location"]
     assert job["ProgressSummary"]["TotalNumberOfTasks"] == len(listed)
+    job_dir = cli.home / "jobs" / job_id
+    written = [p for p in job_dir.rglob("*") if p.is_file()
+               and (p.name.startswith("manifest") or p.parent.name == "inventory")]
+    assert {p.name for p in written} >= {"manifest.source", "manifest.csv"}
+    assert {p.name: p.stat().st_mode & 0o777 for p in written} == \
+        {p.name: 0o600 for p in written}  # the manifest and its parts are owner-only
     cli("runner", check=True)
     assert describe(cli, job_id)["Status"] == "Complete"
     rows = _rows(cli.home, job_id)

@@ -29,6 +29,11 @@ if TYPE_CHECKING:
 _BATCH = 200_000
 
 
+def _owner_only(path: str, flags: int) -> int:
+    """An `open` opener: every file batchops writes into a job folder is owner-only."""
+    return os.open(path, flags, 0o600)
+
+
 def _fetch(resolver: Resolver, bucket: str, key: str, dest: str) -> str:
     """Copy an object to a local file while computing its MD5; returns the hex MD5."""
     import obstore as obs
@@ -36,7 +41,7 @@ def _fetch(resolver: Resolver, bucket: str, key: str, dest: str) -> str:
     loc = resolver.location(bucket)
     md5 = hashlib.md5()
     result = obs.get(resolver.store(loc), loc.key(key))
-    with open(dest, "wb") as out:
+    with open(dest, "wb", opener=_owner_only) as out:
         for block in result.stream():
             md5.update(block)
             out.write(block)
@@ -81,7 +86,7 @@ def normalise_inventory(manifest_path: str, location: str, job_dir: str,
     parts_dir = os.path.join(job_dir, "inventory")
     os.makedirs(parts_dir, mode=0o700, exist_ok=True)
     out_path = os.path.join(job_dir, "manifest.csv")
-    with open(out_path + ".tmp", "wb") as out:
+    with open(out_path + ".tmp", "wb", opener=_owner_only) as out:
         for n, entry in enumerate(doc["files"]):
             key = entry.get("key") if isinstance(entry, dict) else None
             if not key:
@@ -153,7 +158,7 @@ def fetch_manifest_object(url: str, dest: str,
     loc = split_location(url)
     options: Any = {"version": version} if version else None
     result = obs.get(build_store(loc.root), loc.prefix.rstrip("/"), options=options)
-    with open(dest + ".tmp", "wb") as out:
+    with open(dest + ".tmp", "wb", opener=_owner_only) as out:
         for block in result.stream():
             out.write(block)
     os.replace(dest + ".tmp", dest)

@@ -5,20 +5,24 @@
 The parent streams the manifest into chunks, leases them to worker processes through
 the native `Scheduler` (at most `PREFETCH` per worker), collects each chunk's marker,
 keeps job.json's counters current, and at the end publishes the completion report.
-A worker that dies has its chunks taken back and run again by a new worker. On
-SIGINT/SIGTERM the job stops with its checkpoint (the markers) intact.
+A worker that dies has its chunks taken back and run again by a new worker.
+
+Every status write goes through `_set_status`, which asks model/status.py's table
+whether the move is allowed. `run_job` runs on any thread and installs no signal
+handler: it takes a `stop` event, which the CLI sets on SIGINT/SIGTERM; the job then
+stops with its checkpoint (the markers) intact, Paused.
 """
 
 from __future__ import annotations
 
 import multiprocessing.connection
-import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from batchops._scheduler import Scheduler
-from batchops.manifest.reader import ChunkReader, file_digest, iter_chunks
+from batchops.manifest.reader import ChunkReader, ManifestInfo, file_digest, iter_chunks
 from batchops.model.chunk import Chunk, chunk_count, default_workers
 from batchops.model.errors import JobStateError, ManifestError
 from batchops.model.spec import WorkerConfig
@@ -29,18 +33,23 @@ from batchops.model.status import (
     COMPLETE,
     COMPLETING,
     FAILED,
+    FAILING,
     NEW,
     PAUSED,
     PAUSING,
     PREPARING,
     SUSPENDED,
+    can_move,
+    check_transition,
 )
 from batchops.results.jobstore import JobStore, now_iso
 from batchops.results.report import publish
-from batchops.schedule.create import fail_job, manifest_info
+from batchops.schedule.create import fail_job, manifest_info, prepare_again
+from batchops.schedule.failpoints import failpoint
 from batchops.schedule.processes import Worker, spawn_worker
 
 PREFETCH = 2
+CANCEL_GRACE = 8.0  # seconds a cancel waits for running tasks in this process (as workers do)
 STATUS_INTERVAL = 1.0
 MAX_RESPAWNS_PER_WORKER = 3
 
@@ -57,13 +66,10 @@ class JobRun:
     def __init__(self, store: JobStore, on_progress: ProgressFn | None = None,
                  in_process: bool = False, preset_stores: dict[str, Any] | None = None,
                  should_yield: Callable[[], str | None] | None = None,
-                 prestarted: list[Worker] | None = None) -> None:
+                 prestarted: list[Worker] | None = None,
+                 stop: threading.Event | None = None) -> None:
         self.store = store
-        self.doc = store.read()
-        self.settings = self.doc["Batchops"]
-        self.job = self.doc["Job"]
-        self.info = manifest_info(self.doc)
-        self.chunk_size = int(self.settings["chunk_size"])
+        self.stop_event = stop or threading.Event()
         self.on_progress = on_progress or (lambda s, f, t: None)
         self.in_process = in_process
         self.preset_stores = preset_stores
@@ -71,6 +77,21 @@ class JobRun:
         self.should_yield = should_yield or (lambda: None)
         self.prestarted = list(prestarted or [])
         self._last_control = 0.0
+        self._last_status = 0.0
+        self.fatal: str | None = None
+        self._load()
+
+    def _load(self) -> None:
+        """Read job.json (again: `run` does it once it holds the lock) and set up the
+        scheduler. A job never prepared (killed while Preparing) has no chunks yet."""
+        self.doc = self.store.read()
+        self.settings = self.doc["Batchops"]
+        self.job = self.doc["Job"]
+        self.prepared = bool(self.settings.get("manifest"))
+        self.info = manifest_info(self.doc) if self.prepared else ManifestInfo(
+            location="", source="", path="", format="", columns=0, size=0, digest="",
+            total_tasks=0)
+        self.chunk_size = max(1, int(self.settings["chunk_size"] or 1))
         self.sched = Scheduler(chunk_count(self.info.total_tasks, self.chunk_size),
                                self.info.total_tasks,
                                int(self.settings["failure_min_tasks"]),
@@ -81,8 +102,6 @@ class JobRun:
         self._started = time.monotonic()
         self._active_before = int(self.job["ProgressSummary"]["Timers"]
                                   ["ElapsedTimeInActiveSeconds"])
-        self._last_status = 0.0
-        self.fatal: str | None = None
 
     # -- setup -------------------------------------------------------------------------------
 
@@ -178,7 +197,8 @@ class JobRun:
 
     # -- status ----------------------------------------------------------------------------
 
-    def _update_status(self, status: str | None = None, force: bool = False) -> None:
+    def _update_status(self, force: bool = False) -> None:
+        """Write the counters to job.json (about once a second; at once with `force`)."""
         now = time.monotonic()
         if not force and now - self._last_status < STATUS_INTERVAL:
             return
@@ -189,10 +209,14 @@ class JobRun:
         summary["NumberOfTasksFailed"] = failed
         summary["Timers"]["ElapsedTimeInActiveSeconds"] = (
             self._active_before + int(now - self._started))
-        if status:
-            self.job["Status"] = status
         self.store.write(self.doc, durable=force)
         self.on_progress(succeeded, failed, self.info.total_tasks)
+
+    def _set_status(self, status: str) -> None:
+        """Move the job to `status` (durably); the table in model/status.py must allow it."""
+        check_transition(self.job["Status"], status)
+        self.job["Status"] = status
+        self._update_status(force=True)
 
     def _check_control(self) -> None:
         """Cancellation and preemption, looked at about once a second."""
@@ -212,6 +236,8 @@ class JobRun:
             raise _Stop(f"paused for job {other}, which has a higher priority")
 
     def _tick(self) -> None:
+        if self.stop_event.is_set():
+            raise KeyboardInterrupt
         self._check_control()
         self._update_status()
         if self.sched.threshold_exceeded():
@@ -226,25 +252,43 @@ class JobRun:
         """Run the job to its end (or to a stop); return the final job document."""
         self.store.lock()
         try:
+            self._load()  # what job.json says now that no other process can change it
             return self._run_locked()
         finally:
             self.store.unlock()
 
     def _run_locked(self) -> dict[str, Any]:
-        if self.job["Status"] in (COMPLETE, CANCELLED):
+        status = self.job["Status"]
+        if status in (COMPLETE, CANCELLED):
             return self.doc
-        if self.job["Status"] == SUSPENDED:
+        if status == FAILED:
+            reasons = self.job.get("FailureReasons") or [{}]
+            raise JobStateError(
+                f"job {self.store.job_id} Failed ({reasons[0].get('FailureCode', 'failed')}) "
+                "and a failed job is final, as at Amazon: run a new job on its report's "
+                "failed tasks (`batchops run --manifest <report>/job-<id>/results/"
+                "*-failed.csv ...`, see README \"Retry the failures\")")
+        cancel = self.store.control().get("RequestedStatus") == CANCELLED
+        if status in (NEW, PREPARING) and not cancel:
+            prepare_again(self.store, self.doc)  # killed while Preparing: prepare again
+            self._load()
+            status = self.job["Status"]
+            if status == FAILED:
+                return self.doc
+        if status == SUSPENDED and not cancel:
             raise JobStateError(
                 f"job {self.store.job_id} awaits confirmation: run `batchops update-job-status "
                 f"--job-id {self.store.job_id} --requested-job-status Ready` first")
-        if self.job["Status"] in (NEW, PREPARING) or not self.settings.get("manifest"):
-            raise JobStateError(f"job {self.store.job_id} was never prepared "
-                                f"(status {self.job['Status']}); create it again")
-        if self.store.control().get("RequestedStatus") == CANCELLED:
+        if cancel:
             self._load_checkpoint()
             self.stop_reason = "cancelled"
             return self._finish(self.store.control().get("StatusUpdateReason")
                                 or "cancelled by request")
+        if status in (COMPLETING, FAILING):
+            # Killed while publishing the report: publish it (again) and end.
+            self._load_checkpoint()
+            self.stop_reason = "threshold" if status == FAILING else None
+            return self._finish(self.job.get("StatusUpdateReason"))
         self._check_manifest()
         self._load_checkpoint()
         self.job.pop("StatusUpdateReason", None)
@@ -252,7 +296,9 @@ class JobRun:
         self.job.pop("TerminationDate", None)
         self.store.log("active", chunks_done=self.sched.chunks_done,
                        chunks=self.sched.n_chunks)
-        self._update_status(ACTIVE, force=True)
+        if status == PAUSING:  # killed while pausing: it did pause
+            self._set_status(PAUSED)
+        self._set_status(ACTIVE)
         message: str | None = None
         try:
             if not self.sched.finished:
@@ -274,6 +320,7 @@ class JobRun:
 
     def cancel_idle(self, reason: str) -> dict[str, Any]:
         """Cancel a job no process is running (the caller holds its lock)."""
+        self._load()
         self._load_checkpoint()
         self.stop_reason = "cancelled"
         return self._finish(reason)
@@ -285,34 +332,40 @@ class JobRun:
         self._load_checkpoint()
         if self.stop_reason == "cancelled":
             self.job["StatusUpdateReason"] = message or "cancelled"
-            self._update_status(CANCELLING, force=True)
-            self._publish()
+            if can_move(self.job["Status"], CANCELLING):  # tasks may have run: a report
+                self._set_status(CANCELLING)
+                self._publish()
             self.job["TerminationDate"] = now_iso()
-            self._update_status(CANCELLED, force=True)
+            self._set_status(CANCELLED)
             self.store.log("cancelled", reason=message)
             return self.doc
         if self.stop_reason == "preempted":
             self.job["StatusUpdateReason"] = message
-            self._update_status(PAUSING, force=True)
-            self._update_status(PAUSED, force=True)
+            self._set_status(PAUSING)
+            self._set_status(PAUSED)
             self.store.log("paused", reason=message)
             return self.doc
         self.settings["last_stop"] = self.stop_reason
         if self.stop_reason in ("interrupted", "fatal"):
             self.job["StatusUpdateReason"] = (
                 f"{message}; run `batchops resume {self.store.job_id}` to continue")
-            self._update_status(PAUSED, force=True)
+            self._set_status(PAUSED)
             self.store.log("paused", reason=message)
             return self.doc
         if self.stop_reason == "threshold":
-            self._update_status(force=True)
+            self.job["StatusUpdateReason"] = message or "failure threshold exceeded"
+            self._set_status(FAILING)
+            failpoint(self.store.dir, "failing")
             self._publish()
-            fail_job(self.store, self.doc, "TaskFailureThresholdExceeded", message or "")
+            fail_job(self.store, self.doc, "TaskFailureThresholdExceeded",
+                     self.job["StatusUpdateReason"])
             return self.doc
-        self._update_status(COMPLETING, force=True)
+        self._set_status(COMPLETING)
+        failpoint(self.store.dir, "completing")
         self._publish()
+        failpoint(self.store.dir, "published")
         self.job["TerminationDate"] = now_iso()
-        self._update_status(COMPLETE, force=True)
+        self._set_status(COMPLETE)
         s, f = self.sched.counters()
         self.store.log("complete", succeeded=s, failed=f)
         return self.doc
@@ -345,15 +398,9 @@ class JobRun:
                 workers[wid] = spawn_worker(wid, cfg)
         next_wid = n
         respawns = 0
-        stop = {"signal": False}
-
-        def on_signal(signum: int, frame: Any) -> None:
-            stop["signal"] = True
-
-        old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             while not self.sched.finished:
-                if stop["signal"]:
+                if self.stop_event.is_set():
                     raise KeyboardInterrupt
                 # Round-robin, one chunk per worker per round: no worker holds two
                 # chunks while another has none.
@@ -395,11 +442,10 @@ class JobRun:
                     return
                 self._tick()
         finally:
-            # Workers first, then the handlers: a second Ctrl-C meanwhile must not cut
-            # the stopping short and leave workers running.
-            self._stop_workers(workers.values(), report=self.stop_reason == "cancelled")
-            for s, handler in old.items():
-                signal.signal(s, handler)
+            # A cancel or the failure threshold ends the job: each worker first reports
+            # the tasks that ran in its chunks in flight, so the report lists them.
+            self._stop_workers(workers.values(),
+                               report=self.stop_reason in ("cancelled", "threshold"))
 
     def _drain(self, w: Worker) -> None:
         try:
@@ -448,14 +494,11 @@ class JobRun:
 
         from batchops.execute.pool import Executor
 
-        loop = asyncio.get_running_loop()
         done: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         executor = Executor(self.worker_config(), done.put_nowait, self.preset_stores)
         executor.start()
-        interrupted = asyncio.Event()
-        for s in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(s, interrupted.set)
         in_flight = 0
+        interrupted = False
         try:
             while True:
                 while in_flight < PREFETCH:
@@ -467,8 +510,6 @@ class JobRun:
                     in_flight += 1
                 if in_flight == 0:
                     break
-                if interrupted.is_set():
-                    raise KeyboardInterrupt
                 try:
                     marker = await asyncio.wait_for(done.get(), STATUS_INTERVAL / 4)
                 except TimeoutError:
@@ -481,19 +522,49 @@ class JobRun:
                     self._on_marker(marker)
                     in_flight -= 1
                 self._tick()
+        except _Stop:
+            if self.stop_reason in ("cancelled", "threshold"):  # the job ends: report
+                await self._report_in_flight(executor, done)  # what ran, as workers do
+            raise
+        except KeyboardInterrupt:
+            interrupted = True  # chunks in flight run again on resume: nothing to wait for
+            raise
         finally:
-            for s in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(s)
-            await asyncio.wait_for(executor.close(), 10) if not interrupted.is_set() else None
+            if not interrupted:
+                try:
+                    await asyncio.wait_for(executor.close(), CANCEL_GRACE)
+                except TimeoutError:
+                    self.store.log("executor-close-timeout", seconds=CANCEL_GRACE)
+
+    async def _report_in_flight(self, executor: Any, done: Any) -> None:
+        """A cancel or the failure threshold in this process: start no more tasks, let the
+        running ones end (up to CANCEL_GRACE) and take the markers of what ran."""
+        import asyncio
+
+        executor.close_runs()
+        deadline = time.monotonic() + CANCEL_GRACE
+        while (not executor.idle or not done.empty()) and time.monotonic() < deadline:
+            try:
+                marker = await asyncio.wait_for(done.get(), 0.05)
+            except TimeoutError:
+                continue
+            if "fatal" not in marker:
+                self._on_marker(marker)
 
 
 def run_job(store: JobStore, on_progress: ProgressFn | None = None, in_process: bool = False,
             preset_stores: dict[str, Any] | None = None,
             should_yield: Callable[[], str | None] | None = None,
-            prestarted: list[Worker] | None = None) -> dict[str, Any]:
+            prestarted: list[Worker] | None = None,
+            stop: threading.Event | None = None) -> dict[str, Any]:
     """Run (or resume) a job to its end, or until it is cancelled or preempted; returns
-    its final job document."""
-    run = JobRun(store, on_progress, in_process, preset_stores, should_yield, prestarted)
+    its final job document.
+
+    Runs on any thread and installs no signal handler: set `stop` (the CLI does on
+    SIGINT/SIGTERM) and the job stops soon after, Paused, its checkpoint intact.
+    """
+    run = JobRun(store, on_progress, in_process, preset_stores, should_yield, prestarted,
+                 stop)
     try:
         return run.run()
     finally:
