@@ -122,11 +122,45 @@ def _list_s3(bucket: str, prefix: str) -> Iterator[tuple[str, int, datetime, str
         loop.close()
 
 
+def _list_folder(root: str, prefix: str) -> Iterator[tuple[str, int, datetime, str]]:
+    """The regular files below folder `root` whose keys start with `prefix`, walked from
+    the root without following a symlink (the sandbox, storage/localfs.py): symlinks,
+    devices and batchops' own temporaries are skipped; folders are read in name order."""
+    from batchops.storage.localfs import is_temporary
+
+    stack = [""]
+    while stack:
+        sub = stack.pop()
+        try:
+            with os.scandir(os.path.join(root, sub) if sub else root) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except (FileNotFoundError, NotADirectoryError):
+            continue  # removed while listing
+        folders = []
+        for entry in entries:
+            key = sub + entry.name
+            if entry.is_symlink():
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                if key.startswith(prefix) or prefix.startswith(key + "/"):
+                    folders.append(key + "/")
+            elif entry.is_file(follow_symlinks=False) and key.startswith(prefix) \
+                    and not is_temporary(entry.name):
+                st = entry.stat(follow_symlinks=False)
+                yield key, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC), "STANDARD"
+        stack.extend(reversed(folders))
+
+
 def _list_store(resolver: Resolver, url: str,
                 prefix: str) -> Iterator[tuple[str, int, datetime, str]]:
     import obstore as obs
 
     loc = split_location(url)
+    if loc.local_path is not None:
+        if not os.path.isdir(loc.local_path):
+            raise SpecError(f"{_WHERE}.SourceBucket {url}: no such folder")
+        yield from _list_folder(loc.local_path, loc.prefix + prefix)
+        return
     full = loc.prefix + prefix
     # obstore's list() matches whole path segments: list from the last "/" and keep the
     # keys that start with the whole prefix (S3's meaning of a prefix).
@@ -137,6 +171,11 @@ def _list_store(resolver: Resolver, url: str,
             if path.startswith(full):
                 yield path[len(loc.prefix):], int(meta["size"]), meta["last_modified"], \
                     "STANDARD"
+
+
+def _owner_only(path: str, flags: int) -> int:
+    """An opener for files in the job folder: readable by their owner only."""
+    return os.open(path, flags, 0o600)
 
 
 def generate(gen: dict[str, Any], job_id: str, job_dir: str,
@@ -159,8 +198,9 @@ def generate(gen: dict[str, Any], job_id: str, job_dir: str,
     out_path = os.path.join(job_dir, "manifest.csv")
     data_path = os.path.join(job_dir, "generated.csv.gz")
     output = bool(gen.get("EnableManifestOutput"))
-    with open(out_path + ".tmp", "wb") as out, \
-            (gzip.open(data_path, "wb") if output else open(os.devnull, "wb")) as data:
+    with open(out_path + ".tmp", "wb", opener=_owner_only) as out, \
+            open(data_path if output else os.devnull, "wb", opener=_owner_only) as raw, \
+            (gzip.GzipFile(fileobj=raw, mode="wb") if output else raw) as data:
         for key, size, modified, storage_class in rows:
             if keep(key, size, modified, storage_class):
                 line = f"{manifest_bucket},{encode_key(key)}\n".encode()

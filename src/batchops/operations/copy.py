@@ -13,8 +13,11 @@ How a task copies, cheapest first:
 Target: `TargetResource` (a bucket ARN, a bucket name, or any store URL) plus
 `TargetKeyPrefix` as Amazon joins them (`prefix/key`), or a per-row destination from a
 JSON manifest. Writes are atomic at the destination: S3 shows an object only when its
-PUT, copy or multipart upload completes; obstore's local store writes a temporary file
-and renames it.
+PUT, copy or multipart upload completes; a local folder gets a temporary file renamed
+into place. Folder to folder, a whole chunk is copied in one native call
+(`run_chunk_sync`); every local path obeys the sandbox (no symlink followed below a
+file:// root, storage/localfs.py), and `make_durable` syncs the folders written before
+the chunk's marker.
 """
 
 from __future__ import annotations
@@ -226,6 +229,10 @@ class CopyOperation(Operation):
     async def run(self, chunk: Chunk, i: int) -> str | None:
         src, src_key, dst, dst_key = self.plan(chunk, i)
         version = chunk.versions[i]
+        if src.local_path is not None or dst.local_path is not None:
+            if src.local_path is not None and dst.local_path is not None:
+                return self.run_sync(chunk, i)  # folder to folder: the native copy
+            self._check_local(src, src_key, dst, dst_key)
         if src.root == dst.root and not version and not self._has_options:
             await obs.copy_async(self.resolver.store(src), src_key, dst_key)
             return None
@@ -325,6 +332,41 @@ class CopyOperation(Operation):
     def sync_chunk_done(self) -> None:
         self.folders.release()
 
+    def make_durable(self) -> None:
+        self.folders.make_durable()
+
+    def _check_local(self, src: Location, src_key: str, dst: Location, dst_key: str) -> None:
+        """The sandbox, before obstore's local store touches a path (storage/localfs.py)."""
+        if src.local_path is not None:
+            self.folders.check(src.local_path, src_key)
+        if dst.local_path is not None:
+            self.folders.check(dst.local_path, dst_key, create=True)
+
+    def run_chunk_sync(self, chunk: Chunk, indices: list[int]) -> list[Any] | None:
+        """Folder to folder: the whole chunk in one native call (storage/localfs.py)."""
+        if self.bytes_limiter is not None or not indices:
+            return None  # --max-bytes-per-second paces file by file
+        items: list[tuple[str, str, str, str]] = []
+        where: list[int] = []
+        out: list[Any] = [None] * len(indices)
+        for n, i in enumerate(indices):
+            try:
+                src, src_key, dst, dst_key = self.plan(chunk, i)
+            except TaskError as exc:
+                out[n] = exc
+                continue
+            if src.local_path is None or dst.local_path is None:
+                return None  # not every row is folder to folder
+            if chunk.versions[i]:
+                out[n] = TaskError(400, "InvalidRequest", f"{src.root} keeps no versions; "
+                                   f"cannot copy version {chunk.versions[i]}")
+                continue
+            items.append((src.local_path, src_key, dst.local_path, dst_key))
+            where.append(n)
+        for n, result in zip(where, self.folders.copy_chunk(items), strict=True):
+            out[n] = result
+        return out
+
     def run_sync(self, chunk: Chunk, i: int) -> str | None:
         src, src_key, dst, dst_key = self.plan(chunk, i)
         version = chunk.versions[i]
@@ -337,6 +379,7 @@ class CopyOperation(Operation):
             self.throttle_bytes_sync(self.folders.copy(src.local_path, src_key,
                                                        dst.local_path, dst_key))
             return None
+        self._check_local(src, src_key, dst, dst_key)
         src_store = self.resolver.store(src)
         dst_store = self.resolver.store(dst, create=True)
         if src.root == dst.root:

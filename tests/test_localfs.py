@@ -1,0 +1,267 @@
+"""Local folders: the whole-chunk native copy, the sandbox (no symlink followed below a
+file:// root, for copies, deletes and listings), temporaries (short names, removed by the
+next copy after a kill -9) and owner-only job files. Through the real CLI where a user
+meets them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from batchops._localfs import DirCache, temp_name
+from batchops.model.chunk import Chunk
+from batchops.operations.copy import CopyOperation
+from batchops.storage.locations import Resolver
+from batchops.storage.outcomes import TaskError
+from helpers import decoded_keys, job_id_of, read_report, report_manifest_path, write_manifest
+from test_resume import _wait_for_job
+
+
+def _files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if not p.is_dir())
+
+
+def _rows_by_key(cli, proc) -> dict[str, list[str]]:  # type: ignore[no-untyped-def]
+    _, rows = read_report(report_manifest_path(cli.home, job_id_of(proc.stdout)))
+    return dict(zip(decoded_keys(rows), rows, strict=True))
+
+
+# -- the sandbox -------------------------------------------------------------------------
+
+
+def test_a_symlinked_folder_in_the_target_does_not_redirect_writes(cli, tmp_path) -> None:
+    src, out, outside = tmp_path / "src", tmp_path / "out", tmp_path / "outside"
+    for d in (src / "sub", out, outside):
+        d.mkdir(parents=True)
+    (src / "sub" / "x").write_bytes(b"data")
+    (src / "y").write_bytes(b"fine")
+    os.symlink(outside, out / "sub")  # the target holds a symlink to a folder elsewhere
+    m = write_manifest(tmp_path / "m.csv", [(f"file://{src}", "sub/x"), (f"file://{src}", "y")])
+    proc = cli("run", "--manifest", str(m), "--operation", "copy", "--target", f"file://{out}",
+               "--json", "--no-progress")
+    assert proc.returncode == 1, proc.stderr
+    assert list(outside.iterdir()) == []
+    rows = _rows_by_key(cli, proc)
+    assert rows["sub/x"][3:6] == ["failed", "403", "AccessDenied"]
+    assert "symbolic link" in rows["sub/x"][6]
+    assert rows["y"][3] == "succeeded" and (out / "y").read_bytes() == b"fine"
+
+
+def test_a_symlink_in_the_source_is_not_read_through(cli, tmp_path) -> None:
+    src, out, secret = tmp_path / "src", tmp_path / "out", tmp_path / "secret"
+    src.mkdir()
+    secret.mkdir()
+    (secret / "key").write_bytes(b"private")
+    os.symlink(secret, src / "dir")
+    os.symlink(secret / "key", src / "file")
+    m = write_manifest(tmp_path / "m.csv", [(f"file://{src}", "dir/key"),
+                                            (f"file://{src}", "file")])
+    proc = cli("run", "--manifest", str(m), "--operation", "copy", "--target", f"file://{out}",
+               "--json", "--no-progress")
+    assert proc.returncode == 1, proc.stderr
+    assert {r[5] for r in _rows_by_key(cli, proc).values()} == {"AccessDenied"}
+    assert not out.exists() or _files(out) == []
+
+
+def test_delete_does_not_remove_a_file_through_a_symlinked_folder(cli, tmp_path) -> None:
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (outside / "victim").write_bytes(b"keep me")
+    (root / "mine").write_bytes(b"delete me")
+    os.symlink(outside, root / "link")
+    m = write_manifest(tmp_path / "m.csv", [(f"file://{root}", "link/victim"),
+                                            (f"file://{root}", "mine")])
+    proc = cli("run", "--manifest", str(m), "--operation", "delete", "--confirm-delete",
+               "--json", "--no-progress")
+    assert proc.returncode == 1, proc.stderr
+    assert (outside / "victim").read_bytes() == b"keep me"
+    assert not (root / "mine").exists()
+    rows = _rows_by_key(cli, proc)
+    assert rows["link/victim"][3:6] == ["failed", "403", "AccessDenied"]
+    assert rows["mine"][3] == "succeeded"
+
+
+def test_a_listing_does_not_walk_a_symlink_out_of_the_folder(cli, tmp_path) -> None:
+    root, outside, out = tmp_path / "listed", tmp_path / "outside", tmp_path / "out"
+    (root / "real").mkdir(parents=True)
+    (root / "real" / "a").write_bytes(b"a")
+    (root / "b").write_bytes(b"b")
+    outside.mkdir()
+    for i in range(3):
+        (outside / f"passwd{i}").write_bytes(b"not yours")
+    os.symlink(outside, root / "etc")  # a symlinked folder
+    os.symlink(outside / "passwd0", root / "shadow")  # a symlinked file
+    proc = cli("run", "--from-listing", f"file://{root}", "--operation", "copy", "--target",
+               f"file://{out}", "--json", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(_rows_by_key(cli, proc)) == ["b", "real/a"]
+    assert _files(out) == ["b", "real/a"]
+
+
+def test_the_root_itself_may_be_a_symlink(cli, tmp_path) -> None:
+    real, out = tmp_path / "real", tmp_path / "out"
+    (real / "d").mkdir(parents=True)
+    (real / "d" / "f").write_bytes(b"f")
+    os.symlink(real, tmp_path / "alias")
+    os.symlink(tmp_path / "outreal", out)
+    (tmp_path / "outreal").mkdir()
+    m = write_manifest(tmp_path / "m.csv", [(f"file://{tmp_path / 'alias'}", "d/f")])
+    proc = cli("run", "--manifest", str(m), "--operation", "copy", "--target", f"file://{out}",
+               "--json", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "outreal" / "d" / "f").read_bytes() == b"f"
+
+
+# -- temporaries ---------------------------------------------------------------------------
+
+
+def test_a_255_byte_file_name_copies(cli, tmp_path) -> None:
+    src, out = tmp_path / "src", tmp_path / "out"
+    (src / "deep").mkdir(parents=True)
+    names = ["n" * 255, "deep/" + "é" * 125 + "xyzab"]  # 255 bytes each (é is 2 bytes)
+    for k in names:
+        assert len(os.fsencode(k.rsplit("/", 1)[-1])) == 255
+        (src / k).write_bytes(k.encode())
+    m = write_manifest(tmp_path / "m.csv", [(f"file://{src}", k) for k in names])
+    proc = cli("run", "--manifest", str(m), "--operation", "copy", "--target", f"file://{out}",
+               "--json", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    for k in names:
+        assert (out / k).read_bytes() == k.encode()
+    assert _files(out) == sorted(names)  # no temporary left
+
+
+def test_a_stray_temporary_left_by_kill_9_is_gone_after_resume(cli, tmp_path) -> None:
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir()
+    out.mkdir()
+    big = src / "big.bin"
+    with open(big, "wb") as f:  # large enough that its copy is seen in progress
+        block = os.urandom(1 << 20)
+        for _ in range(384):
+            f.write(block)
+    keys = ["big.bin"] + [f"small{i}" for i in range(20)]
+    for k in keys[1:]:
+        (src / k).write_bytes(k.encode())
+    m = write_manifest(tmp_path / "m.csv", [(f"file://{src}", k) for k in keys])
+    proc = cli.popen("run", "--manifest", str(m), "--operation", "copy", "--target",
+                     f"file://{out}", "--workers", "1", "--no-progress",
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                     start_new_session=True)
+    job_id = _wait_for_job(cli.home)
+    stray = out / temp_name(b"big.bin").decode()
+    deadline = time.monotonic() + 120
+    while not stray.exists():  # the copy of big.bin is under way
+        assert proc.poll() is None, "the job ended before its copy was seen in progress"
+        assert time.monotonic() < deadline
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert stray.exists() and stray.stat().st_size < big.stat().st_size
+    assert not (out / "big.bin").exists()
+    resumed = cli("resume", job_id, "--json", "--no-progress")
+    assert resumed.returncode == 0, resumed.stderr
+    assert not stray.exists()
+    assert _files(out) == sorted(keys)
+    assert (out / "big.bin").stat().st_size == big.stat().st_size
+    _, rows = read_report(report_manifest_path(cli.home, job_id))
+    assert Counter(decoded_keys(rows)) == Counter(keys)
+
+
+def test_a_listing_skips_temporaries(cli, tmp_path) -> None:
+    root, out = tmp_path / "listed", tmp_path / "out"
+    root.mkdir()
+    (root / "a").write_bytes(b"a")
+    (root / temp_name(b"b").decode()).write_bytes(b"half a copy")
+    proc = cli("run", "--from-listing", f"file://{root}", "--operation", "copy", "--target",
+               f"file://{out}", "--json", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert _files(out) == ["a"]
+
+
+# -- owner-only job files ----------------------------------------------------------------
+
+
+def test_a_generated_manifest_is_readable_by_its_owner_only(cli, tmp_path) -> None:
+    root = tmp_path / "listed"
+    root.mkdir()
+    (root / "a").write_bytes(b"a")
+    proc = cli("run", "--from-listing", f"file://{root}", "--operation", "copy", "--target",
+               f"file://{tmp_path / 'out'}", "--json", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    job_dir = cli.home / "jobs" / job_id_of(proc.stdout)
+    assert (job_dir / "manifest.csv").exists()
+    for path in [job_dir, *job_dir.rglob("*")]:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode & 0o077 == 0, f"{path} is {oct(mode)}"
+    umask = os.umask(0o022)
+    os.umask(umask)  # (read back: the CLI ran with it)
+    # The copies are user data: they keep the usual modes.
+    assert stat.S_IMODE((tmp_path / "out" / "a").stat().st_mode) == 0o666 & ~umask
+
+
+# -- the whole-chunk call ------------------------------------------------------------------
+
+
+def _chunk(bucket: str, keys: list[str]) -> Chunk:
+    return Chunk(0, 0, [bucket] * len(keys), keys, [None] * len(keys), keys)
+
+
+def test_one_call_copies_a_chunk_and_reports_each_file(tmp_path) -> None:
+    src, out = tmp_path / "src", tmp_path / "out"
+    (src / "d" / "e").mkdir(parents=True)
+    keys = [f"d/e/f{i}" for i in range(200)] + ["missing", "../up", "d", "d/e/f0"]
+    for k in keys[:200]:
+        (src / k).write_bytes(k.encode())
+    op = CopyOperation({"TargetResource": f"file://{out}", "TargetKeyPrefix": "pre"},
+                       Resolver(), "job")
+    chunk = _chunk(f"file://{src}", keys)
+    results = op.run_chunk_sync(chunk, list(range(len(keys))))
+    assert results is not None and results[:200] == [None] * 200
+    assert [r.error_code for r in results[200:203]] == ["NoSuchKey", "InvalidObjectKey",
+                                                        "InvalidObjectKey"]
+    assert results[203] is None
+    assert [(out / "pre" / k).read_bytes() for k in keys[:200]] == [k.encode()
+                                                                    for k in keys[:200]]
+    assert op.run_chunk_sync(chunk, [5, 1]) == [None, None]  # a subset, in the given order
+    op.make_durable()
+    op.sync_chunk_done()
+    assert op.folders._cache().size == 0
+    # Not every row folder to folder: the loop runs the chunk task by task.
+    remote = CopyOperation({"TargetResource": "s3://bucket"}, Resolver(), "job")
+    assert remote.run_chunk_sync(chunk, [0]) is None
+
+
+def test_indices_from_python_are_checked_before_the_native_loop(tmp_path) -> None:
+    cache = DirCache()
+    root = os.fsencode(tmp_path)
+    for bad in ([5], [-1], [2**40]):
+        with pytest.raises((IndexError, OverflowError)):
+            cache.copy_files([root], bad, [b"a"], [0], [b"b"])
+    with pytest.raises(ValueError):
+        cache.copy_files([root], [0, 0], [b"a"], [0], [b"b"])
+    with pytest.raises(TypeError):
+        cache.copy_files([root], [0], ["a"], [0], [b"b"])
+    with pytest.raises(ValueError):
+        cache.copy_files([root + b"\0x"], [0], [b"a"], [0], [b"b"])
+    total, failed = cache.copy_files([root], [0], [b"a\0b"], [0], [b"b"])  # NUL inside a key
+    assert total == 0 and failed == [(0, 22, 4)]
+
+
+def test_keys_are_refused_by_the_same_rules_as_before(tmp_path) -> None:
+    from batchops.storage.localfs import FolderCopier
+
+    (tmp_path / "src").mkdir()
+    copier = FolderCopier()
+    for key in ("", "/", "a//b", "./a", "a/.", "a/../b", ".."):
+        with pytest.raises(TaskError) as err:
+            copier.copy(str(tmp_path / "src"), key, str(tmp_path / "out"), "x")
+        assert err.value.error_code == "InvalidObjectKey", key
+    copier.release()
