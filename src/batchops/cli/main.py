@@ -2,16 +2,27 @@
 
 Exit codes: 0 the job completed with no failed task; 1 it completed and some tasks
 failed (see the report); 2 bad input (manifest, spec, flag, credential), nothing ran;
-3 the job failed (failure threshold, store unwritable, job already running);
-130 interrupted (Ctrl-C, SIGTERM): `batchops resume JOB_ID` continues.
+3 the job failed or cannot go on (failure threshold, a Failed job resumed, store
+unwritable or full, job already running); 4 the job was cancelled (its report lists
+the tasks that ran); 130 interrupted (Ctrl-C, SIGTERM): `batchops resume JOB_ID`
+continues.
+
+Signals: the CLI, not the library, installs the SIGINT/SIGTERM handlers. While a job
+runs they set the stop event the coordinator polls (the job stops, Paused, within a
+second); before that (preparing a manifest) they interrupt at once, and the job, left
+Preparing, is prepared again by `batchops resume`.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import MappingProxyType
 from typing import Any
 
@@ -20,6 +31,34 @@ import orjson
 from batchops.cli.args import build_parser
 from batchops.model import errors
 from batchops.model.errors import BatchopsError, SpecError
+
+
+class _Signals:
+    """SIGINT/SIGTERM for one command: set `stop`; raise KeyboardInterrupt at once unless
+    something polls `stop` (inside `polling()`, where a running job does)."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self._polled = False
+
+    def install(self) -> None:
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self.stop.set()
+        if not self._polled:
+            raise KeyboardInterrupt
+
+    @contextmanager
+    def polling(self) -> Iterator[threading.Event]:
+        if self.stop.is_set():
+            raise KeyboardInterrupt
+        self._polled = True
+        try:
+            yield self.stop
+        finally:
+            self._polled = False
 
 
 def _json_out(doc: Any) -> None:
@@ -160,17 +199,46 @@ def _options_from_args(args: argparse.Namespace) -> Any:
     )
 
 
-def _run_and_report(store: Any, args: argparse.Namespace, prestarted: Any = None) -> int:
+def _announce(store: Any) -> None:
+    """The job id, on stderr, as soon as the job exists (json mode too): a job stopped
+    while it prepares is resumed by this id."""
+    print(f"job {store.job_id}", file=sys.stderr, flush=True)
+
+
+def _create_announced(opts: Any, args: argparse.Namespace) -> Any:
+    """create_job, printing the job id before the preparing pass; a stop while preparing
+    leaves the job Preparing, and says how to continue it."""
+    from batchops.schedule.create import create_job
+
+    created: list[Any] = []
+
+    def on_created(store: Any) -> None:
+        created.append(store)
+        _announce(store)
+
+    try:
+        return create_job(opts, on_created=on_created)
+    except KeyboardInterrupt:
+        if created:
+            print(f"batchops: interrupted while preparing; continue with: batchops resume "
+                  f"{created[0].job_id}", file=sys.stderr)
+            raise SystemExit(errors.EXIT_INTERRUPTED) from None
+        raise
+
+
+def _run_and_report(store: Any, args: argparse.Namespace, prestarted: Any = None,
+                    announced: bool = False) -> int:
     from batchops.cli.progress import Display
-    from batchops.model.status import COMPLETE, FAILED, PAUSED
+    from batchops.model.status import CANCELLED, COMPLETE, FAILED, PAUSED
     from batchops.schedule.coordinator import run_job
 
     started = time.monotonic()
-    if not args.json:
-        print(f"job {store.job_id}", file=sys.stderr, flush=True)
-    with Display(enabled=not args.no_progress) as display:
+    if not announced:
+        _announce(store)
+    signals: _Signals = args.signals
+    with Display(enabled=not args.no_progress) as display, signals.polling() as stop:
         doc = run_job(store, display.update, in_process=getattr(args, "in_process", False),
-                      prestarted=prestarted)
+                      prestarted=prestarted, stop=stop)
     job = doc["Job"]
     summary = job["ProgressSummary"]
     ok, failed = summary["NumberOfTasksSucceeded"], summary["NumberOfTasksFailed"]
@@ -192,6 +260,8 @@ def _run_and_report(store: Any, args: argparse.Namespace, prestarted: Any = None
         return errors.EXIT_INTERRUPTED
     if job["Status"] == FAILED:
         return errors.EXIT_JOB_FAILED
+    if job["Status"] == CANCELLED:
+        return errors.EXIT_CANCELLED
     return errors.EXIT_TASKS_FAILED if failed else errors.EXIT_OK
 
 
@@ -219,14 +289,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         prestarted = prestart_workers(_workers_worth_starting(args))
     try:
-        from batchops.schedule.create import create_job
-
-        store = create_job(_options_from_args(args))
+        store = _create_announced(_options_from_args(args), args)
     except BaseException:
         for w in prestarted:
             w.discard()
         raise
-    return _run_and_report(store, args, prestarted)
+    return _run_and_report(store, args, prestarted, announced=True)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -306,16 +374,11 @@ def cmd_runner(args: argparse.Namespace) -> int:
                   + (f": {job['StatusUpdateReason']}" if job.get("StatusUpdateReason") else ""))
         sys.stdout.flush()
 
-    stop = {"flag": False}
-    import signal
-
-    def on_signal(signum: int, frame: Any) -> None:
-        stop["flag"] = True
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_signal)
-    run_jobs(watch=args.watch, poll=args.poll, on_job=report, stop=lambda: stop["flag"])
-    return errors.EXIT_OK
+    signals: _Signals = args.signals
+    with signals.polling() as stop:
+        run_jobs(watch=args.watch, poll=args.poll, on_job=report, stop=stop.is_set,
+                 stop_event=stop)
+    return errors.EXIT_INTERRUPTED if stop.is_set() else errors.EXIT_OK
 
 
 def cmd_update_status(args: argparse.Namespace) -> int:
@@ -354,18 +417,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from batchops.cli.demo import make_sample
     from batchops.model.spec import JobOptions
     from batchops.results.jobstore import batchops_home
-    from batchops.schedule.create import create_job
 
     root = os.path.abspath(args.dir or os.path.join(batchops_home(), "demo"))
     manifest = make_sample(root, args.objects)
     if not args.json:
         print(f"made {args.objects:,} sample objects in {root}/source", file=sys.stderr)
-    store = create_job(JobOptions(
+    store = _create_announced(JobOptions(
         manifest=manifest, operation="copy",
         params={"TargetResource": f"file://{root}/target"},
         bucket_map=(("demo-source", f"file://{root}/source"),), workers=args.workers,
-        description="batchops demo: copy sample objects between local folders"))
-    return _run_and_report(store, args)
+        description="batchops demo: copy sample objects between local folders"), args)
+    return _run_and_report(store, args, announced=True)
 
 
 COMMANDS = MappingProxyType({"run": cmd_run, "resume": cmd_resume, "describe-job": cmd_describe,
@@ -377,6 +439,9 @@ COMMANDS = MappingProxyType({"run": cmd_run, "resume": cmd_resume, "describe-job
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.signals = _Signals()
+    if threading.current_thread() is threading.main_thread():
+        args.signals.install()
     try:
         return COMMANDS[args.command](args)
     except BatchopsError as exc:

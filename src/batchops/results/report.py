@@ -120,6 +120,13 @@ def _put_file(store: Any, key: str, path: str) -> None:
     obs.put(store, key, Path(path))
 
 
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 def publish(job: JobStore, report_url: str, scope: str) -> str:
     """Put every part under the report location and write its manifest.json.
 
@@ -136,6 +143,14 @@ def publish(job: JobStore, report_url: str, scope: str) -> str:
         from batchops.storage.locations import build_store
 
         store = build_store(loc.root)
+    if local_root is not None:  # temporaries of a publish that was killed
+        folder = os.path.join(local_root, base, "results")
+        for name in os.listdir(folder) if os.path.isdir(folder) else ():
+            if ".csv.tmp" in name:
+                try:
+                    os.unlink(os.path.join(folder, name))
+                except FileNotFoundError:
+                    pass
     for marker in job.markers():
         for part in marker["parts"]:
             if scope == "FailedTasksOnly" and part["status"] != "failed":
@@ -146,16 +161,21 @@ def publish(job: JobStore, report_url: str, scope: str) -> str:
                 if local_root is not None:
                     dest = os.path.join(local_root, key)
                     makedirs(os.path.dirname(dest))
-                    tmp = dest + ".tmp"
-                    if os.path.exists(tmp):
-                        os.unlink(tmp)
-                    try:
-                        os.link(src, tmp)
-                    except OSError:
-                        import shutil
+                    if not _same_file(src, dest):  # published before a kill: as it is
+                        tmp = f"{dest}.tmp.{os.getpid()}"
+                        if os.path.lexists(tmp):
+                            os.unlink(tmp)
+                        try:
+                            os.link(src, tmp)
+                        except OSError:
+                            import shutil
 
-                        shutil.copyfile(src, tmp)
-                    os.replace(tmp, dest)
+                            shutil.copyfile(src, tmp)
+                        os.replace(tmp, dest)
+                        # os.replace between two links of one file does nothing (POSIX
+                        # rename): the temporary would stay, so remove it if it did.
+                        if os.path.lexists(tmp):
+                            os.unlink(tmp)
                 else:
                     _put_file(store, key, src)
             except OSError as exc:

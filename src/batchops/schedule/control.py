@@ -2,6 +2,11 @@
 priority, tag. Control commands never write job.json under a running job: they write
 control.json, which the running process reads about once a second; a job nobody runs is
 changed directly, under its lock.
+
+A job whose process died (kill -9, a reboot) in a running status (Preparing, Active,
+Pausing, Completing, Failing, Cancelling) is described as it truly is: Paused, with a
+StatusUpdateReason naming the status it stopped in and the `batchops resume` command.
+A running status is only reported while the job's lock is held by a live process.
 """
 
 from __future__ import annotations
@@ -10,8 +15,19 @@ from typing import Any
 
 from batchops.model.errors import BatchopsError, JobStateError, SpecError
 from batchops.model.spec import JOB_TAG_LIMIT, MODEL_TEXT_MAX, check_tag_set, fit_text
-from batchops.model.status import CANCELLED, READY, SUSPENDED, TERMINAL
+from batchops.model.status import (
+    CANCELLED,
+    COMPLETING,
+    FAILING,
+    PAUSED,
+    READY,
+    RUNNING,
+    SUSPENDED,
+    TERMINAL,
+    check_transition,
+)
 from batchops.results.jobstore import JobStore, now_iso
+from batchops.schedule.failpoints import failpoint
 
 
 def update_job_status(store: JobStore, requested: str, reason: str | None = None) -> dict:
@@ -25,14 +41,25 @@ def update_job_status(store: JobStore, requested: str, reason: str | None = None
     status = job["Status"]
     if status in TERMINAL:
         raise JobStateError(f"job {store.job_id} is already {status}")
+    if requested == CANCELLED and status in (COMPLETING, FAILING):
+        raise JobStateError(f"job {store.job_id} is {status}: every task ran and its report "
+                            f"is being published; it cannot be cancelled now (if its process "
+                            f"stopped, `batchops resume {store.job_id}` finishes it)")
     if requested == READY:
         if status != SUSPENDED:
             raise JobStateError(f"job {store.job_id} is {status}; only a Suspended job can be "
                                 "confirmed")
+        failpoint(store.dir, "confirming")
         if not store.try_lock():
             raise JobStateError(f"job {store.job_id} is busy; try again")
         try:
-            doc = store.read()
+            doc = store.read()  # again, under the lock: it may have been cancelled since
+            status = doc["Job"]["Status"]
+            if status != SUSPENDED or store.control().get("RequestedStatus") == CANCELLED:
+                raise JobStateError(f"job {store.job_id} is "
+                                    f"{'being cancelled' if status == SUSPENDED else status}; "
+                                    "only a Suspended job can be confirmed")
+            check_transition(status, READY)
             doc["Job"]["Status"] = READY
             doc["Job"]["StatusUpdateReason"] = reason or "confirmed"
             store.write(doc)
@@ -101,6 +128,13 @@ __all__ = ["update_job_status", "update_job_priority", "job_tags", "put_job_tagg
 def describe(store: JobStore) -> dict[str, Any]:
     """DescribeJob's output: `{"Job": JobDescriptor}`."""
     job = store.read()["Job"]
+    if job["Status"] in RUNNING and not store.is_locked():
+        job = store.read()["Job"]  # again: it may have ended while we looked at the lock
+        if job["Status"] in RUNNING:
+            job["StatusUpdateReason"] = (
+                f"not running: the process running it stopped while {job['Status']}; "
+                f"run `batchops resume {store.job_id}`")
+            job["Status"] = PAUSED
     control = store.control()
     if "Priority" in control:
         job["Priority"] = control["Priority"]

@@ -8,10 +8,13 @@ map, workers, chunk size). Neither ever holds a credential.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import shutil
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -21,12 +24,27 @@ from batchops.manifest.inventory import fetch_manifest_object, normalise_invento
 from batchops.manifest.listing import generate, validate_generator
 from batchops.manifest.reader import ManifestInfo, prepare, write_chunk_index
 from batchops.model.chunk import auto_chunk_size
-from batchops.model.errors import BadInputError, BatchopsError, ManifestError, SpecError
+from batchops.model.errors import (
+    BadInputError,
+    BatchopsError,
+    JobStateError,
+    ManifestError,
+    SpecError,
+)
 from batchops.model.formats import INVENTORY_FORMAT
 from batchops.model.spec import JobOptions, fit_text
-from batchops.model.status import FAILED, NEW, PREPARING, READY, SUSPENDED
+from batchops.model.status import (
+    CANCELLED,
+    FAILED,
+    NEW,
+    PREPARING,
+    READY,
+    SUSPENDED,
+    check_transition,
+)
 from batchops.operations import get_operation
-from batchops.results.jobstore import JobStore, now_iso
+from batchops.results.jobstore import JobStore, atomic_write, batchops_home, makedirs, now_iso
+from batchops.schedule.failpoints import failpoint
 from batchops.storage.locations import Resolver, normalise_url, split_location
 from batchops.storage.preflight import preflight
 
@@ -87,45 +105,90 @@ def _manifest_arn(location: str) -> str:
     return url if "://" in url else "file://" + os.path.abspath(location)
 
 
-def _claim_token(opts: JobOptions, home: str | None) -> str | None:
-    """Idempotency: the job id already created for this token and request, if any."""
+TOKEN_WAIT = 30.0  # seconds a create-job waits for the one that claimed its token
+
+
+def _claim_token(opts: JobOptions, home: str | None, job_id: str) -> str | None:
+    """Idempotency: claim the ClientRequestToken for `job_id`, atomically (a hard link of
+    a complete file: of two concurrent create-job calls, exactly one wins). Returns None
+    when claimed (create `job_id`), or the id of the job already created for this token
+    and request."""
     if not opts.client_request_token:
         return None
-    from batchops.results.jobstore import batchops_home, makedirs
-
     folder = os.path.join(home or batchops_home(), "tokens")
     makedirs(folder)
     name = hashlib.sha256(opts.client_request_token.encode()).hexdigest()
     path = os.path.join(folder, name + ".json")
-    try:
-        with open(path, "rb") as f:
-            seen = orjson.loads(f.read())
-    except FileNotFoundError:
-        return None
-    if seen["request"] != opts.request_digest():
-        raise SpecError("ClientRequestToken was already used for a different create-job "
-                        "request; use a new token")
-    job_dir = os.path.join(home or batchops_home(), "jobs", seen["job_id"])
-    return str(seen["job_id"]) if os.path.isdir(job_dir) else None
+    digest = opts.request_digest()
+    deadline = time.monotonic() + TOKEN_WAIT
+    while True:
+        tmp = f"{path}.{job_id}"
+        atomic_write(tmp, orjson.dumps({"job_id": job_id, "request": digest}))
+        try:
+            os.link(tmp, path)
+            return None
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
+        try:
+            with open(path, "rb") as f:
+                seen = orjson.loads(f.read())
+            age = time.time() - os.stat(path).st_mtime
+        except FileNotFoundError:
+            continue  # released meanwhile (that create-job failed): claim it again
+        if seen["request"] != digest:
+            raise SpecError("ClientRequestToken was already used for a different create-job "
+                            "request; use a new token")
+        job = JobStore(str(seen["job_id"]), home)
+        if os.path.isfile(job.job_path):
+            return job.job_id
+        if age > TOKEN_WAIT:  # its job was deleted, or its create-job died before it
+            _release_token(opts, home, str(seen["job_id"]))
+            continue
+        if time.monotonic() > deadline:
+            raise JobStateError("another create-job with this ClientRequestToken has not "
+                                "finished creating its job; try again")
+        time.sleep(0.05)  # the winner is between its claim and its job folder
 
 
-def _record_token(opts: JobOptions, home: str | None, job_id: str) -> None:
+def _release_token(opts: JobOptions, home: str | None, job_id: str) -> None:
+    """Forget the token's claim for `job_id` (its job was never made)."""
     if not opts.client_request_token:
         return
-    from batchops.results.jobstore import atomic_write, batchops_home
-
     name = hashlib.sha256(opts.client_request_token.encode()).hexdigest()
-    atomic_write(os.path.join(home or batchops_home(), "tokens", name + ".json"),
-                 orjson.dumps({"job_id": job_id, "request": opts.request_digest()}))
+    path = os.path.join(home or batchops_home(), "tokens", name + ".json")
+    try:
+        with open(path, "rb") as f:
+            if orjson.loads(f.read())["job_id"] == job_id:
+                os.unlink(path)
+    except (OSError, ValueError, KeyError):
+        pass
 
 
-def create_job(opts: JobOptions, home: str | None = None) -> JobStore:
-    """Create a job: validate, run the preparing pass, write job.json.
+def options_to_json(opts: JobOptions) -> dict[str, Any]:
+    """The request as job.json keeps it, so that `resume` can prepare a job again."""
+    return dataclasses.asdict(opts)
+
+
+def options_from_json(data: dict[str, Any]) -> JobOptions:
+    known = {f.name for f in dataclasses.fields(JobOptions)}
+    values = {k: v for k, v in data.items() if k in known}
+    for name in ("bucket_map", "tags"):
+        values[name] = tuple(tuple(p) for p in values.get(name) or ())
+    return JobOptions(**values)
+
+
+def create_job(opts: JobOptions, home: str | None = None,
+               on_created: Callable[[JobStore], None] | None = None) -> JobStore:
+    """Create a job: validate, write job.json (New), run the preparing pass.
 
     The job ends Ready, or Suspended when confirmation is required. Bad input raises
     BadInputError; the job is then recorded as Failed with the reason (a whole
     job.json, nothing half-written), or not at all if the spec itself is bad.
     A repeated ClientRequestToken with the same request returns the same job.
+    `on_created` is called once the job exists, before the preparing pass (the CLI
+    prints the job id there: a job stopped while Preparing is resumed by its id).
     """
     opts.check()
     op = get_operation(opts.operation)
@@ -136,11 +199,16 @@ def create_job(opts: JobOptions, home: str | None = None) -> JobStore:
                         "--dry-run to list what would be deleted")
     generator = validate_generator(opts.manifest_generator) if opts.manifest_generator \
         else None
-    existing = _claim_token(opts, home)
+    job_id = str(uuid.uuid4())
+    existing = _claim_token(opts, home, job_id)
     if existing:
         return JobStore.open(existing, home)
-    job_id = str(uuid.uuid4())
-    store = JobStore.create(job_id, home)
+    failpoint(os.path.join(home or batchops_home(), "tokens"), "token-claimed")
+    try:
+        store = JobStore.create(job_id, home)
+    except BaseException:
+        _release_token(opts, home, job_id)
+        raise
     report_url = normalise_url(opts.report, "--report") if opts.report else \
         "file://" + os.path.join(store.dir, "report")
     if "://" not in report_url:
@@ -182,14 +250,52 @@ def create_job(opts: JobOptions, home: str | None = None) -> JobStore:
         "max_ops_per_second": opts.max_ops_per_second,
         "max_bytes_per_second": opts.max_bytes_per_second,
         "stats": {"retries": 0, "throttled": 0},
+        "options": options_to_json(opts),
     }
     doc = {"Job": job, "Batchops": settings}
+    store.lock()  # held while preparing: describe-job shows a live Preparing as running
     try:
-        store.write(doc)
-        _record_token(opts, home, job_id)
+        try:
+            store.write(doc)
+        except BaseException:
+            store.destroy()
+            _release_token(opts, home, job_id)
+            raise
         store.log("created", operation=op.alias, manifest=opts.manifest or "generated")
-        job["Status"] = PREPARING
-        store.write(doc)
+        if on_created is not None:
+            on_created(store)
+        _prepare(store, doc, opts, fresh=True)
+    finally:
+        store.unlock()
+    return store
+
+
+def prepare_again(store: JobStore, doc: dict[str, Any]) -> None:
+    """Run the preparing pass of a job stopped while Preparing (the caller holds its
+    lock); it ends Ready, Suspended, Failed (bad input) or Cancelled like a new one."""
+    options = doc["Batchops"].get("options")
+    if not options:
+        raise JobStateError(f"job {store.job_id} was never prepared (status "
+                            f"{doc['Job']['Status']}) and predates resumable preparing; "
+                            "create it again")
+    store.log("preparing-again")
+    _prepare(store, doc, options_from_json(options), fresh=False)
+
+
+def _prepare(store: JobStore, doc: dict[str, Any], opts: JobOptions, fresh: bool) -> None:
+    """The preparing pass: Preparing, then Ready/Suspended (or Failed, with the reason)."""
+    job, settings = doc["Job"], doc["Batchops"]
+    op = get_operation(opts.operation)
+    resolver = Resolver(opts.bucket_map)
+    params = settings["params"]
+    generator = validate_generator(opts.manifest_generator) if opts.manifest_generator \
+        else None
+    job_id = store.job_id
+    check_transition(job["Status"], PREPARING)  # outside the try: a bug is not bad input
+    job["Status"] = PREPARING
+    store.write(doc)
+    failpoint(store.dir, "preparing")
+    try:
         location = opts.manifest
         if generator:
             location = f"listing:{generator['SourceBucket']}"
@@ -216,7 +322,9 @@ def create_job(opts: JobOptions, home: str | None = None) -> JobStore:
                  else "InvalidJobSpec", str(exc))
         raise
     except BatchopsError:
-        shutil.rmtree(store.dir, ignore_errors=True)
+        if fresh:  # nothing worth keeping: no job (and the token is free again)
+            shutil.rmtree(store.dir, ignore_errors=True)
+            _release_token(opts, store.home, job_id)
         raise
     except Exception as exc:  # noqa: BLE001 - a store error while preparing: one sentence
         from batchops.storage.outcomes import classify
@@ -237,20 +345,29 @@ def create_job(opts: JobOptions, home: str | None = None) -> JobStore:
         job["Manifest"]["Spec"]["Fields"] = fields
         job["Manifest"]["Location"]["ETag"] = opts.manifest_etag or info.digest
     job["ProgressSummary"]["TotalNumberOfTasks"] = info.total_tasks
-    if opts.confirmation_required:
+    control = store.control()
+    if control.get("RequestedStatus") == CANCELLED:  # cancelled while it was preparing
+        check_transition(job["Status"], CANCELLED)
+        job["Status"] = CANCELLED
+        job["StatusUpdateReason"] = control.get("StatusUpdateReason") or "cancelled by request"
+        job["TerminationDate"] = now_iso()
+    elif opts.confirmation_required:
+        check_transition(job["Status"], SUSPENDED)
         job["Status"] = SUSPENDED
         job["SuspendedDate"] = now_iso()
         job["SuspendedCause"] = "AwaitingConfirmation"
     else:
+        check_transition(job["Status"], READY)
         job["Status"] = READY
     store.write(doc)
     store.log("prepared", total_tasks=info.total_tasks, digest=info.digest,
               status=job["Status"])
-    return store
 
 
 def fail_job(store: JobStore, doc: dict[str, Any], code: str, reason: str) -> None:
+    """Move the job to Failed (terminal) with Amazon's FailureReasons."""
     job = doc["Job"]
+    check_transition(job["Status"], FAILED)
     job["Status"] = FAILED
     job["FailureReasons"] = [{"FailureCode": code, "FailureReason": fit_text(reason)}]
     job["StatusUpdateReason"] = fit_text(reason)

@@ -7,6 +7,7 @@ Paused and is resumed once nothing of higher priority is left.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -38,8 +39,10 @@ def runnable_jobs(home: str | None = None) -> list[tuple[int, str, str]]:
 
 def run_jobs(home: str | None = None, watch: bool = False, poll: float = 1.0,
              on_job: Callable[[str, dict[str, Any]], None] | None = None,
-             stop: Callable[[], bool] = lambda: False) -> list[str]:
-    """Run jobs until none is left (or forever with `watch`); returns the ids run."""
+             stop: Callable[[], bool] = lambda: False,
+             stop_event: threading.Event | None = None) -> list[str]:
+    """Run jobs until none is left (or forever with `watch`), or until `stop()`; returns
+    the ids run. `stop_event` is handed to the running job (set: it pauses soon)."""
     ran: list[str] = []
     broken: set[str] = set()  # jobs that cannot run (changed manifest, ...): not retried
     while not stop():
@@ -59,7 +62,7 @@ def run_jobs(home: str | None = None, watch: bool = False, poll: float = 1.0,
             return better[0][2] if better else None
 
         try:
-            doc = run_job(store, should_yield=higher)
+            doc = run_job(store, should_yield=higher, stop=stop_event)
         except BatchopsError as exc:
             broken.add(job_id)
             store.log("runner-error", error=str(exc))
