@@ -190,7 +190,7 @@ def _options_from_args(args: argparse.Namespace) -> Any:
         manifest=args.manifest or "", manifest_generator=generator, operation=operation,
         params=params, report=args.report, failure_ratio=args.failure_threshold,
         max_ops_per_second=args.max_ops_per_second,
-        max_bytes_per_second=args.max_bytes_per_second,
+        max_bytes_per_second=args.max_bytes_per_second, task_timeout=args.task_timeout,
         report_scope=args.report_scope, chunk_size=args.chunk_size,
         bucket_map=parse_bucket_map(args.bucket_map), workers=args.workers,
         concurrency=args.concurrency, max_attempts=args.max_attempts,

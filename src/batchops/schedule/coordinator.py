@@ -16,6 +16,7 @@ stops with its checkpoint (the markers) intact, Paused.
 from __future__ import annotations
 
 import multiprocessing.connection
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,7 +26,7 @@ from batchops._scheduler import Scheduler
 from batchops.manifest.reader import ChunkReader, ManifestInfo, file_digest, iter_chunks
 from batchops.model.chunk import Chunk, chunk_count, default_workers
 from batchops.model.errors import JobStateError, ManifestError
-from batchops.model.spec import WorkerConfig
+from batchops.model.spec import DEFAULT_TASK_TIMEOUT, WorkerConfig
 from batchops.model.status import (
     ACTIVE,
     CANCELLED,
@@ -43,15 +44,22 @@ from batchops.model.status import (
     check_transition,
 )
 from batchops.results.jobstore import JobStore, now_iso
-from batchops.results.report import publish
+from batchops.results.report import publish, write_chunk
 from batchops.schedule.create import fail_job, manifest_info, prepare_again
 from batchops.schedule.failpoints import failpoint
 from batchops.schedule.processes import Worker, spawn_worker
+from batchops.storage.outcomes import Outcome
 
 PREFETCH = 2
 CANCEL_GRACE = 8.0  # seconds a cancel waits for running tasks in this process (as workers do)
 STATUS_INTERVAL = 1.0
-MAX_RESPAWNS_PER_WORKER = 3
+MAX_RESPAWNS_PER_WORKER = 3  # deaths of workers holding no chunk (they cannot start)
+#: Seconds without a word from a worker holding chunks before its leases are taken back
+#: (it heartbeats every half second); BATCHOPS_LEASE_SECONDS overrides it.
+LEASE_SECONDS = 30.0
+#: Times a chunk may take its worker down before its tasks are reported failed (a poison
+#: chunk), counted across resumes.
+POISON_ATTEMPTS = 3
 
 ProgressFn = Callable[[int, int, int], None]
 
@@ -160,6 +168,7 @@ class JobRun:
             report_scope=self.job["Report"]["ReportScope"], dry_run=bool(s["dry_run"]),
             max_ops_per_second=float(s.get("max_ops_per_second") or 0) / workers,
             max_bytes_per_second=float(s.get("max_bytes_per_second") or 0) / workers,
+            task_timeout=float(s.get("task_timeout", DEFAULT_TASK_TIMEOUT)),
         )
 
     # -- chunk supply --------------------------------------------------------------------
@@ -398,13 +407,18 @@ class JobRun:
                 workers[wid] = spawn_worker(wid, cfg)
         next_wid = n
         respawns = 0
+        lease_seconds = float(os.environ.get("BATCHOPS_LEASE_SECONDS") or LEASE_SECONDS)
         try:
             while not self.sched.finished:
                 if self.stop_event.is_set():
                     raise KeyboardInterrupt
                 # Round-robin, one chunk per worker per round: no worker holds two
-                # chunks while another has none.
-                for depth in range(1, PREFETCH + 1):
+                # chunks while another has none. While a chunk that took a worker down
+                # is still to run, each worker holds one chunk at a time, so that the
+                # next death names its chunk alone.
+                deaths = self.settings.get("chunk_deaths") or {}
+                suspects = any(not self.sched.is_done(int(c)) for c in deaths)
+                for depth in range(1, (1 if suspects else PREFETCH) + 1):
                     for w in list(workers.values()):
                         if len(w.leased) >= depth:
                             continue
@@ -412,6 +426,8 @@ class JobRun:
                         if chunk is None:
                             break
                         self.sched.lease(chunk.index, w.wid)
+                        if not w.leased:
+                            w.heard = time.monotonic()
                         w.leased.append(chunk.index)
                         try:
                             w.conn.send(("chunk", chunk))
@@ -421,20 +437,30 @@ class JobRun:
                 waitables += [w.proc.sentinel for w in workers.values()
                               if w.proc.sentinel is not None]
                 ready = multiprocessing.connection.wait(waitables, timeout=0.25)
+                now = time.monotonic()
                 for w in list(workers.values()):
                     if w.conn in ready:
                         self._drain(w)
+                    if w.leased and now - w.heard > lease_seconds and w.proc.is_alive():
+                        # Silent (stopped, deadlocked): its leases expire, it goes.
+                        w.cause = f"its worker stopped answering for {lease_seconds:g} s"
+                        self.store.log("lease-expired", worker=w.wid, chunks=w.leased)
+                        w.proc.kill()
+                        w.proc.join()
                     if not w.proc.is_alive():
                         self._drain(w)
                         w.proc.join()
                         back = self.sched.release(w.wid)
                         self.store.log("worker-died", worker=w.wid, exitcode=w.proc.exitcode,
-                                       chunks=back)
+                                       chunks=back, cause=w.death())
                         del workers[w.wid]
-                        respawns += 1
-                        if respawns > MAX_RESPAWNS_PER_WORKER * n:
-                            self.fatal = "workers keep dying; see the job log"
-                            return
+                        for c in back:
+                            self._count_death(c, w.death())
+                        if not back:
+                            respawns += 1
+                            if respawns > MAX_RESPAWNS_PER_WORKER * n:
+                                self.fatal = "workers keep dying; see the job log"
+                                return
                         if not self.sched.finished and not self.fatal:
                             workers[next_wid] = spawn_worker(next_wid, cfg)
                             next_wid += 1
@@ -447,10 +473,38 @@ class JobRun:
             self._stop_workers(workers.values(),
                                report=self.stop_reason in ("cancelled", "threshold"))
 
+    def _count_death(self, chunk: int, cause: str) -> None:
+        """A chunk's worker died while running it: after POISON_ATTEMPTS such deaths (over
+        every run of the job) the chunk is a poison chunk, and its tasks are reported
+        failed with a code naming the cause, so the job goes on without it."""
+        deaths = self.settings.setdefault("chunk_deaths", {})
+        count = deaths[str(chunk)] = int(deaths.get(str(chunk), 0)) + 1
+        self._update_status(force=True)  # the count survives a stop
+        if count < POISON_ATTEMPTS:
+            return
+        held = self._held.get(chunk)
+        if held is None:  # never read here: read it (it is the next one handed out)
+            nxt = self._next_chunk()
+            held = nxt if nxt is not None and nxt.index == chunk else None
+            if held is None:
+                return
+        code = ("TaskTimeout" if "timeout" in cause else
+                "WorkerKilled" if "killed" in cause or "answering" in cause else
+                "WorkerCrashed")
+        outcome = Outcome(False, 500, code,
+                          f"the chunk holding this task took its worker down {count} times "
+                          f"(last: {cause}); its tasks were not retried again")
+        marker = write_chunk(self.store, held, dict.fromkeys(range(len(held)), outcome), {},
+                             self.job["Report"]["ReportScope"], bool(self.settings["dry_run"]))
+        self.store.log("poison-chunk", chunk=chunk, deaths=count, cause=cause)
+        self.sched.lease(chunk, -1)
+        self._on_marker(marker)
+
     def _drain(self, w: Worker) -> None:
         try:
             while w.conn.poll():
                 msg = w.conn.recv()
+                w.heard = time.monotonic()
                 kind = msg[0]
                 if kind == "done":
                     marker = msg[1]
@@ -464,6 +518,8 @@ class JobRun:
                     self.sched.progress(msg[1], msg[2], msg[3])
                 elif kind == "fatal":
                     self.fatal = msg[1]
+                elif kind == "timeout":
+                    w.cause = f"a task ran longer than the task timeout ({msg[2]:g} s)"
         except (EOFError, OSError):
             pass
 

@@ -249,6 +249,7 @@ def create_job(opts: JobOptions, home: str | None = None,
         "tags": [{"Key": k, "Value": v} for k, v in opts.tags],
         "max_ops_per_second": opts.max_ops_per_second,
         "max_bytes_per_second": opts.max_bytes_per_second,
+        "task_timeout": opts.task_timeout,
         "stats": {"retries": 0, "throttled": 0},
         "options": options_to_json(opts),
     }

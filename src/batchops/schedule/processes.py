@@ -71,6 +71,26 @@ class Worker:
     proc: WorkerProcess
     conn: Connection
     leased: list[int] = field(default_factory=list)
+    #: time.monotonic() of the last message (a heartbeat comes every half second while
+    #: it holds chunks), or of its first lease.
+    heard: float = 0.0
+    #: What the worker said before it went (a task timeout), for the report.
+    cause: str = ""
+
+    def death(self) -> str:
+        """Why the process ended, in words (after it has ended)."""
+        import signal
+
+        code = self.proc.exitcode
+        if self.cause:
+            return self.cause
+        if code is not None and code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            return f"its worker process was killed by {name}"
+        return f"its worker process exited with code {code}"
 
     def discard(self) -> None:
         """Kill a worker that is no longer wanted and release what the parent holds."""
