@@ -89,6 +89,23 @@ def test_delete_does_not_remove_a_file_through_a_symlinked_folder(cli, tmp_path)
     assert rows["mine"][3] == "succeeded"
 
 
+def test_a_checksum_does_not_read_through_a_symlink(cli, tmp_path) -> None:
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (outside / "secret").write_bytes(b"private")
+    (root / "mine").write_bytes(b"mine")
+    os.symlink(outside, root / "dir")
+    m = write_manifest(tmp_path / "m.csv", [(f"file://{root}", "dir/secret"),
+                                            (f"file://{root}", "mine")])
+    proc = cli("run", "--manifest", str(m), "--operation", "compute-checksum",
+               "--checksum-algorithm", "SHA256", "--json", "--no-progress")
+    assert proc.returncode == 1, proc.stderr
+    rows = _rows_by_key(cli, proc)
+    assert rows["dir/secret"][3:6] == ["failed", "403", "AccessDenied"]
+    assert rows["mine"][3] == "succeeded"
+
+
 def test_a_listing_does_not_walk_a_symlink_out_of_the_folder(cli, tmp_path) -> None:
     root, outside, out = tmp_path / "listed", tmp_path / "outside", tmp_path / "out"
     (root / "real").mkdir(parents=True)

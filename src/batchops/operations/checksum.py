@@ -21,6 +21,7 @@ import orjson
 from batchops.model.chunk import Chunk
 from batchops.model.errors import SpecError
 from batchops.operations.base import Operation, require_enum
+from batchops.storage.localfs import FolderCopier
 from batchops.storage.locations import Resolver
 
 ALGORITHMS = ("CRC32", "CRC32C", "CRC64NVME", "MD5", "SHA1", "SHA256", "SHA512", "XXHASH64",
@@ -63,6 +64,10 @@ class ComputeChecksumOperation(Operation):
     alias = "compute-checksum"
     verb = "checksum"
 
+    def __init__(self, params: Mapping[str, Any], resolver: Resolver, job_id: str = "") -> None:
+        super().__init__(params, resolver, job_id)
+        self.folders = FolderCopier()
+
     @classmethod
     def validate(cls, params: Mapping[str, Any], resolver: Resolver) -> dict[str, Any]:
         where = "Operation.S3ComputeObjectChecksum"
@@ -85,6 +90,8 @@ class ComputeChecksumOperation(Operation):
     def _where(self, chunk: Chunk, i: int) -> tuple[Any, str, Any]:
         loc = self.resolver.location(chunk.buckets[i])
         version = chunk.versions[i]
+        if loc.local_path is not None:  # the sandbox: no symlink below a file:// root
+            self.folders.check(loc.local_path, loc.key(chunk.keys[i]))
         return (self.resolver.store(loc), loc.key(chunk.keys[i]),
                 {"version": version} if version else None)
 
