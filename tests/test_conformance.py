@@ -575,9 +575,12 @@ def test_over_long_descriptions_and_reasons_are_refused_or_fit(cli, tmp_path) ->
     # UpdateJobStatus' StatusUpdateReason: max 256.
     results.append(cli("update-job-status", "--job-id", ready, "--requested-job-status",
                        "Cancelled", "--status-update-reason", long))
-    for proc in results:
-        assert proc.returncode in (0, 1, 2), proc.stderr
-        if proc.returncode == 2:
-            assert proc.stderr.strip().count("\n") == 0
-    for job in list_jobs(cli)["Jobs"]:
-        describe(cli, job["JobId"])
+    # Each is refused: exit 2, one line naming the member or flag and the limit.
+    for proc, name in zip(results, ["Description", "--description", "--status-update-reason"],
+                          strict=True):
+        assert proc.returncode == 2, (proc.args, proc.returncode, proc.stderr)
+        assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
+        assert name in proc.stderr and "257" in proc.stderr and "256" in proc.stderr, proc.stderr
+    # Nothing was created by the refused requests, and the refused cancel changed nothing.
+    assert [job["JobId"] for job in list_jobs(cli)["Jobs"]] == [ready]
+    assert describe(cli, ready)["Status"] == "Ready"
