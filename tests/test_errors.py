@@ -15,9 +15,11 @@ import errno
 import http.server
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
+import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -27,7 +29,8 @@ import pytest
 
 from batchops.storage.outcomes import REDACTED, Outcome, classify, scrub
 from conftest import ACCESS_KEY, REGION, SECRET_KEY
-from faultproxy import s3_error
+from faultproxy import FaultProxy, _Request, s3_error
+from helpers import job_id_of, read_report, report_manifest_path, write_manifest
 
 SESSION_TOKEN = "FwoGZXIvYXdzEJr//////////wEaDBatchopsTestToken+Q2x1c3Rlcg=="
 
@@ -162,7 +165,7 @@ def _check(outcome: Outcome, retryable: bool, fatal: bool, status: int, code: st
     assert ACCESS_KEY not in outcome.message and "Signature=" not in outcome.message.replace(
         f"Signature={REDACTED}", "")
     if fatal:  # one sentence saying what to fix
-        assert "\n" not in outcome.message and "resume" in outcome.message, outcome.message
+        assert "\n" not in outcome.message and "): " in outcome.message, outcome.message
 
 
 @pytest.mark.parametrize(("key", "retryable", "fatal", "status", "code"), SERVICE_CASES)
@@ -218,7 +221,7 @@ def test_an_unreachable_endpoint_is_retried_then_fatal(
         outcome = classify(exc)
         assert outcome.retryable and outcome.fatal, (type(exc), outcome)
         assert outcome.error_code == "EndpointUnreachable", outcome
-        assert url in outcome.message and "resume" in outcome.message, outcome.message
+        assert url in outcome.message and "check the endpoint" in outcome.message, outcome.message
         assert "\n" not in outcome.message
 
 
@@ -442,6 +445,12 @@ def test_scrub_leaves_ordinary_text_alone() -> None:
         assert scrub(text) == text
 
 
+def test_scrub_stops_at_the_end_of_a_secret() -> None:
+    text = (f"refused (Authorization: AWS4-HMAC-SHA256 Credential={ACCESS_KEY}/x, "
+            f"SignedHeaders=host, Signature={SIGNATURE}): renew them; token={SESSION_TOKEN} ok")
+    assert scrub(text) == f"refused (Authorization: {REDACTED}): renew them; token={REDACTED} ok"
+
+
 def test_classify_scrubs_every_message(monkeypatch: pytest.MonkeyPatch) -> None:
     from batchops.storage.outcomes import TaskError
 
@@ -468,3 +477,257 @@ def test_the_job_log_and_job_json_are_scrubbed(tmp_path: Path,
         assert SESSION_TOKEN not in text and SIGNATURE not in text, (name, text)
         assert REDACTED in text
     assert '"count":3' in (tmp_path / "jobs" / "j1" / "log").read_text()
+
+
+# -- end to end, through the real CLI -------------------------------------------------------
+
+
+class S3Stand(FaultProxy):
+    """The fault proxy in front of the S3 server, with three more answers:
+
+    - `echo`: requests for keys under these `/bucket/prefix/` paths are answered 400
+      InvalidArgument with a message that echoes the request's Authorization header,
+      its session token (named and bare) and the secret key (as a careless server might);
+    - `sig_echo`: the same paths answered 403 SignatureDoesNotMatch with S3's debugging
+      elements (StringToSign, CanonicalRequest with the token, SignatureProvided);
+    - `expired`: while true, every object request is answered 403 ExpiredToken (and the
+      bucket listing too while `expired_listing` is true).
+
+    It records the signatures and session tokens it saw.
+    """
+
+    def __init__(self, upstream: str) -> None:
+        super().__init__(upstream, seed=10)
+        self.echo: list[str] = []
+        self.sig_echo: list[str] = []
+        self.expired = False
+        self.expired_listing = False
+        self.signatures: set[str] = set()
+        self.tokens: set[str] = set()
+
+    async def _forward(self, req: _Request) -> tuple[int, str, list[tuple[str, str]], bytes]:
+        auth = req.header("authorization") or ""
+        token = req.header("x-amz-security-token") or ""
+        with self._lock:
+            self.signatures.update(re.findall(r"Signature=([0-9a-f]{64})", auth))
+            if token:
+                self.tokens.add(token)
+        paths = [p for p in (req.path, req.copy_source) if p]
+        xml = [("Content-Type", "application/xml")]
+        if any(p.startswith(prefix) for p in paths for prefix in self.sig_echo):
+            body = (f"<Error><Code>SignatureDoesNotMatch</Code><Message>The request signature "
+                    f"we calculated does not match the signature you provided. Authorization: "
+                    f"{auth}</Message><AWSAccessKeyId>{ACCESS_KEY}</AWSAccessKeyId>"
+                    f"<StringToSign>AWS4-HMAC-SHA256\n20260101T000000Z\n{auth[-64:]}"
+                    f"</StringToSign><SignatureProvided>{auth[-64:]}</SignatureProvided>"
+                    f"<CanonicalRequest>{req.method}\n{req.path}\n\nx-amz-security-token:"
+                    f"{token}\n</CanonicalRequest></Error>").encode()
+            return 403, "Forbidden", xml, body
+        if any(p.startswith(prefix) for p in paths for prefix in self.echo):
+            return 400, "Bad Request", xml, s3_error(
+                "InvalidArgument", f"Unsupported header. Authorization: {auth}\n"
+                                   f"x-amz-security-token: {token}\nechoed: {token} "
+                                   f"{SECRET_KEY}")
+        is_object = any(len(p.strip("/").split("/", 1)) == 2 for p in paths)
+        if (self.expired and is_object) or self.expired_listing:
+            return 403, "Forbidden", xml, s3_error("ExpiredToken",
+                                                   "The provided token has expired.")
+        return await super()._forward(req)
+
+
+@pytest.fixture
+def stand(aws_env: dict[str, str], s3_endpoint: str,
+          monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Stand]:
+    """batchops (not the `s3` fixture) talks to the S3 server through an `S3Stand`, with
+    a session token set."""
+    px = S3Stand(s3_endpoint).start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", px.url)
+    monkeypatch.setenv("AWS_SESSION_TOKEN", SESSION_TOKEN)
+    try:
+        yield px
+    finally:
+        px.stop()
+
+
+def _new_bucket(s3, suffix: str = "") -> str:  # type: ignore[no-untyped-def]
+    name = f"e-{uuid.uuid4().hex[:12]}{suffix}"
+    s3.create_bucket(Bucket=name)
+    return name
+
+
+def _job_dir(cli, job_id: str) -> Path:  # type: ignore[no-untyped-def]
+    return Path(cli.home) / "jobs" / job_id
+
+
+def _status(cli, job_id: str) -> str:  # type: ignore[no-untyped-def]
+    return json.loads((_job_dir(cli, job_id) / "job.json").read_text())["Job"]["Status"]
+
+
+def _job_id_from_stderr(stderr: str) -> str:
+    found = re.search(r"\bjob ([0-9a-f]{8}-[0-9a-f-]{27})", stderr)
+    assert found, stderr
+    return found.group(1)
+
+
+def _assert_no_secret(cli, proc, stand: S3Stand) -> None:  # type: ignore[no-untyped-def]
+    secrets = {SESSION_TOKEN: "session token", SECRET_KEY: "secret key",
+               ACCESS_KEY: "access key id"}
+    secrets.update({sig: "signature" for sig in stand.signatures})
+    files = [p for p in Path(cli.home).rglob("*") if p.is_file()]
+    assert any(p.name == "log" for p in files) and any(p.name == "job.json" for p in files)
+    for path in files:
+        text = path.read_bytes().decode(errors="replace")
+        for secret, what in secrets.items():
+            assert secret not in text, f"the {what} is in {path}"
+    for secret, what in secrets.items():
+        assert secret not in proc.stdout + proc.stderr, f"the {what} was printed"
+
+
+@pytest.mark.parametrize("target", ["s3", "local"])
+def test_a_server_echoing_credentials_leaves_none_in_reports_log_or_job(
+        cli, s3, stand: S3Stand, tmp_path: Path, target: str) -> None:  # type: ignore[no-untyped-def]
+    src = _new_bucket(s3)
+    dst = _new_bucket(s3, "-dst") if target == "s3" else ""
+    good = [f"ok/{i}" for i in range(4)]
+    echoed = [f"echo/{i}" for i in range(3)]
+    for k in good + echoed:
+        s3.put_object(Bucket=src, Key=k, Body=k.encode())
+    stand.echo.append(f"/{src}/echo/")
+    m = write_manifest(tmp_path / "m.csv", [(src, k) for k in good + echoed])
+    proc = cli("run", "--manifest", str(m), "--operation", "copy", "--target",
+               f"s3://{dst}" if dst else f"file://{tmp_path / 'out'}", "--json",
+               "--no-progress", "--workers", "1", "--chunk-size", "4", timeout=120)
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    # The server did see the token and signed requests, and echoed them.
+    assert stand.tokens == {SESSION_TOKEN} and stand.signatures
+    _, rows = read_report(report_manifest_path(cli.home, job_id_of(proc.stdout)))
+    by_key = {unquote(r[1]): r for r in rows}
+    assert sorted(by_key) == sorted(good + echoed)
+    for k in echoed:
+        assert by_key[k][3:6] == ["failed", "400", "InvalidArgument"], by_key[k]
+        assert REDACTED in by_key[k][6] and "Unsupported header" in by_key[k][6], by_key[k]
+    _assert_no_secret(cli, proc, stand)
+
+
+def test_a_fatal_error_echoing_credentials_leaves_none_in_the_job(
+        cli, s3, stand: S3Stand, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    src = _new_bucket(s3)
+    keys = [f"sig/{i}" for i in range(3)]
+    for k in keys:
+        s3.put_object(Bucket=src, Key=k, Body=b"x")
+    stand.sig_echo.append(f"/{src}/sig/")
+    m = write_manifest(tmp_path / "m.csv", [(src, k) for k in keys])
+    proc = cli("run", "--manifest", str(m), "--operation", "copy", "--target",
+               f"file://{tmp_path / 'out'}", "--no-progress", "--workers", "1", timeout=120)
+    assert proc.returncode == 3, (proc.stdout, proc.stderr)
+    assert "SignatureDoesNotMatch" in proc.stderr and "Traceback" not in proc.stderr
+    job_id = _job_id_from_stderr(proc.stderr)
+    assert _status(cli, job_id) == "Paused"
+    job_text = (_job_dir(cli, job_id) / "job.json").read_text()
+    assert "SignatureDoesNotMatch" in job_text  # the reason is kept, scrubbed
+    _assert_no_secret(cli, proc, stand)
+
+
+@pytest.mark.parametrize("target", ["s3", "local"])
+def test_expired_credentials_pause_the_job_and_resume_finishes_it(
+        cli, s3, stand: S3Stand, tmp_path: Path, target: str) -> None:  # type: ignore[no-untyped-def]
+    src = _new_bucket(s3)
+    dst = _new_bucket(s3, "-dst") if target == "s3" else ""
+    out = tmp_path / "out"
+    keys = [f"data/{i:03d}" for i in range(30)]
+    for k in keys:
+        s3.put_object(Bucket=src, Key=k, Body=k.encode() * 10)
+    m = write_manifest(tmp_path / "m.csv", [(src, k) for k in keys])
+    stand.expired = True
+    proc = cli("run", "--manifest", str(m), "--operation", "copy", "--target",
+               f"s3://{dst}" if dst else f"file://{out}", "--no-progress", "--workers", "2",
+               "--chunk-size", "5", timeout=120)
+    assert proc.returncode == 3, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if "ExpiredToken" in line]
+    assert len(lines) == 1 and "renew" in lines[0] and "resume" in lines[0], proc.stderr
+    job_id = _job_id_from_stderr(proc.stderr)
+    assert _status(cli, job_id) == "Paused"
+    assert not report_manifest_path(cli.home, job_id).exists()
+
+    stand.expired = False  # the credentials are renewed
+    resumed = cli("resume", job_id, "--json", "--no-progress", timeout=120)
+    assert resumed.returncode == 0, (resumed.stdout, resumed.stderr)
+    _, rows = read_report(report_manifest_path(cli.home, job_id))
+    assert sorted(unquote(r[1]) for r in rows) == keys  # every row, once
+    assert all(r[3] == "succeeded" for r in rows), [r for r in rows if r[3] != "succeeded"]
+    for k in keys:
+        got = s3.get_object(Bucket=dst, Key=k)["Body"].read() if dst else (out / k).read_bytes()
+        assert got == k.encode() * 10
+
+
+def test_expired_credentials_before_any_task_are_one_sentence(
+        cli, s3, stand: S3Stand, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    src = _new_bucket(s3)
+    m = write_manifest(tmp_path / "m.csv", [(src, "k")])
+    stand.expired_listing = True  # preflight's listing is refused too
+    proc = cli("run", "--manifest", str(m), "--operation", "copy", "--target",
+               f"file://{tmp_path / 'out'}", "--no-progress", timeout=120)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("batchops:")]
+    assert len(lines) == 1 and "ExpiredToken" in lines[0] and "renew" in lines[0], proc.stderr
+    assert "resume" not in lines[0] and "Traceback" not in proc.stderr
+
+
+def test_a_full_target_disk_pauses_the_job_and_resume_finishes_it(
+        cli, tmp_path: Path, small_disk: Path) -> None:  # type: ignore[no-untyped-def]
+    src = tmp_path / "src"
+    src.mkdir()
+    keys = [f"f{i:03d}.bin" for i in range(40)]
+    for i, k in enumerate(keys):
+        (src / k).write_bytes(bytes([i]) * (64 << 10))  # 2.5 MiB in all, on a 1 MiB disk
+    m = write_manifest(tmp_path / "m.csv", [(f"file://{src}", k) for k in keys])
+    proc = cli("run", "--manifest", str(m), "--operation", "copy", "--target",
+               f"file://{small_disk}", "--no-progress", "--workers", "2", "--chunk-size", "5",
+               timeout=120)
+    assert proc.returncode == 3, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if "the disk is full" in line]
+    assert len(lines) == 1 and "free space" in lines[0] and "resume" in lines[0], proc.stderr
+    job_id = _job_id_from_stderr(proc.stderr)
+    assert _status(cli, job_id) == "Paused"
+    assert not report_manifest_path(cli.home, job_id).exists()  # no row became a failure
+
+    _grow(small_disk, "16m")  # space is freed
+    resumed = cli("resume", job_id, "--json", "--no-progress", timeout=120)
+    assert resumed.returncode == 0, (resumed.stdout, resumed.stderr)
+    _, rows = read_report(report_manifest_path(cli.home, job_id))
+    assert sorted(unquote(r[1]) for r in rows) == keys  # every row, once
+    assert all(r[3] == "succeeded" for r in rows)
+    for i, k in enumerate(keys):
+        assert (small_disk / k).read_bytes() == bytes([i]) * (64 << 10)
+
+
+def test_an_unreachable_endpoint_pauses_the_job_and_resume_finishes_it(
+        cli, s3, aws_env: dict[str, str], s3_endpoint: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    src = tmp_path / "src"
+    src.mkdir()
+    keys = [f"k{i}" for i in range(6)]
+    for k in keys:
+        (src / k).write_bytes(k.encode())
+    dst = _new_bucket(s3, "-dst")
+    m = write_manifest(tmp_path / "m.csv", [(f"file://{src}", k) for k in keys])
+    dead = f"http://127.0.0.1:{_closed_port()}"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", dead)  # the target's endpoint is down
+    proc = cli("run", "--manifest", str(m), "--operation", "copy", "--target", f"s3://{dst}",
+               "--no-progress", "--workers", "1", "--max-attempts", "3", timeout=120)
+    assert proc.returncode == 3, (proc.stdout, proc.stderr)
+    lines = [line for line in proc.stderr.splitlines() if "cannot reach" in line]
+    assert len(lines) == 1 and dead in lines[0] and "Traceback" not in proc.stderr
+    job_id = _job_id_from_stderr(proc.stderr)
+    assert _status(cli, job_id) == "Paused"
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)  # the endpoint is back
+    resumed = cli("resume", job_id, "--json", "--no-progress", timeout=120)
+    assert resumed.returncode == 0, (resumed.stdout, resumed.stderr)
+    _, rows = read_report(report_manifest_path(cli.home, job_id))
+    assert sorted(unquote(r[1]) for r in rows) == keys
+    for k in keys:
+        assert s3.get_object(Bucket=dst, Key=k)["Body"].read() == k.encode()

@@ -9,7 +9,8 @@ own `TaskError`) is classified here and nowhere else, into one of three kinds:
   403 AccessDenied, 400 ...);
 - **fatal for the job** (`fatal`): no task can get past it (a full disk, too many open
   files, expired or invalid credentials, an unreachable endpoint, a wrong clock). The
-  job stops, Paused, with `message` saying what to fix; `resume` continues once fixed.
+  job stops, Paused, with `message` saying what to fix (the caller adds how to resume);
+  `resume` continues once it is fixed.
 
 An unreachable endpoint (connection refused, DNS failure) is both retryable and fatal:
 it is retried like any dropped connection, and stops the job only once the task's
@@ -79,9 +80,6 @@ class Outcome:
 
 REDACTED = "<redacted>"
 
-#: How every fatal outcome's message ends (callers that run no job strip it).
-RESUME_HINT = ", then run `batchops resume` for this job"
-
 _SECRET_PATTERNS = (
     # URL query strings (presigned URLs, SAS tokens) and user:password@ in URLs.
     (re.compile(r"(\b[a-z][a-z0-9+.\-]*://[^\s/?#<>\"']*)\?[^\s<>\"']*", re.I), r"\1?…"),
@@ -95,13 +93,14 @@ _SECRET_PATTERNS = (
     # Headers and parameters whose value is a credential, to the end of the value.
     # (a scheme, then a token or SigV4's comma-separated Credential=, Signature= parts)
     (re.compile(r"((?:authorization|proxy-authorization)[\"']?\s*[:=]\s*[\"']?)"
-                r"(?:[A-Za-z0-9-]+ +)?[^\s<>\"',]+(?:, *[A-Za-z-]+=[^\s<>\"',]+)*", re.I),
+                r"(?:[A-Za-z0-9-]+ +)?[^\s<>\"',()]+(?:, *[A-Za-z-]+=[^\s<>\"',()]+)*", re.I),
      rf"\1{REDACTED}"),
     (re.compile(r"(\b(?:x-amz-security-token|x-amz-signature|x-amz-credential|"
                 r"security-token|session[_-]?token|secret[_-]?access[_-]?key|secret[_-]?key|"
                 r"access[_-]?key[_-]?id|account[_-]?key|sas[_-]?token|password|passwd|"
-                r"signature|credential|sig|se|sv|sp|st|spr|srt|ss|sr|skoid|sktid|skt|ske|"
-                r"sks|skv)[\"']?\s*[:=]\s*[\"']?)[^\s&;,<>\"']+", re.I), rf"\1{REDACTED}"),
+                r"signature|credential|token|access[_-]?token|refresh[_-]?token|api[_-]?key|"
+                r"client[_-]?secret|sig|se|sv|sp|st|spr|srt|ss|sr|skoid|sktid|skt|ske|"
+                r"sks|skv)[\"']?\s*[:=]\s*[\"']?)[^\s&;,<>\"'()]+", re.I), rf"\1{REDACTED}"),
     # AWS access key ids (AKIA long-term, ASIA temporary, and the other IAM prefixes).
     (re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|APKA|ABIA|ACCA)[A-Z0-9]{12,}\b"),
      REDACTED),
@@ -158,16 +157,15 @@ _CLOCK_CODES = frozenset({"RequestTimeTooSkewed", "RequestExpired"})
 # Full disks and exhausted limits: no task can write until the cause is fixed.
 _FATAL_ERRNOS = MappingProxyType({
     errno.ENOSPC: "the disk is full ({what}): free space at the target folder or the job "
-                  "store" + RESUME_HINT,
+                  "store",
     errno.EDQUOT: "the disk quota is used up ({what}): free space or raise the quota at the "
-                  "target folder or the job store" + RESUME_HINT,
+                  "target folder or the job store",
     errno.EMFILE: "too many open files ({what}): raise the limit (ulimit -n) or lower "
-                  "--concurrency" + RESUME_HINT,
+                  "--concurrency",
     errno.ENFILE: "the system ran out of open files ({what}): raise fs.file-max or lower "
-                  "--concurrency" + RESUME_HINT,
-    errno.EROFS: "the target is on a read-only filesystem ({what}): mount it writable"
-                 + RESUME_HINT,
-    errno.ENOMEM: "out of memory ({what}): lower --workers or --concurrency" + RESUME_HINT,
+                  "--concurrency",
+    errno.EROFS: "the target is on a read-only filesystem ({what}): mount it writable",
+    errno.ENOMEM: "out of memory ({what}): lower --workers or --concurrency",
 })
 
 _UNREACHABLE_ERRNOS = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH,
@@ -240,19 +238,19 @@ def _credentials(code: str, message: str, status: int = 403) -> Outcome:
     detail = f"{code}: {message}" if message and message != code else code
     return Outcome(False, status, code, f"the store refused the credentials ({detail}): "
                    "renew them (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN "
-                   "or the profile)" + RESUME_HINT, fatal=True)
+                   "or the profile)", fatal=True)
 
 
 def _clock(code: str, status: int) -> Outcome:
     return Outcome(False, status, code, "this machine's clock is too far from the store's "
-                   f"({code}): set the time right (NTP)" + RESUME_HINT, fatal=True)
+                   f"({code}): set the time right (NTP)", fatal=True)
 
 
 def _unreachable(where: str, why: str) -> Outcome:
     where = f"the endpoint {where}" if where else "the store's endpoint"
     return Outcome(True, 503, "EndpointUnreachable",
                    f"cannot reach {where} ({why}): check the endpoint (AWS_ENDPOINT_URL, "
-                   "--endpoint-url, --bucket-map) and the network" + RESUME_HINT, fatal=True)
+                   "--endpoint-url, --bucket-map) and the network", fatal=True)
 
 
 def _from_errno(exc: OSError) -> Outcome | None:
@@ -317,7 +315,7 @@ def _botocore(exc: BaseException) -> Outcome | None:
                         bx.NoAuthTokenError)):
         return Outcome(False, 403, "InvalidAccessKeyId",
                        f"no usable credentials ({_describe(exc)}): set AWS_ACCESS_KEY_ID and "
-                       "AWS_SECRET_ACCESS_KEY or log in to the profile again" + RESUME_HINT,
+                       "AWS_SECRET_ACCESS_KEY or log in to the profile again",
                        fatal=True)
     if isinstance(exc, (bx.ConnectionError, bx.HTTPClientError)):
         return Outcome(True, 500, "RequestTimeout", _describe(exc))
@@ -367,7 +365,7 @@ def _obstore(exc: BaseException) -> Outcome | None:
     if isinstance(exc, ox.UnknownConfigurationKeyError):
         return Outcome(False, 400, "InvalidConfiguration",
                        f"the store is configured wrongly ({_describe(exc)}): fix the bucket "
-                       "map or the environment" + RESUME_HINT,
+                       "map or the environment",
                        fatal=True)
     if status:
         return _from_service(status, code, message or _describe(exc))
@@ -419,7 +417,7 @@ def _classify(exc: BaseException) -> Outcome:
 
     if isinstance(exc, JobStoreError):
         return Outcome(False, 500, "JobStoreError",
-                       f"{exc}: fix the job store" + RESUME_HINT,
+                       f"{exc}: fix the job store",
                        fatal=True)
     if isinstance(exc, OSError):
         if exc.errno is None and isinstance(exc, (TimeoutError, ConnectionError)):
@@ -439,7 +437,7 @@ def _classify(exc: BaseException) -> Outcome:
         return Outcome(False, 500, type(exc).__name__, _describe(exc))
     if isinstance(exc, MemoryError):
         return Outcome(False, 500, "OutOfMemory", "out of memory: lower --workers or "
-                       "--concurrency" + RESUME_HINT, fatal=True)
+                       "--concurrency", fatal=True)
     if isinstance(exc, ValueError):
         if _OBSTORE_PATH_RE.match(str(exc)):  # obstore refuses the key as a path
             return Outcome(False, 400, "InvalidObjectKey",
@@ -460,4 +458,4 @@ def classify(exc: BaseException) -> Outcome:
     return outcome if message == outcome.message else replace(outcome, message=message)
 
 
-__all__ = ["Outcome", "TaskError", "classify", "scrub", "REDACTED", "RESUME_HINT"]
+__all__ = ["Outcome", "TaskError", "classify", "scrub", "REDACTED"]

@@ -51,7 +51,6 @@ def preflight(resolver: Resolver, locations: list[Location]) -> None:
     endpoint or variable.
     """
     from batchops.model.errors import BadInputError
-    from batchops.storage.outcomes import RESUME_HINT
 
     s3 = [loc for loc in locations if is_s3(loc)][:3]
     if not s3:
@@ -76,7 +75,7 @@ def preflight(resolver: Resolver, locations: list[Location]) -> None:
             raise BadInputError(f"bucket {bucket} does not exist at {where}")
         if outcome.fatal and outcome.http_status in (400, 401, 403):  # credentials, clock
             raise BadInputError(f"bucket {bucket} at {where}: "
-                                f"{outcome.message.removesuffix(RESUME_HINT)}")
+                                f"{outcome.message}")
         if outcome.http_status == 403:
             raise BadInputError(f"access to bucket {bucket} at {where} was refused "
                                 f"({outcome.error_code}); check the credentials in "
