@@ -10,6 +10,9 @@ header, keys URL-encoded, bucket `src`). Then, in one run, on the same files, ti
         --bucket-map src=file:///SRC --workers 2 --no-progress
   2. rclone copy SRC T2 --transfers 16 --checkers 16
   3. cp -r SRC T3
+  4. the batchops command of 1. into T4 with BATCHOPS_BENCH_NO_SYNCFS=1 (for this
+     measurement only: the syncfs(2) that makes each chunk's copies durable before its
+     marker is skipped), so that the cost of durability is measured in the same run
 
 Each run writes to a new, empty target folder, and `sync` is called before it so that
 no previous run's writeback lands inside the measurement. Nothing is deleted until all
@@ -247,7 +250,7 @@ def main() -> int:
         exe = batchops_exe()
 
         def command(tool: str, target: Path) -> list[str]:
-            if tool == "batchops":
+            if tool.startswith("batchops"):
                 return [exe, "run", "--manifest", str(manifest), "--operation", "copy",
                         "--target", f"file://{target}", "--bucket-map", f"src=file://{src}",
                         "--workers", "2", "--no-progress"]
@@ -255,7 +258,7 @@ def main() -> int:
                 return [rclone, "copy", str(src), str(target), *RCLONE_FLAGS]
             return ["cp", "-r", str(src), str(target)]
 
-        tools = {"batchops": "T1", "rclone": "T2", "cp": "T3"}
+        tools = {"batchops": "T1", "rclone": "T2", "cp": "T3", "batchops-nosync": "T4"}
         warm(src)
         # An untimed batchops run over ten rows fills the bytecode cache.
         small = root / "warmup.csv"
@@ -272,13 +275,14 @@ def main() -> int:
                     target = root / f"{tools[tool]}-run{rep + 1}-{attempt}"  # new, empty
                     cmd = command(tool, target)
                     os.sync()
-                    wall, cpu, proc = timed(cmd, env)
+                    wall, cpu, proc = timed(cmd, dict(env, BATCHOPS_BENCH_NO_SYNCFS="1")
+                                            if tool == "batchops-nosync" else env)
                     problem = "" if proc.returncode == 0 else (
                         f"exit {proc.returncode}: {last_line(proc.stderr or proc.stdout)}")
                     if not problem:
-                        problem = verify(src, target, keys, spot=(tool == "batchops"),
+                        problem = verify(src, target, keys, spot=tool.startswith("batchops"),
                                          rng=rng)
-                    died = worker_deaths(home, proc.stderr) if tool == "batchops" else 0
+                    died = worker_deaths(home, proc.stderr) if tool.startswith("batchops") else 0
                     if not problem:
                         break
                     failures.append(f"{tool} run {rep + 1} attempt {attempt} ({wall:.2f} s, "
@@ -305,7 +309,10 @@ def main() -> int:
         table = "\n".join(rows)
         ratios = (f"batchops/rclone throughput: **{rate['batchops'] / rate['rclone']:.2f}×**; "
                   f"batchops/cp throughput: **{rate['batchops'] / rate['cp']:.2f}×** "
-                  f"(>1 means batchops is faster).")
+                  f"(>1 means batchops is faster). Durability (a syncfs of the target "
+                  f"before each chunk's marker) costs "
+                  f"**{best['batchops'][0] / best['batchops-nosync'][0]:.2f}×** wall "
+                  f"(batchops / batchops-nosync, BATCHOPS_BENCH_NO_SYNCFS=1).")
         notes = []
         if failures:
             notes.append(f"**{len(failures)} failed attempt(s)** (not timed; the run was "
@@ -329,6 +336,8 @@ def main() -> int:
                         "--bucket-map src=file:///SRC --workers 2 --no-progress",
             "rclone": "rclone copy SRC T2 " + " ".join(RCLONE_FLAGS),
             "cp": "cp -r SRC T3",
+            "batchops-nosync": "BATCHOPS_BENCH_NO_SYNCFS=1 batchops run ... (as above) into "
+                               "file:///T4",
         }
         rclone_ver = subprocess.run([rclone, "version"], capture_output=True, text=True
                                     ).stdout.split("\n", 1)[0]
@@ -356,6 +365,7 @@ Peer commands ({rclone_ver}, GNU cp):
 {shown['batchops']}
 {shown['rclone']}
 {shown['cp']}
+{shown['batchops-nosync']}
 ```"""
         block_heading = f"### {fs} ({root.parent})"
         block = f"""- date: {date}; {n:,} files; machine: {machine()}
