@@ -6,6 +6,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 from pathlib import Path
 from urllib.parse import quote_plus, unquote_plus
 
@@ -48,3 +49,10 @@ def read_report(manifest_path: Path) -> tuple[dict, list[list[str]]]:
 
 def decoded_keys(rows: list[list[str]]) -> list[str]:
     return [unquote_plus(r[1]) for r in rows]
+
+
+def error_lines(stderr: str) -> list[str]:
+    """A failed command's stderr lines, without the `job <id>` line that `run` prints as
+    soon as it has created the job (before preparing): a failure is one sentence."""
+    return [line for line in stderr.strip().splitlines()
+            if not re.fullmatch(r"job [0-9a-f-]{36}", line)]

@@ -21,7 +21,14 @@ from batchops.manifest.reader import iter_chunks, prepare
 from batchops.model.errors import ManifestError
 from conftest import SECRET_KEY
 from faultproxy import FaultProxy
-from helpers import decoded_keys, job_id_of, read_report, report_manifest_path, write_manifest
+from helpers import (
+    decoded_keys,
+    error_lines,
+    job_id_of,
+    read_report,
+    report_manifest_path,
+    write_manifest,
+)
 from test_resume import _done_chunks, _wait_for_job
 
 
@@ -255,4 +262,4 @@ def test_unreachable_endpoint_or_missing_credentials(cli, tmp_path, aws_env, mon
     proc = cli("run", "--manifest", str(m), "--operation", "copy", "--target",
                f"file://{tmp_path / 'out'}")
     assert proc.returncode == 2 and words in proc.stderr
-    assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
+    assert len(error_lines(proc.stderr)) == 1 and "Traceback" not in proc.stderr
