@@ -232,6 +232,27 @@ def test_a_dropped_connection_is_retried_not_fatal() -> None:
         assert outcome.retryable and not outcome.fatal, (exc, outcome)
 
 
+_LOOP_ORDER = ("execute/loop.py checks outcome.fatal before the retry decision: an unreachable "
+               "endpoint (retryable and fatal) must be retried first, then stop the job")
+
+
+@pytest.mark.xfail(strict=True, reason=_LOOP_ORDER)
+@pytest.mark.parametrize("driver", ["sync", "async"])
+def test_a_refused_connection_is_retried_before_the_job_stops(tmp_path: Path,
+                                                              driver: str) -> None:
+    from batchops.model.errors import JobFatalError
+    from test_loop import DRIVERS, Scripted, _chunk, _loop
+
+    refused = ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused")
+    op = Scripted({0: [refused], 1: [refused] * 5})  # 0: a blip; 1: the endpoint is down
+    loop = _loop(tmp_path, op, max_attempts=3)
+    st = loop.state(_chunk(2))
+    with pytest.raises(JobFatalError, match="cannot reach"):
+        DRIVERS[driver](loop, st)
+    assert op.calls.count(1) == 3  # every attempt was made before the job stopped
+    assert 1 not in st.failures  # not a report row
+
+
 # -- OS errors, by errno -------------------------------------------------------------------
 
 
