@@ -598,3 +598,55 @@ def test_a_signal_to_the_cli_pauses_and_resume_finishes(cli, tmp_path, how) -> N
     code, job, stderr = _resume(cli, job_id)
     assert code == 0 and job["Status"] == "Complete", stderr
     assert Counter(_report_keys(cli.home, job_id)) == Counter(keys)
+
+
+def test_an_in_process_cancel_of_memory_stores_ends_cancelled(home, tmp_path) -> None:
+    """Library use: run_job(in_process=True) over memory stores on a thread, cancelled
+    with update_job_status from another: the job ends Cancelled within the grace period
+    (not TimeoutError, not left Active) and its report lists exactly the copies made."""
+    import obstore
+    from obstore.store import MemoryStore
+
+    from batchops.model.spec import JobOptions
+    from batchops.results.jobstore import JobStore
+    from batchops.schedule.control import update_job_status
+    from batchops.schedule.coordinator import run_job
+    from batchops.schedule.create import create_job
+
+    mem = MemoryStore()
+    keys = [f"o{i:05d}" for i in range(3000)]
+    for k in keys:
+        obstore.put(mem, k, k.encode())
+    m = tmp_path / "m.csv"
+    m.write_text("".join(f"memory://,{k}\n" for k in keys))
+    store = create_job(JobOptions(manifest=str(m), operation="copy",
+                                  params={"TargetResource": "memory://",
+                                          "TargetKeyPrefix": "copies"},
+                                  chunk_size=1500, max_ops_per_second=300))
+    result: dict[str, Any] = {}
+    errors: list[BaseException] = []
+
+    def library_call() -> None:
+        try:
+            result.update(run_job(store, in_process=True, preset_stores={"memory://": mem}))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=library_call)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while len(obstore.list(mem, "copies/").collect()) < 100:
+        assert time.monotonic() < deadline and thread.is_alive(), errors
+        time.sleep(0.02)
+    asked = time.monotonic()
+    answer = update_job_status(JobStore.open(store.job_id), "Cancelled", "enough")
+    assert answer["Status"] == "Cancelling"  # the running job holds the lock
+    thread.join(30)
+    assert not thread.is_alive() and errors == []
+    assert time.monotonic() - asked < 8 + 3
+    assert result["Job"]["Status"] == "Cancelled"
+    assert result["Job"]["StatusUpdateReason"] == "enough"
+    copied = {o["path"][len("copies/"):] for o in obstore.list(mem, "copies/").collect()}
+    reported = Counter(_report_keys(home, store.job_id))
+    assert set(reported.values()) == {1}
+    assert set(reported) == copied and 100 <= len(copied) < len(keys)
