@@ -225,6 +225,38 @@ def test_an_unreachable_endpoint_is_retried_then_fatal(
         assert "\n" not in outcome.message
 
 
+def test_aiohttp_errors_that_aiobotocore_lets_through() -> None:
+    import asyncio
+
+    import aiohttp
+
+    async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"x" * 10)
+        await writer.drain()
+        writer.close()  # the body is cut short
+
+    async def errors() -> list[BaseException]:
+        server = await asyncio.start_server(cut, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        found: list[BaseException] = []
+        async with aiohttp.ClientSession() as session:
+            for url in (f"http://127.0.0.1:{port}/k", f"http://127.0.0.1:{_closed_port()}/k"):
+                try:
+                    async with session.get(url) as response:
+                        await response.read()
+                except Exception as exc:  # noqa: BLE001 - the error under test
+                    found.append(exc)
+        server.close()
+        return found
+
+    cut_body, refused = asyncio.run(errors())
+    outcome = classify(cut_body)
+    assert outcome.retryable and not outcome.fatal, (cut_body, outcome)
+    outcome = classify(refused)
+    assert outcome.retryable and outcome.fatal and outcome.error_code == "EndpointUnreachable"
+
+
 def test_a_dropped_connection_is_retried_not_fatal() -> None:
     for exc in (ConnectionResetError(errno.ECONNRESET, "Connection reset by peer"),
                 BrokenPipeError(errno.EPIPE, "Broken pipe"), TimeoutError("timed out")):

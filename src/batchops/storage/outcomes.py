@@ -324,6 +324,21 @@ def _botocore(exc: BaseException) -> Outcome | None:
     return Outcome(False, 500, "InternalError", _describe(exc))
 
 
+def _aiohttp(exc: BaseException) -> Outcome | None:
+    """aiohttp's errors that aiobotocore lets through (a body cut while it streams, a
+    refused connection); None if not one of them."""
+    if "aiohttp" not in sys.modules:
+        return None
+    import aiohttp
+
+    if isinstance(exc, aiohttp.ClientConnectorError):  # refused, DNS, no route
+        why = exc.os_error.strerror if exc.os_error.strerror else type(exc.os_error).__name__
+        return _unreachable(f"{exc.host}:{exc.port}", why)
+    if isinstance(exc, (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError)):
+        return Outcome(True, 500, "RequestTimeout", _describe(exc))
+    return None
+
+
 def _obstore(exc: BaseException) -> Outcome | None:
     """obstore's exceptions (and its not-found, a FileNotFoundError without an errno);
     None if not one of them."""
@@ -406,7 +421,7 @@ def _classify(exc: BaseException) -> Outcome:
             return _credentials(crt_name, _describe(exc))
         return Outcome(True, 500, "RequestTimeout", _describe(exc))
 
-    outcome = _botocore(exc) or _obstore(exc)
+    outcome = _botocore(exc) or _obstore(exc) or _aiohttp(exc)
     if outcome is not None:
         return outcome
 
