@@ -650,3 +650,34 @@ def test_an_in_process_cancel_of_memory_stores_ends_cancelled(home, tmp_path) ->
     reported = Counter(_report_keys(home, store.job_id))
     assert set(reported.values()) == {1}
     assert set(reported) == copied and 100 <= len(copied) < len(keys)
+
+
+def test_the_runner_prepares_again_a_job_whose_create_job_died(cli, tmp_path,
+                                                               monkeypatch) -> None:
+    src, m, keys = _files(tmp_path, 25)
+    request = _request(tmp_path, m, "runner-prepares")
+    body = json.loads(request.read_text())
+    body["ConfirmationRequired"] = False
+    request.write_text(json.dumps(body))
+    monkeypatch.setenv("BATCHOPS_FAILPOINT", "preparing")
+    proc = cli.popen("create-job", "--cli-input-json", f"file://{request}", "--bucket-map",
+                     f"src=file://{src}", stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                     start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not list((cli.home / "jobs").glob("*/failpoint.preparing")):
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.01)
+        job_id = next((cli.home / "jobs").iterdir()).name
+        assert cli("runner", "--json", check=True).stdout == ""  # a live process prepares it
+        assert _kill(proc, "kill -9") == -9
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    monkeypatch.delenv("BATCHOPS_FAILPOINT")
+    assert _describe(cli, job_id)["Status"] == "Paused"  # stopped while Preparing
+    runner = cli("runner", "--json", check=True)
+    assert [json.loads(line) for line in runner.stdout.splitlines()] == \
+        [{"JobId": job_id, "Status": "Complete"}]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == keys
+    assert Counter(_report_keys(cli.home, job_id)) == Counter(keys)

@@ -13,12 +13,14 @@ from collections.abc import Callable
 from typing import Any
 
 from batchops.model.errors import BatchopsError
-from batchops.model.status import ACTIVE, CANCELLING, COMPLETING, FAILING, PAUSED, PAUSING, READY
+from batchops.model.status import NEW, PAUSED, RESUMABLE
 from batchops.results.jobstore import JobStore
 from batchops.schedule.control import effective_priority
 from batchops.schedule.coordinator import run_job
 
-RUNNABLE = (READY, ACTIVE, PAUSING, PAUSED, COMPLETING, CANCELLING, FAILING)
+#: Ready jobs, and every status a stop can leave (a job whose `create-job` died while
+#: Preparing is prepared again); a job some live process holds is skipped.
+RUNNABLE = RESUMABLE | {NEW}
 
 
 def runnable_jobs(home: str | None = None) -> list[tuple[int, str, str]]:
