@@ -681,3 +681,25 @@ def test_the_runner_prepares_again_a_job_whose_create_job_died(cli, tmp_path,
         [{"JobId": job_id, "Status": "Complete"}]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == keys
     assert Counter(_report_keys(cli.home, job_id)) == Counter(keys)
+
+
+def test_a_look_at_the_lock_never_makes_a_run_fail(tmp_path) -> None:
+    """describe-job and list-jobs look at a job's lock by holding it shared for an
+    instant; a run that asks for the lock at that instant waits the look out."""
+    import fcntl
+
+    from batchops.model.errors import JobLockedError
+    from batchops.results.jobstore import JobStore
+
+    store = JobStore.create("job-under-a-look", str(tmp_path))
+    looker = os.open(os.path.join(store.dir, "lock"), os.O_RDONLY | os.O_CREAT, 0o600)
+    fcntl.flock(looker, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    threading.Timer(0.05, os.close, [looker]).start()  # the look ends
+    store.lock()
+    try:
+        other = JobStore("job-under-a-look", str(tmp_path))
+        assert other.is_locked()
+        with pytest.raises(JobLockedError):  # a holder that stays is still refused
+            other.lock()
+    finally:
+        store.unlock()

@@ -29,6 +29,7 @@ from batchops.model.errors import JobLockedError, JobNotFoundError, JobStoreErro
 from batchops.storage.outcomes import scrub
 
 DIR_MODE = 0o700
+LOCK_PATIENCE = 0.5  # seconds `lock` retries a lock another process may hold for a look
 FILE_MODE = 0o600
 
 
@@ -243,12 +244,21 @@ class JobStore:
         """Hold the job's lock; refuse when another live process holds it.
 
         flock locks die with their process, so a lock left by kill -9 never blocks.
+        `is_locked` (describe-job, list-jobs, the runner) holds a shared lock for an
+        instant to look: a lock refused is tried again for LOCK_PATIENCE seconds, so a
+        look never makes a run fail.
         """
         path = os.path.join(self.dir, "lock")
         fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        deadline = time.monotonic() + LOCK_PATIENCE
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() < deadline:
+                    time.sleep(0.01)
+                    continue
             holder = os.read(fd, 64).decode(errors="replace").strip() or "another process"
             os.close(fd)
             raise JobLockedError(
