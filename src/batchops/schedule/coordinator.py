@@ -15,7 +15,6 @@ stops with its checkpoint (the markers) intact, Paused.
 
 from __future__ import annotations
 
-import multiprocessing.connection
 import os
 import threading
 import time
@@ -45,13 +44,13 @@ from batchops.model.status import (
 )
 from batchops.results.jobstore import JobStore, now_iso
 from batchops.results.report import publish, write_chunk
+from batchops.schedule.backends import InProcessBackend, ProcessBackend, WorkerBackend
 from batchops.schedule.create import fail_job, manifest_info, prepare_again
 from batchops.schedule.failpoints import failpoint
-from batchops.schedule.processes import Worker, spawn_worker
+from batchops.schedule.processes import Worker
 from batchops.storage.outcomes import Outcome
 
 PREFETCH = 2
-CANCEL_GRACE = 8.0  # seconds a cancel waits for running tasks in this process (as workers do)
 STATUS_INTERVAL = 1.0
 MAX_RESPAWNS_PER_WORKER = 3  # deaths of workers holding no chunk (they cannot start)
 #: Seconds without a word from a worker holding chunks before its leases are taken back
@@ -311,12 +310,7 @@ class JobRun:
         message: str | None = None
         try:
             if not self.sched.finished:
-                if self.in_process:
-                    import asyncio
-
-                    asyncio.run(self._run_in_process())
-                else:
-                    self._run_workers()
+                self._dispatch(self._backend())
         except _Stop as stop:
             message = str(stop)
         except KeyboardInterrupt:
@@ -386,92 +380,89 @@ class JobRun:
                       self.job["Report"]["ReportScope"])
         self.settings["report_manifest"] = url
 
-    # -- workers as processes --------------------------------------------------------------
+    # -- dispatch ---------------------------------------------------------------------------
 
-    def _run_workers(self) -> None:
-        n = int(self.settings["workers"]) or default_workers()
-        n = max(1, min(n, self.sched.n_chunks - self.sched.chunks_done))
-        cfg = self.worker_config(n)
-        workers: dict[int, Worker] = {}
-        for w in self.prestarted[:n]:  # started while the job was being prepared
-            try:
-                w.conn.send(("config", cfg))
-                workers[w.wid] = w
-            except (BrokenPipeError, OSError):
-                w.discard()
-        for w in self.prestarted[n:]:
-            w.discard()
+    def _backend(self) -> WorkerBackend:
+        if self.in_process:
+            return InProcessBackend(self.preset_stores)
+        backend = ProcessBackend(self.prestarted)
         self.prestarted = []
-        for wid in range(n):
-            if wid not in workers:
-                workers[wid] = spawn_worker(wid, cfg)
-        next_wid = n
+        return backend
+
+    def _dispatch(self, backend: WorkerBackend) -> None:
+        """Lease chunks to the backend's workers and act on what they say, until every
+        chunk is done or the job stops (a _Stop, KeyboardInterrupt, or a fatal error)."""
+        n = 1 if self.in_process else int(self.settings["workers"]) or default_workers()
+        n = max(1, min(n, self.sched.n_chunks - self.sched.chunks_done))
+        leased: dict[int, list[int]] = {}  # worker id -> its chunks, oldest first
+        heard: dict[int, float] = {}  # worker id -> when it last said anything
         respawns = 0
         lease_seconds = float(os.environ.get("BATCHOPS_LEASE_SECONDS") or LEASE_SECONDS)
+        for wid in backend.start(self.worker_config(n), n):
+            leased[wid] = []
         try:
             while not self.sched.finished:
                 if self.stop_event.is_set():
                     raise KeyboardInterrupt
-                # Round-robin, one chunk per worker per round: no worker holds two
-                # chunks while another has none. While a chunk that took a worker down
-                # is still to run, each worker holds one chunk at a time, so that the
-                # next death names its chunk alone.
-                deaths = self.settings.get("chunk_deaths") or {}
-                suspects = any(not self.sched.is_done(int(c)) for c in deaths)
-                for depth in range(1, (1 if suspects else PREFETCH) + 1):
-                    for w in list(workers.values()):
-                        if len(w.leased) >= depth:
-                            continue
-                        chunk = self._next_chunk()
-                        if chunk is None:
-                            break
-                        self.sched.lease(chunk.index, w.wid)
-                        if not w.leased:
-                            w.heard = time.monotonic()
-                        w.leased.append(chunk.index)
-                        try:
-                            w.conn.send(("chunk", chunk))
-                        except (BrokenPipeError, OSError):
-                            pass  # its death is handled below
-                waitables: list[Any] = [w.conn for w in workers.values()]
-                waitables += [w.proc.sentinel for w in workers.values()
-                              if w.proc.sentinel is not None]
-                ready = multiprocessing.connection.wait(waitables, timeout=0.25)
+                self._lease_round(backend, leased, heard)
                 now = time.monotonic()
-                for w in list(workers.values()):
-                    if w.conn in ready:
-                        self._drain(w)
-                    if w.leased and now - w.heard > lease_seconds and w.proc.is_alive():
-                        # Silent (stopped, deadlocked): its leases expire, it goes.
-                        w.cause = f"its worker stopped answering for {lease_seconds:g} s"
-                        self.store.log("lease-expired", worker=w.wid, chunks=w.leased)
-                        w.proc.kill()
-                        w.proc.join()
-                    if not w.proc.is_alive():
-                        self._drain(w)
-                        w.proc.join()
-                        back = self.sched.release(w.wid)
-                        self.store.log("worker-died", worker=w.wid, exitcode=w.proc.exitcode,
-                                       chunks=back, cause=w.death())
-                        del workers[w.wid]
+                for kind, wid, data in backend.wait(STATUS_INTERVAL / 4):
+                    heard[wid] = now
+                    if kind == "done":
+                        self._on_marker(data)
+                        if data["chunk"] in leased.get(wid, ()):
+                            leased[wid].remove(data["chunk"])
+                    elif kind == "progress":
+                        self.sched.progress(*data)
+                    elif kind == "fatal":
+                        self.fatal = data
+                    elif kind == "died":
+                        back = self.sched.release(wid)
+                        leased.pop(wid, None)
+                        self.store.log("worker-died", worker=wid, chunks=back, cause=data)
                         for c in back:
-                            self._count_death(c, w.death())
-                        if not back:
+                            self._count_death(c, data)
+                        if not back:  # it died holding nothing: it cannot start
                             respawns += 1
                             if respawns > MAX_RESPAWNS_PER_WORKER * n:
                                 self.fatal = "workers keep dying; see the job log"
-                                return
                         if not self.sched.finished and not self.fatal:
-                            workers[next_wid] = spawn_worker(next_wid, cfg)
-                            next_wid += 1
+                            leased[backend.add()] = []
                 if self.fatal:
                     return
+                for wid, chunks in leased.items():
+                    if chunks and now - heard.get(wid, now) > lease_seconds:
+                        # Silent (stopped, deadlocked): its leases expire, it goes.
+                        self.store.log("lease-expired", worker=wid, chunks=chunks,
+                                       seconds=lease_seconds)
+                        backend.kill(wid)
+                        heard[wid] = now
                 self._tick()
         finally:
             # A cancel or the failure threshold ends the job: each worker first reports
             # the tasks that ran in its chunks in flight, so the report lists them.
-            self._stop_workers(workers.values(),
-                               report=self.stop_reason in ("cancelled", "threshold"))
+            backend.stop(report=self.stop_reason in ("cancelled", "threshold"))
+
+    def _lease_round(self, backend: WorkerBackend, leased: dict[int, list[int]],
+                     heard: dict[int, float]) -> None:
+        """Hand out chunks round-robin, one per worker per round, so no worker holds two
+        chunks while another has none. While a chunk that took a worker down is still
+        to run, each worker holds one chunk at a time, so that the next death names its
+        chunk alone."""
+        deaths = self.settings.get("chunk_deaths") or {}
+        suspects = any(not self.sched.is_done(int(c)) for c in deaths)
+        for depth in range(1, (1 if suspects else PREFETCH) + 1):
+            for wid, chunks in leased.items():
+                if len(chunks) >= depth:
+                    continue
+                chunk = self._next_chunk()
+                if chunk is None:
+                    return
+                self.sched.lease(chunk.index, wid)
+                if not chunks:
+                    heard[wid] = time.monotonic()
+                chunks.append(chunk.index)
+                backend.send(wid, chunk)
 
     def _count_death(self, chunk: int, cause: str) -> None:
         """A chunk's worker died while running it: after POISON_ATTEMPTS such deaths (over
@@ -499,113 +490,6 @@ class JobRun:
         self.store.log("poison-chunk", chunk=chunk, deaths=count, cause=cause)
         self.sched.lease(chunk, -1)
         self._on_marker(marker)
-
-    def _drain(self, w: Worker) -> None:
-        try:
-            while w.conn.poll():
-                msg = w.conn.recv()
-                w.heard = time.monotonic()
-                kind = msg[0]
-                if kind == "done":
-                    marker = msg[1]
-                    if "fatal" in marker:
-                        self.fatal = marker["fatal"]
-                        continue
-                    self._on_marker(marker)
-                    if marker["chunk"] in w.leased:
-                        w.leased.remove(marker["chunk"])
-                elif kind == "progress":
-                    self.sched.progress(msg[1], msg[2], msg[3])
-                elif kind == "fatal":
-                    self.fatal = msg[1]
-                elif kind == "timeout":
-                    w.cause = f"a task ran longer than the task timeout ({msg[2]:g} s)"
-        except (EOFError, OSError):
-            pass
-
-    @staticmethod
-    def _stop_workers(workers: Any, report: bool = False) -> None:
-        """Stop every worker; `report` (a cancel): each first reports the tasks that ran
-        in its chunks in flight (worker.CANCEL_GRACE), as markers the parent reads next."""
-        workers = list(workers)
-        for w in workers:
-            try:
-                w.conn.send(("stop", "report") if report else ("stop",))
-            except (BrokenPipeError, OSError):
-                pass
-        deadline = time.monotonic() + (12 if report else 5)
-        for w in workers:
-            try:
-                w.proc.join(max(0.0, deadline - time.monotonic()))
-            finally:
-                if w.proc.is_alive():
-                    w.proc.kill()
-                    w.proc.join()
-                w.conn.close()
-
-    # -- in this process ------------------------------------------------------------------
-
-    async def _run_in_process(self) -> None:
-        import asyncio
-
-        from batchops.execute.pool import Executor
-
-        done: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        executor = Executor(self.worker_config(), done.put_nowait, self.preset_stores)
-        executor.start()
-        in_flight = 0
-        interrupted = False
-        try:
-            while True:
-                while in_flight < PREFETCH:
-                    chunk = self._next_chunk()
-                    if chunk is None:
-                        break
-                    self.sched.lease(chunk.index, 0)
-                    executor.submit(chunk)
-                    in_flight += 1
-                if in_flight == 0:
-                    break
-                try:
-                    marker = await asyncio.wait_for(done.get(), STATUS_INTERVAL / 4)
-                except TimeoutError:
-                    for index, ok, failed in executor.progress():
-                        self.sched.progress(index, ok, failed)
-                else:
-                    if "fatal" in marker:
-                        self.fatal = marker["fatal"]
-                        return
-                    self._on_marker(marker)
-                    in_flight -= 1
-                self._tick()
-        except _Stop:
-            if self.stop_reason in ("cancelled", "threshold"):  # the job ends: report
-                await self._report_in_flight(executor, done)  # what ran, as workers do
-            raise
-        except KeyboardInterrupt:
-            interrupted = True  # chunks in flight run again on resume: nothing to wait for
-            raise
-        finally:
-            if not interrupted:
-                try:
-                    await asyncio.wait_for(executor.close(), CANCEL_GRACE)
-                except TimeoutError:
-                    self.store.log("executor-close-timeout", seconds=CANCEL_GRACE)
-
-    async def _report_in_flight(self, executor: Any, done: Any) -> None:
-        """A cancel or the failure threshold in this process: start no more tasks, let the
-        running ones end (up to CANCEL_GRACE) and take the markers of what ran."""
-        import asyncio
-
-        executor.close_runs()
-        deadline = time.monotonic() + CANCEL_GRACE
-        while (not executor.idle or not done.empty()) and time.monotonic() < deadline:
-            try:
-                marker = await asyncio.wait_for(done.get(), 0.05)
-            except TimeoutError:
-                continue
-            if "fatal" not in marker:
-                self._on_marker(marker)
 
 
 def run_job(store: JobStore, on_progress: ProgressFn | None = None, in_process: bool = False,
