@@ -20,8 +20,8 @@ the GIL; files are opened and renamed relative to open folder descriptors, held 
 chunk at most, so a folder deleted or replaced by hand during a job is looked up again by
 the next chunk.
 
-**Durability.** `make_durable()` syncs (syncfs(2)) every filesystem written to since the
-last call: the task loop calls it before a chunk's marker is written, so a committed
+**Durability.** `make_durable()` syncs (syncfs(2)) every filesystem the copier has
+written to: the task loop calls it before a chunk's marker is written, so a committed
 chunk's copies survive a power cut.
 """
 
@@ -68,7 +68,11 @@ class FolderCopier:
     def __init__(self) -> None:
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._written: set[str] = set()  # destination roots written since make_durable
+        # Destination roots ever written: make_durable syncs them all, every time. (Not
+        # only those written "since the last call": a chunk finishing on another thread
+        # would then take out a root whose copies, of a chunk still running, come after
+        # its sync. A syncfs with nothing to write costs little.)
+        self._written: set[str] = set()
         self._made: set[str] = set()  # destination roots known to exist
         # For bench/local_copy.py only: the cost of durability, measured in one run.
         self._skip_sync = os.environ.get("BATCHOPS_BENCH_NO_SYNCFS") == "1"
@@ -87,9 +91,6 @@ class FolderCopier:
             os.makedirs(root, exist_ok=True)
             with self._lock:
                 self._made.add(root)
-                self._written.add(root)
-        elif root not in self._written:
-            with self._lock:
                 self._written.add(root)
         return os.fsencode(root)
 
@@ -151,30 +152,27 @@ class FolderCopier:
             raise _task_error(exc.errno or 0, STEPS.index(str(exc.filename)), key) from None
 
     def written(self, root: str) -> None:
-        """Note that files were written below `root` (by obstore): make_durable syncs it."""
-        with self._lock:
-            self._written.add(root)
+        """Note that files are written below `root` (by obstore): make_durable syncs it."""
+        if root not in self._written:
+            with self._lock:
+                self._written.add(root)
 
     def make_durable(self) -> None:
-        """syncfs every filesystem written to since the last call (once each)."""
+        """syncfs every filesystem this copier has written to (once each): every copy that
+        returned before this call is on stable storage when it returns."""
         with self._lock:
-            roots, self._written = self._written, set()
+            roots = sorted(self._written)
         if self._skip_sync:
             return
         seen: set[int] = set()
-        try:
-            for root in sorted(roots):
-                try:
-                    dev = os.stat(root).st_dev
-                except FileNotFoundError:
-                    continue  # removed since: nothing of ours to sync there
-                if dev not in seen:
-                    seen.add(dev)
-                    sync_filesystem(os.fsencode(root))
-        except BaseException:
-            with self._lock:
-                self._written |= roots  # not durable: the next call tries again
-            raise
+        for root in roots:
+            try:
+                dev = os.stat(root).st_dev
+            except FileNotFoundError:
+                continue  # removed since: nothing of ours left to sync there
+            if dev not in seen:
+                seen.add(dev)
+                sync_filesystem(os.fsencode(root))
 
 
 def _task_error(err: int, step: int, key: str) -> Exception:
