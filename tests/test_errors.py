@@ -257,6 +257,27 @@ def test_aiohttp_errors_that_aiobotocore_lets_through() -> None:
     assert outcome.retryable and outcome.fatal and outcome.error_code == "EndpointUnreachable"
 
 
+def test_no_credentials_at_all_is_fatal(error_server: str, tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import botocore.session
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                 "AWS_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE",
+                 "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                 "AWS_CONTAINER_CREDENTIALS_FULL_URI"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    client = botocore.session.get_session().create_client("s3", endpoint_url=error_server,
+                                                          region_name=REGION)
+    with pytest.raises(Exception) as info:  # noqa: PT011 - botocore's NoCredentialsError
+        client.get_object(Bucket="bkt", Key="200-never")
+    assert type(info.value).__name__ == "NoCredentialsError"
+    outcome = classify(info.value)
+    assert outcome.fatal and not outcome.retryable and "AWS_ACCESS_KEY_ID" in outcome.message
+
+
 def test_a_dropped_connection_is_retried_not_fatal() -> None:
     for exc in (ConnectionResetError(errno.ECONNRESET, "Connection reset by peer"),
                 BrokenPipeError(errno.EPIPE, "Broken pipe"), TimeoutError("timed out")):
