@@ -652,8 +652,9 @@ def test_an_in_process_cancel_of_memory_stores_ends_cancelled(home, tmp_path) ->
     assert set(reported) == copied and 100 <= len(copied) < len(keys)
 
 
-def test_the_runner_prepares_again_a_job_whose_create_job_died(cli, tmp_path,
-                                                               monkeypatch) -> None:
+@pytest.mark.parametrize("how", ["kill -9", "SIGINT"])
+def test_the_runner_prepares_again_a_job_whose_create_job_died(cli, tmp_path, monkeypatch,
+                                                               how) -> None:
     src, m, keys = _files(tmp_path, 25)
     request = _request(tmp_path, m, "runner-prepares")
     body = json.loads(request.read_text())
@@ -670,11 +671,17 @@ def test_the_runner_prepares_again_a_job_whose_create_job_died(cli, tmp_path,
             time.sleep(0.01)
         job_id = next((cli.home / "jobs").iterdir()).name
         assert cli("runner", "--json", check=True).stdout == ""  # a live process prepares it
-        assert _kill(proc, "kill -9") == -9
+        code = _kill(proc, how)
+        stdout, stderr = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     monkeypatch.delenv("BATCHOPS_FAILPOINT")
+    if how == "kill -9":
+        assert code == -9
+    else:  # the job id is named, with the way to go on
+        assert code == 130 and stdout == "" and "Traceback" not in stderr
+        assert f"batchops resume {job_id}" in _sentence(stderr)
     assert _describe(cli, job_id)["Status"] == "Paused"  # stopped while Preparing
     runner = cli("runner", "--json", check=True)
     assert [json.loads(line) for line in runner.stdout.splitlines()] == \

@@ -205,16 +205,18 @@ def _announce(store: Any) -> None:
     print(f"job {store.job_id}", file=sys.stderr, flush=True)
 
 
-def _create_announced(opts: Any, args: argparse.Namespace) -> Any:
-    """create_job, printing the job id before the preparing pass; a stop while preparing
-    leaves the job Preparing, and says how to continue it."""
+def _create_announced(opts: Any, args: argparse.Namespace, announce: bool = True) -> Any:
+    """create_job, printing the job id before the preparing pass (`announce`; create-job
+    prints it on stdout at the end instead); a stop while preparing leaves the job
+    Preparing, and says how to continue it."""
     from batchops.schedule.create import create_job
 
     created: list[Any] = []
 
     def on_created(store: Any) -> None:
         created.append(store)
-        _announce(store)
+        if announce:
+            _announce(store)
 
     try:
         return create_job(opts, on_created=on_created)
@@ -333,7 +335,6 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_create_job(args: argparse.Namespace) -> int:
     from batchops.model.request import load_json_arg, options_from_request
-    from batchops.schedule.create import create_job
     from batchops.storage.locations import parse_bucket_map
 
     request: dict[str, Any] = {}
@@ -356,7 +357,7 @@ def cmd_create_job(args: argparse.Namespace) -> int:
         request, bucket_map=parse_bucket_map(args.bucket_map), workers=args.workers,
         concurrency=args.concurrency, chunk_size=args.chunk_size,
         failure_ratio=args.failure_threshold, max_ops_per_second=args.max_ops_per_second)
-    store = create_job(opts)
+    store = _create_announced(opts, args, announce=False)
     _json_out({"JobId": store.job_id})
     return errors.EXIT_OK
 
