@@ -272,6 +272,11 @@ WORKLOADS = {"runner": runner_ceiling, "memory": memory_copy, "prepare": prepari
              "rss": memory_growth, "resume": resume, "ratelimit": rate_limits}
 
 
+def _commit() -> str:
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE,
+                          capture_output=True, text=True).stdout.strip() or "?"
+
+
 def write_results(rows: list[tuple], command: str) -> str:
     """Replace the rows of the workloads just measured; keep the others' rows."""
     path = HERE / "RESULTS.md"
@@ -288,7 +293,8 @@ def write_results(rows: list[tuple], command: str) -> str:
              "|---|---|---|---:|---|---|"]
     table += kept + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
     section = (f"## Macro suite (issue 5 workloads 3–7)\n\nReproduce: `{command}`  \n"
-               f"date: {datetime.now(UTC).date()}; scale {SCALE}; machine: nproc "
+               f"date: {datetime.now(UTC).date()}; commit {_commit()}; scale {SCALE}; "
+               f"machine: nproc "
                f"{os.cpu_count()}, Python {sys.version.split()[0]}\n\n" + "\n".join(table) + "\n")
     pattern = re.compile(r"## Macro suite \(issue 5 workloads 3–7\)\n.*?(?=\n## |\Z)", re.S)
     text = pattern.sub(section.rstrip("\n"), text) if pattern.search(text) \

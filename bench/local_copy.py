@@ -369,7 +369,9 @@ Peer commands ({rclone_ver}, GNU cp):
 {shown['batchops-nosync']}
 ```"""
         block_heading = f"### {fs} ({root.parent})"
-        block = f"""- date: {date}; {n:,} files; machine: {machine()}
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE,
+                             capture_output=True, text=True).stdout.strip()
+        block = f"""- date: {date}; commit {rev}; {n:,} files; machine: {machine()}
 
 {table}
 

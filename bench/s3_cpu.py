@@ -407,13 +407,15 @@ def write_results(cases: list[Case], reaper: bool) -> None:
         if S5CMD else "absent"
     aws = subprocess.run([AWS, "--version"], capture_output=True, text=True).stdout.strip() \
         if AWS else "absent"
+    REV = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE,  # noqa: N806
+                         capture_output=True, text=True).stdout.strip()
     section = f"""{SECTION}
 
 Reproduce: `python bench/s3_cpu.py` (`BATCHOPS_BENCH_SCALE` scales N,
 `BATCHOPS_BENCH_REPEAT` the rounds).
 
-Date: {time.strftime("%F", time.gmtime())}; N = {N:,} objects of 1 KiB (and N/4 = {Q:,} for
-the split); median of {REPEAT} rounds after an unmeasured warm-up round, tools
+Date: {time.strftime("%F", time.gmtime())}; commit {REV}; N = {N:,} objects of 1 KiB
+(and N/4 = {Q:,} for the split); median of {REPEAT} rounds after an unmeasured warm-up round, tools
 interleaved, order reversed every other round; machine: nproc {os.cpu_count()}, Python
 {platform.python_version()}; {versions}; s5cmd {s5}; {aws}.
 
