@@ -805,3 +805,29 @@ def test_an_unreachable_endpoint_pauses_the_job_and_resume_finishes_it(
     assert sorted(unquote(r[1]) for r in rows) == keys
     for k in keys:
         assert s3.get_object(Bucket=dst, Key=k)["Body"].read() == k.encode()
+
+
+def test_a_full_job_store_pauses_the_job_and_resume_finishes_it(
+        cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    home = Path(cli.home)
+    _mount_tmpfs(home, "1m")  # the job store's disk: room for the job, not its report
+    try:
+        keys = [f"key-number-{i:06d}-padding-padding" for i in range(9000)]
+        m = write_manifest(tmp_path / "m.csv", [(f"file://{tmp_path}", k) for k in keys])
+        proc = cli("run", "--manifest", str(m), "--operation", "noop", "--no-progress",
+                   "--workers", "1", "--chunk-size", "1000", timeout=120)
+        assert proc.returncode == 3, (proc.stdout, proc.stderr)
+        lines = [line for line in proc.stderr.splitlines() if "No space left" in line]
+        assert len(lines) == 1 and "cannot write" in lines[0], proc.stderr
+        assert "Traceback" not in proc.stderr
+        job_id = _job_id_from_stderr(proc.stderr)
+        assert _status(cli, job_id) == "Paused"
+
+        _grow(home, "16m")  # space is freed
+        resumed = cli("resume", job_id, "--json", "--no-progress", timeout=120)
+        assert resumed.returncode == 0, (resumed.stdout, resumed.stderr)
+        _, rows = read_report(report_manifest_path(home, job_id))
+        assert sorted(unquote(r[1]) for r in rows) == keys  # every row, once
+        assert not list(home.rglob("*.tmp*")), list(home.rglob("*.tmp*"))
+    finally:
+        subprocess.run(["umount", "-l", str(home)], check=False)
