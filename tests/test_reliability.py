@@ -147,18 +147,43 @@ def test_job_store_is_readable_by_its_owner_only(cli, tmp_path) -> None:
         assert mode & 0o077 == 0, f"{path} is {oct(mode)}"
 
 
-def test_rate_limit_is_applied(cli, tmp_path) -> None:
-    src = tmp_path / "src"
-    keys = _local_source(src, 90)
-    m = write_manifest(tmp_path / "m.csv", [(f"file://{src}", k) for k in keys])
-    proc = cli("run", "--manifest", str(m), "--operation", "copy", "--target",
-               f"file://{tmp_path / 'out'}", "--max-ops-per-second", "30", "--workers", "1",
-               "--json", "--no-progress")
+class _TimedProxy(FaultProxy):
+    """A FaultProxy (no faults) that records when each request arrived."""
+
+    def __init__(self, upstream: str) -> None:
+        super().__init__(upstream)
+        self.arrivals: list[tuple[float, str, str]] = []  # (monotonic time, method, path)
+
+    def _scripted(self, req):  # type: ignore[no-untyped-def]
+        self.arrivals.append((time.monotonic(), req.method, req.path))
+        return super()._scripted(req)
+
+
+def test_rate_limit_is_applied(cli, s3, bucket, tmp_path, s3_endpoint, monkeypatch) -> None:
+    limit, n = 50, 150
+    keys = [f"k{i:03d}" for i in range(n)]
+    for k in keys:
+        s3.put_object(Bucket=bucket, Key=k, Body=b"x")
+    m = write_manifest(tmp_path / "m.csv", [(bucket, k) for k in keys])
+    with _TimedProxy(s3_endpoint).start() as px:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", px.url)
+        proc = cli("run", "--manifest", str(m), "--operation", "copy", "--target",
+                   f"file://{tmp_path / 'out'}", "--max-ops-per-second", str(limit),
+                   "--workers", "1", "--concurrency", "64", "--json", "--no-progress")
+        gets = sorted(t for t, method, path in px.arrivals
+                      if method == "GET" and path.startswith(f"/{bucket}/k"))
     assert proc.returncode == 0, proc.stderr
-    job = json.loads(proc.stdout)["Job"]
-    # 90 tasks at 30/s cannot finish in under 2 s (a lower bound: a slow machine only
-    # makes it longer). The achieved rate is measured in bench/, not here.
-    assert job["ProgressSummary"]["Timers"]["ElapsedTimeInActiveSeconds"] >= 2
+    assert len(gets) == n  # one GET per task, no retries
+    # The limiter (a token bucket: `burst` = limit/10 tokens at the start, then one
+    # token every 1/limit s) lets request i leave no earlier than (i - burst)/limit s
+    # after the first. So, from the server's clock, the last of the n GETs arrives at
+    # least (n - 1 - burst)/limit s after the first, whatever the machine's speed (a
+    # stall can only bunch requests that were due, never send one early). The 0.8
+    # allows the first request to arrive up to ~0.5 s late. Without the limiter,
+    # 64 concurrent GETs put the 150 through in a small fraction of that.
+    burst = limit / 10
+    span = gets[-1] - gets[0]
+    assert span >= 0.8 * (n - 1 - burst) / limit, (span, (n - 1) / span)
 
 
 def test_slowdown_lowers_concurrency_and_is_counted(cli, s3, bucket, tmp_path, s3_endpoint,
@@ -171,7 +196,7 @@ def test_slowdown_lowers_concurrency_and_is_counted(cli, s3, bucket, tmp_path, s
         monkeypatch.setenv("AWS_ENDPOINT_URL", px.url)
         proc = cli("run", "--manifest", str(m), "--operation", "copy", "--target",
                    f"file://{tmp_path / 'out'}", "--workers", "1", "--max-attempts", "10",
-                   "--json", "--no-progress")
+                   "--concurrency", "64", "--chunk-size", "30", "--json", "--no-progress")
         injected = px.snapshot().get("slowdown", 0)
     assert proc.returncode == 0, proc.stderr
     assert injected > 0
@@ -179,8 +204,14 @@ def test_slowdown_lowers_concurrency_and_is_counted(cli, s3, bucket, tmp_path, s
     extended = json.loads(cli("describe-job", "--job-id", job_id, "--extended",
                               check=True).stdout)
     assert extended["Batchops"]["Throttled"] >= injected - 3  # preflight LIST retries too
-    log = (cli.home / "jobs" / job_id / "log").read_text()
-    assert '"event":"throttled"' in log
+    events = [json.loads(line) for line in
+              (cli.home / "jobs" / job_id / "log").read_text().splitlines()]
+    throttled = [e for e in events if e["event"] == "throttled"]
+    assert throttled and sum(e["times"] for e in throttled) >= injected - 3
+    # Concurrency dropped: a SlowDown halves the allowed concurrency (64 -> 32 at the
+    # first) and it grows back by 1/limit per success, so the 120 tasks add at most
+    # 120/32 < 4 to it. Every chunk that was throttled ends at 35 or below, not 64.
+    assert all(e["concurrency"] <= 35 for e in throttled), throttled
 
 
 def test_keys_cannot_escape_a_file_target_root(cli, tmp_path) -> None:
@@ -211,26 +242,73 @@ def test_keys_cannot_escape_a_file_target_root(cli, tmp_path) -> None:
     assert outside == [] and not Path("/tmp/escaped3").exists()
 
 
+# Manifest lines and what is wrong with each (None: a good row), for the fuzz test's
+# oracle: the preparing pass must name the first bad line.
+FUZZ_LINES = {
+    "b,k": None, "\ufeffb,k": None, "b,k\r": None, '"b","k,1"': None, "b,ü%C3%BC": None,
+    "b,k,v": None, "b,k%2": "percent-encoding", "b,%zz": "percent-encoding",
+    "": "blank line", "b": "missing key", ",k": "missing bucket", "b,k,v,x": "4 fields",
+    "b,%FF": "does not decode to UTF-8", "b," + "x" * 1100: "longer than 1024 bytes",
+}
+
+
+def _expected_problem(lines: list[str]) -> tuple[int, str] | None:
+    """(line number, words of the problem) of the first bad line; None if all are good."""
+    for number, line in enumerate(lines, 1):
+        if line == "" and number == len(lines):
+            break  # the text ends with a line end: no line follows it
+        if number > 1 and line.startswith("\ufeff"):
+            continue  # not at the start of the file: a character of the bucket name
+        if FUZZ_LINES[line]:
+            return number, str(FUZZ_LINES[line])
+    return None
+
+
+def _prepare_fuzzed(folder: Path, data: bytes):  # type: ignore[no-untyped-def]
+    path = folder / "m.csv"
+    path.write_bytes(data)
+    return prepare(str(path), str(path), str(folder))
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.sampled_from(sorted(FUZZ_LINES)), max_size=12))
+def test_fuzzed_manifests_name_the_first_bad_line(tmp_path_factory, lines: list[str]) -> None:
+    folder = tmp_path_factory.mktemp("fuzz")
+    expected = _expected_problem(lines)
+    try:
+        info = _prepare_fuzzed(folder, "\n".join(lines).encode())
+    except ManifestError as exc:
+        assert expected is not None, f"refused a good manifest: {exc}"
+        line, words = expected
+        assert (exc.line, str(exc).count("\n")) == (line, 0), (str(exc), expected)
+        assert f"m.csv, line {line}: " in str(exc) and words in exc.problem, (str(exc), expected)
+        return
+    assert expected is None, f"accepted a manifest whose line {expected[0]} is bad"
+    assert info.total_tasks == len(lines) - (lines[-1:] == [""])
+    assert sum(len(c) for c in iter_chunks(info, 3)) == info.total_tasks
+
+
 @settings(max_examples=150, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.one_of(
     st.binary(max_size=300),
-    st.lists(st.sampled_from(["b,k", "b,k%2", "b,%zz", "\ufeffb,k", "b,k\r", "", "b",
-                              "b,k,v,x", '"b","k,1"', "b,ü%C3%BC", "b,%FF", "b," + "x" * 1100,
-                              "b,k,v", ",k", '"unterminated']),
+    st.lists(st.sampled_from([*FUZZ_LINES, '"unterminated']),
              max_size=12).map(lambda rows: "\n".join(rows).encode()),
 ))
-def test_fuzzed_manifests_prepare_or_fail_with_a_line(tmp_path_factory, data: bytes) -> None:
-    folder = tmp_path_factory.mktemp("fuzz")
-    path = folder / "m.csv"
-    path.write_bytes(data)
+def test_fuzzed_bytes_prepare_or_fail_naming_a_line(tmp_path_factory, data: bytes) -> None:
     try:
-        info = prepare(str(path), str(path), str(folder))
+        info = _prepare_fuzzed(tmp_path_factory.mktemp("fuzz"), data)
     except ManifestError as exc:
-        assert "m.csv" in str(exc) and "\n" not in str(exc)
+        # Whatever the bytes, a refusal names the file and a line that exists (or, for a
+        # JSON document of the wrong shape, says what the whole document lacks).
+        if exc.line is None and '"entries"' in exc.problem:
+            return
+        lines = data.count(b"\n") + 1
+        assert exc.line is not None and 1 <= exc.line <= lines, (str(exc), data)
+        assert f"m.csv, line {exc.line}: " in str(exc) and "\n" not in str(exc)
         return
-    rows = sum(len(c) for c in iter_chunks(info, 3))
-    assert rows == info.total_tasks
+    assert sum(len(c) for c in iter_chunks(info, 3)) == info.total_tasks
 
 
 def test_one_bad_row_after_a_million_is_caught_before_any_task(cli, tmp_path) -> None:

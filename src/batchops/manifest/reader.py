@@ -297,20 +297,24 @@ def _small_row_is_bad(bucket: str | None, key: str | None) -> bool:
     return size > 3 * MAX_KEY_BYTES or (size > MAX_KEY_BYTES and "%" not in key and "+" not in key)
 
 
+def _row_problem(bucket: str | None, key: str | None) -> str | None:
+    """What is wrong with one CSV row (`_bad_rows`, then `_check_decoding`), if anything."""
+    if _small_row_is_bad(bucket, key):
+        return _explain({"bucket": bucket, "key": key}, CSV_FORMAT)
+    key = key or ""
+    if (len(key) > MAX_KEY_BYTES // 4 and len(key.encode()) > MAX_KEY_BYTES) or (
+            "%" in key and _has_non_ascii_escape(key)):
+        return _decoding_problem(key)
+    return None
+
+
 def _check_small_rows(rows: list[list[str | None]], location: str) -> None:
-    """The preparing pass's checks over a small CSV manifest, in the Polars path's order
-    (row checks over the whole block first, then decoding)."""
+    """The preparing pass's checks over a small CSV manifest: the first bad row is named,
+    as in the Polars path."""
     for number, row in enumerate(rows, 1):
-        if _small_row_is_bad(row[0], row[1]):
-            raise ManifestError(location, number, _explain(
-                {"bucket": row[0], "key": row[1]}, CSV_FORMAT))
-    for number, row in enumerate(rows, 1):
-        key = row[1] or ""
-        if (len(key) > MAX_KEY_BYTES // 4 and len(key.encode()) > MAX_KEY_BYTES) or (
-                "%" in key and _has_non_ascii_escape(key)):
-            problem = _decoding_problem(key)
-            if problem:
-                raise ManifestError(location, number, problem)
+        problem = _row_problem(row[0], row[1])
+        if problem:
+            raise ManifestError(location, number, problem)
 
 
 def _locate_csv_error(path: str, columns: int) -> ManifestError:
@@ -332,6 +336,9 @@ def _locate_csv_error(path: str, columns: int) -> ManifestError:
                     path, number,
                     f"{len(fields)} fields where bucket,key[,versionId] has at most 3",
                 )
+            problem = _row_problem(*(fields + [None, None])[:2])  # before the unreadable one
+            if problem:
+                return ManifestError(path, number, problem)
     return ManifestError(path, None, "the file is not a valid CSV manifest")
 
 
@@ -355,7 +362,7 @@ def _normalise_json_document(path: str, out_path: str, name: str | None = None) 
         with open(path, "rb") as f:
             doc = orjson.loads(f.read())
     except orjson.JSONDecodeError as exc:
-        raise ManifestError(name, None, f"not valid JSON ({exc})") from None
+        raise ManifestError(name, exc.lineno, f"not valid JSON ({exc})") from None
     entries = doc.get("entries") if isinstance(doc, dict) else None
     if not isinstance(entries, list):
         raise ManifestError(name, None, 'expected a JSON object with an "entries" list')
@@ -451,6 +458,8 @@ def _mark_lines(block: bytes, offset: int, first_row: int, out: array[int]) -> i
     """Append to `out` the file offset of each row of `block` numbered a multiple of
     ROW_STRIDE, counting every line as a row (CSV: a blank line is a bad row); return
     the number of rows. `block` starts at file offset `offset`, with row `first_row`."""
+    if offset == 0 and block == b"\xef\xbb\xbf":
+        return 0  # a byte-order mark alone is no row
     rows = block.count(b"\n") + (1 if block and not block.endswith(b"\n") else 0)
     skip = -first_row % ROW_STRIDE
     if skip >= rows:
@@ -569,7 +578,8 @@ def prepare(location: str, local_path: str, work_dir: str) -> ManifestInfo:
             _check_small_rows(small, location)
             total = len(small)
             with open(path, "rb") as f:
-                _mark_lines(f.read(), 0, 0, rows)  # no quotes: every line is a row
+                if _mark_lines(f.read(), 0, 0, rows) != total:  # no quotes: a line is a row
+                    raise ManifestError(location, None, "its lines and rows do not match")
             buckets = {row[0] for row in small if row[0]}  # one block: all, as Polars has
             return _info(location, source, path, fmt, columns, total, buckets, hasher,
                          digest_box, rows)
@@ -581,12 +591,13 @@ def prepare(location: str, local_path: str, work_dir: str) -> ManifestInfo:
                 frame = _csv_frame(block, columns) if fmt == CSV_FORMAT else _jsonl_frame(block)
                 batch = frame.collect()
                 bad = _bad_rows(batch, fmt)
-                if bad.any():
-                    i = int(bad.arg_true()[0])
-                    raise ManifestError(location, total + i + 1, _explain(batch.row(i, named=True),
-                                                                          fmt))
-                if fmt == CSV_FORMAT:
-                    _check_decoding(batch, total, location)
+                first_bad = int(bad.arg_true()[0]) if bad.any() else None
+                if fmt == CSV_FORMAT:  # a key that does not decode, before any bad row
+                    _check_decoding(batch if first_bad is None else batch.head(first_bad),
+                                    total, location)
+                if first_bad is not None:
+                    raise ManifestError(location, total + first_bad + 1,
+                                        _explain(batch.row(first_bad, named=True), fmt))
                 if len(buckets) < MAX_BUCKETS:
                     buckets.update(batch["bucket"].unique().to_list())
                     if fmt != CSV_FORMAT:
