@@ -80,30 +80,36 @@ class Outcome:
 
 REDACTED = "<redacted>"
 
+_KEY_NAMES = (r"x-amz-security-token|x-amz-signature|x-amz-credential|security-token|"
+              r"session[_-]?token|secret[_-]?access[_-]?key|secret[_-]?key|"
+              r"access[_-]?key[_-]?id|account[_-]?key|sas[_-]?token|password|passwd|"
+              r"signature|credential|token|access[_-]?token|refresh[_-]?token|api[_-]?key|"
+              r"client[_-]?secret|"
+              # Azure SAS parameters
+              r"sig|se|sv|sp|st|spr|srt|ss|sr|skoid|sktid|skt|ske|sks|skv")
+
+# (pattern, replacement, substrings one of which every match contains: a cheap test first)
 _SECRET_PATTERNS = (
     # URL query strings (presigned URLs, SAS tokens) and user:password@ in URLs.
-    (re.compile(r"(\b[a-z][a-z0-9+.\-]*://[^\s/?#<>\"']*)\?[^\s<>\"']*", re.I), r"\1?…"),
+    (re.compile(r"(\b[a-z][a-z0-9+.\-]*://[^\s/?#<>\"']*)\?[^\s<>\"']*", re.I), r"\1?…",
+     ("://",)),
     (re.compile(r"(\b[a-z][a-z0-9+.\-]*://)[^\s/@:<>\"']+:[^\s/@<>\"']*@", re.I),
-     rf"\1{REDACTED}@"),
+     rf"\1{REDACTED}@", ("://",)),
     # XML elements S3 puts in SignatureDoesNotMatch errors (they hold the canonical
     # request, with the session token in it, and the signature).
     (re.compile(r"<(AWSAccessKeyId|SignatureProvided|StringToSign|StringToSignBytes|"
                 r"CanonicalRequest|CanonicalRequestBytes|SecurityToken|Token)>.*?</\1>",
-                re.I | re.S), rf"<\1>{REDACTED}</\1>"),
+                re.I | re.S), rf"<\1>{REDACTED}</\1>", ("<",)),
     # Headers and parameters whose value is a credential, to the end of the value.
     # (a scheme, then a token or SigV4's comma-separated Credential=, Signature= parts)
     (re.compile(r"((?:authorization|proxy-authorization)[\"']?\s*[:=]\s*[\"']?)"
                 r"(?:[A-Za-z0-9-]+ +)?[^\s<>\"',()]+(?:, *[A-Za-z-]+=[^\s<>\"',()]+)*", re.I),
-     rf"\1{REDACTED}"),
-    (re.compile(r"(\b(?:x-amz-security-token|x-amz-signature|x-amz-credential|"
-                r"security-token|session[_-]?token|secret[_-]?access[_-]?key|secret[_-]?key|"
-                r"access[_-]?key[_-]?id|account[_-]?key|sas[_-]?token|password|passwd|"
-                r"signature|credential|token|access[_-]?token|refresh[_-]?token|api[_-]?key|"
-                r"client[_-]?secret|sig|se|sv|sp|st|spr|srt|ss|sr|skoid|sktid|skt|ske|"
-                r"sks|skv)[\"']?\s*[:=]\s*[\"']?)[^\s&;,<>\"'()]+", re.I), rf"\1{REDACTED}"),
+     rf"\1{REDACTED}", (":", "=")),
+    (re.compile(rf"(\b(?:{_KEY_NAMES})[\"']?\s*[:=]\s*[\"']?)[^\s&;,<>\"'()]+", re.I),
+     rf"\1{REDACTED}", (":", "=")),
     # AWS access key ids (AKIA long-term, ASIA temporary, and the other IAM prefixes).
     (re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|APKA|ABIA|ACCA)[A-Z0-9]{12,}\b"),
-     REDACTED),
+     REDACTED, ("",)),
 )
 
 # Environment variables whose values are secrets: scrubbed wherever they appear verbatim.
@@ -116,18 +122,24 @@ def scrub(text: str) -> str:
     """`text` with every credential in it replaced by `<redacted>`: access key ids,
     secret keys, session tokens, signatures, Authorization headers, SAS strings, URL
     query strings and passwords, and the current values of the secret environment
-    variables (AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, ...) wherever they appear."""
+    variables (AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, ...) wherever they appear
+    (verbatim or percent-encoded)."""
     if not text:
         return text
     env = os.environ
     for name in _SECRET_VARIABLES:
         value = env.get(name)
-        if value and len(value) >= 8:
-            for form in {value, quote(value, safe=""), quote(value, safe="/")}:
+        if not value or len(value) < 8:
+            continue
+        if value in text:
+            text = text.replace(value, REDACTED)
+        if "%" in text:
+            for form in (quote(value, safe=""), quote(value, safe="/")):
                 if form in text:
                     text = text.replace(form, REDACTED)
-    for pattern, repl in _SECRET_PATTERNS:
-        text = pattern.sub(repl, text)
+    for pattern, repl, needles in _SECRET_PATTERNS:
+        if any(needle in text for needle in needles):
+            text = pattern.sub(repl, text)
     return text
 
 
