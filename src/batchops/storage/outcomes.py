@@ -327,8 +327,7 @@ def _botocore(exc: BaseException) -> Outcome | None:
                         bx.NoAuthTokenError)):
         return Outcome(False, 403, "InvalidAccessKeyId",
                        f"no usable credentials ({_describe(exc)}): set AWS_ACCESS_KEY_ID and "
-                       "AWS_SECRET_ACCESS_KEY or log in to the profile again",
-                       fatal=True)
+                       "AWS_SECRET_ACCESS_KEY or log in to the profile again", fatal=True)
     if isinstance(exc, (bx.ConnectionError, bx.HTTPClientError)):
         return Outcome(True, 500, "RequestTimeout", _describe(exc))
     if isinstance(exc, bx.ParamValidationError):
@@ -392,8 +391,7 @@ def _obstore(exc: BaseException) -> Outcome | None:
     if isinstance(exc, ox.UnknownConfigurationKeyError):
         return Outcome(False, 400, "InvalidConfiguration",
                        f"the store is configured wrongly ({_describe(exc)}): fix the bucket "
-                       "map or the environment",
-                       fatal=True)
+                       "map or the environment", fatal=True)
     if status:
         return _from_service(status, code, message or _describe(exc))
     os_error = _OBSTORE_OS_ERROR_RE.search(text)
@@ -443,9 +441,7 @@ def _classify(exc: BaseException) -> Outcome:
     from batchops.model.errors import JobStoreError
 
     if isinstance(exc, JobStoreError):
-        return Outcome(False, 500, "JobStoreError",
-                       f"{exc}: fix the job store",
-                       fatal=True)
+        return Outcome(False, 500, "JobStoreError", f"{exc}: fix the job store", fatal=True)
     if isinstance(exc, OSError):
         if exc.errno is None and isinstance(exc, (TimeoutError, ConnectionError)):
             return Outcome(True, 500, "RequestTimeout", _describe(exc))
