@@ -4,7 +4,9 @@ Every exception a task raises (obstore, botocore, awscrt, OS errors, or an opera
 own `TaskError`) is classified here and nowhere else, into one of three kinds:
 
 - **retry** (`retryable`): throttling, 5xx, timeouts, dropped connections; the loop
-  waits at least `retry_after` (the store's Retry-After) and tries again;
+  waits at least `retry_after` (the store's Retry-After, in seconds or as a date, at
+  most 60 s) and tries again. botocore and awscrt expose the header (awscrt not on a
+  503 SlowDown, which it reports by name only); obstore does not;
 - **permanent for the task**: a report row with its HTTP status and error code (404,
   403 AccessDenied, 400 ...);
 - **fatal for the job** (`fatal`): no task can get past it (a full disk, too many open
