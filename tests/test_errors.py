@@ -204,6 +204,19 @@ def test_retry_after_is_honoured(error_server: str, monkeypatch: pytest.MonkeyPa
     assert classify(_botocore_error(error_server, "503-SlowDown-3600")).retry_after == 60.0
 
 
+def test_retry_after_as_an_http_date() -> None:
+    import time
+    from email.utils import formatdate
+
+    from botocore.exceptions import ClientError
+
+    when = formatdate(time.time() + 30, usegmt=True)
+    exc = ClientError({"Error": {"Code": "SlowDown", "Message": "slow"},
+                       "ResponseMetadata": {"HTTPStatusCode": 503,
+                                            "HTTPHeaders": {"retry-after": when}}}, "GetObject")
+    assert 25.0 <= classify(exc).retry_after <= 30.0
+
+
 def test_obstore_unauthenticated_401_is_fatal(error_server: str) -> None:
     outcome = classify(_obstore_error(error_server, "401-Unauthorized"))
     assert outcome.fatal and not outcome.retryable and outcome.http_status == 401
