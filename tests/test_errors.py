@@ -298,11 +298,6 @@ def test_a_dropped_connection_is_retried_not_fatal() -> None:
         assert outcome.retryable and not outcome.fatal, (exc, outcome)
 
 
-_LOOP_ORDER = ("execute/loop.py checks outcome.fatal before the retry decision: an unreachable "
-               "endpoint (retryable and fatal) must be retried first, then stop the job")
-
-
-@pytest.mark.xfail(strict=True, reason=_LOOP_ORDER)
 @pytest.mark.parametrize("driver", ["sync", "async"])
 def test_a_refused_connection_is_retried_before_the_job_stops(tmp_path: Path,
                                                               driver: str) -> None:

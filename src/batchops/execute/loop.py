@@ -153,8 +153,6 @@ class TaskLoop:
                         st.messages[i] = message
                     break
                 outcome = classify(exc)  # a bug in batchops raises here, loudly
-                if outcome.fatal:
-                    raise JobFatalError(outcome.message)
                 if outcome.throttled:
                     aimd.on_throttle(clock())
                     st.throttled += 1
@@ -162,6 +160,8 @@ class TaskLoop:
                 if delay >= 0.0:
                     yield max(delay, outcome.retry_after)
                     continue
+                if outcome.fatal:  # (an unreachable endpoint: once its retries are spent)
+                    raise JobFatalError(outcome.message)
                 st.failures[i] = outcome
                 break
 
