@@ -22,6 +22,8 @@ def handler(event):
         os.kill(os.getpid(), signal.SIGKILL)  # takes the whole worker down, every time
     if key == "hang":
         time.sleep(3600)
+    if key == "raises":
+        raise KeyError("no such thing")  # the user's bug, not batchops'
     return {"invocationSchemaVersion": event["invocationSchemaVersion"],
             "invocationId": event["invocationId"],
             "results": [{"taskId": task["taskId"], "resultCode": "Succeeded",
@@ -119,3 +121,22 @@ def test_a_silent_worker_loses_its_lease_and_its_chunk_runs_again(cli, tmp_path,
     assert sorted(rows) == keys and all(r[3] == "succeeded" for r in rows.values())
     log = (cli.home / "jobs" / job["JobId"] / "log").read_text()
     assert '"event":"lease-expired"' in log
+
+
+def test_an_exception_in_the_users_function_fails_its_task_not_the_job(cli, tmp_path,
+                                                                      monkeypatch) -> None:
+    """batchops' own bugs stop the job loudly; a KeyError raised by the user's function
+    is that task's failure, as a Lambda function's unhandled error is."""
+    fn = _handler(tmp_path, monkeypatch)
+    keys = ["a", "raises", "b"]
+    m = write_manifest(tmp_path / "m.csv", [("src", k) for k in keys])
+    proc = cli("run", "--manifest", str(m), "--operation", "invoke", "--function", fn,
+               "--bucket-map", f"src=file://{tmp_path / 'src'}", "--json", "--no-progress",
+               timeout=240)
+    assert proc.returncode == 1, proc.stderr
+    job = json.loads(proc.stdout)["Job"]
+    assert job["Status"] == "Complete"
+    rows = _rows(cli, job["JobId"])
+    assert rows["raises"][3:6] == ["failed", "500", "Unhandled"]
+    assert "KeyError" in rows["raises"][6]
+    assert rows["a"][3] == rows["b"][3] == "succeeded"

@@ -121,9 +121,14 @@ class InvokeOperation(Operation):
 
         if self._kind == "python":
             assert self._fn is not None
-            if inspect.iscoroutinefunction(self._fn):
-                return await self._fn(payload)
-            return await asyncio.to_thread(self._fn, payload)
+            try:
+                if inspect.iscoroutinefunction(self._fn):
+                    return await self._fn(payload)
+                return await asyncio.to_thread(self._fn, payload)
+            except Exception as exc:  # noqa: BLE001 - the user's function failed, not us:
+                # the task fails, as a Lambda function's unhandled error does.
+                raise TaskError(500, "Unhandled", f"{type(exc).__name__}: {exc}"[:300]) \
+                    from None
         if self._kind == "command":
             proc = await asyncio.create_subprocess_exec(
                 *self._argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
