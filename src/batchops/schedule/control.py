@@ -68,6 +68,7 @@ def update_job_status(store: JobStore, requested: str, reason: str | None = None
             store.unlock()
         return {"JobId": store.job_id, "Status": READY,
                 "StatusUpdateReason": doc["Job"]["StatusUpdateReason"]}
+    failpoint(store.dir, "cancel-asked")
     store.update_control(RequestedStatus=CANCELLED,
                          StatusUpdateReason=reason or "cancelled by request")
     store.log("cancel-requested", reason=reason)
@@ -75,8 +76,12 @@ def update_job_status(store: JobStore, requested: str, reason: str | None = None
         try:
             from batchops.schedule.coordinator import JobRun
 
-            run = JobRun(store)
-            doc = run.cancel_idle(reason or "cancelled by request")
+            doc = store.read()  # under the lock: the process running it may have just
+            now = doc["Job"]["Status"]  # ended it (cancelled, as asked, or otherwise)
+            if now in TERMINAL and now != CANCELLED:
+                raise JobStateError(f"job {store.job_id} is already {now}")
+            if now != CANCELLED:
+                doc = JobRun(store).cancel_idle(reason or "cancelled by request")
         finally:
             store.unlock()
         return {"JobId": store.job_id, "Status": doc["Job"]["Status"],
