@@ -739,3 +739,37 @@ def test_a_cancel_that_comes_after_the_end_changes_nothing(cli, tmp_path,
     assert cancel.returncode == 3 and "already Complete" in _sentence(stderr), stderr
     assert _describe(cli, job_id)["Status"] == "Complete"
     assert Counter(_report_keys(cli.home, job_id)) == Counter(keys)
+
+
+def test_a_job_killed_while_cancelling_ends_cancelled_on_resume(cli, tmp_path,
+                                                                monkeypatch) -> None:
+    src, m, keys = _files(tmp_path, 300)
+    out = tmp_path / "out"
+    monkeypatch.setenv("BATCHOPS_FAILPOINT", "cancelling")
+    proc, err = _start(cli, tmp_path, "run", *_copy_flags(
+        tmp_path, src, m, "--workers", "1", "--chunk-size", "100", "--max-ops-per-second",
+        "100"))
+    try:
+        job_id = _announced(proc, err)
+        deadline = time.monotonic() + 60
+        while not (out.exists() and len(list(out.iterdir())) >= 20):
+            assert time.monotonic() < deadline and proc.poll() is None, err.read_text()
+            time.sleep(0.02)
+        cli("update-job-status", "--job-id", job_id, "--requested-job-status", "Cancelled",
+            "--status-update-reason", "stop now", check=True)
+        _held(_failpoint(cli.home, job_id, "cancelling"), proc)
+        assert _describe(cli, job_id)["Status"] == "Cancelling"
+        assert _kill(proc, "kill -9") == -9
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    monkeypatch.delenv("BATCHOPS_FAILPOINT")
+    job = _describe(cli, job_id)
+    assert job["Status"] == "Paused" and "Cancelling" in job["StatusUpdateReason"]
+    code, job, stderr = _resume(cli, job_id)
+    assert code == 4, stderr
+    assert job["Status"] == "Cancelled" and job["StatusUpdateReason"] == "stop now"
+    copied = {p.name for p in out.iterdir()}
+    reported = Counter(_report_keys(cli.home, job_id))
+    assert set(reported.values()) == {1}
+    assert set(reported) == copied and 20 <= len(copied) < len(keys)

@@ -276,7 +276,8 @@ class JobRun:
                 "and a failed job is final, as at Amazon: run a new job on its report's "
                 "failed tasks (`batchops run --manifest <report>/job-<id>/results/"
                 "*-failed.csv ...`, see README \"Retry the failures\")")
-        cancel = self.store.control().get("RequestedStatus") == CANCELLED
+        cancel = self.store.control().get("RequestedStatus") == CANCELLED or \
+            status == CANCELLING
         if status in (NEW, PREPARING) and not cancel:
             prepare_again(self.store, self.doc)  # killed while Preparing: prepare again
             self._load()
@@ -291,7 +292,7 @@ class JobRun:
             self._load_checkpoint()
             self.stop_reason = "cancelled"
             return self._finish(self.store.control().get("StatusUpdateReason")
-                                or "cancelled by request")
+                                or self.job.get("StatusUpdateReason") or "cancelled by request")
         if status in (COMPLETING, FAILING):
             # Killed while publishing the report: publish it (again) and end.
             self._load_checkpoint()
@@ -337,6 +338,7 @@ class JobRun:
             self.job["StatusUpdateReason"] = message or "cancelled"
             if can_move(self.job["Status"], CANCELLING):  # tasks may have run: a report
                 self._set_status(CANCELLING)
+                failpoint(self.store.dir, "cancelling")
                 self._publish()
             self.job["TerminationDate"] = now_iso()
             self._set_status(CANCELLED)
