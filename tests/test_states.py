@@ -303,6 +303,9 @@ def test_resume_refuses_a_failed_job(cli, tmp_path) -> None:
     assert code == 3
     sentence = _sentence(stderr)
     assert "Failed" in sentence and "failed tasks" in sentence and "--manifest" in sentence
+    failed_parts = sorted((cli.home / "jobs" / job_id / "report" / f"job-{job_id}" /
+                           "results").glob("*-failed.csv"))
+    assert failed_parts and f"{failed_parts[0].parent}/*-failed.csv" in sentence
     assert _describe(cli, job_id)["Status"] == "Failed"
     assert sorted(_report_keys(cli.home, job_id)) == before  # nothing ran again
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == copied
@@ -316,7 +319,8 @@ def test_resume_refuses_a_failed_job(cli, tmp_path) -> None:
     assert bad_id, run.stderr
     assert _describe(cli, bad_id.group(1))["Status"] == "Failed"
     code, _, stderr = _resume(cli, bad_id.group(1))
-    assert code == 3 and "ManifestInvalid" in _sentence(stderr)
+    sentence = _sentence(stderr)
+    assert code == 3 and "ManifestInvalid" in sentence and "create a new job" in sentence
 
 
 # -- 5. the failure threshold: Failing, and chunks in flight ------------------------------------

@@ -270,12 +270,7 @@ class JobRun:
         if status in (COMPLETE, CANCELLED):
             return self.doc
         if status == FAILED:
-            reasons = self.job.get("FailureReasons") or [{}]
-            raise JobStateError(
-                f"job {self.store.job_id} Failed ({reasons[0].get('FailureCode', 'failed')}) "
-                "and a failed job is final, as at Amazon: run a new job on its report's "
-                "failed tasks (`batchops run --manifest <report>/job-<id>/results/"
-                "*-failed.csv ...`, see README \"Retry the failures\")")
+            raise JobStateError(self._final_failure())
         cancel = self.store.control().get("RequestedStatus") == CANCELLED or \
             status == CANCELLING
         if status in (NEW, PREPARING) and not cancel:
@@ -321,6 +316,21 @@ class JobRun:
             self.stop_reason = "fatal"
             message = self.fatal
         return self._finish(message)
+
+    def _final_failure(self) -> str:
+        """Why `resume` refuses a Failed job, and what to do instead."""
+        code = (self.job.get("FailureReasons") or [{}])[0].get("FailureCode", "failed")
+        head = (f"job {self.store.job_id} Failed ({code}), and a failed job is final, as "
+                "at Amazon: ")
+        if code != "TaskFailureThresholdExceeded" or not self.settings.get("report_manifest"):
+            return head + ("fix what its FailureReasons say (`batchops describe-job "
+                           f"--job-id {self.store.job_id}`) and create a new job")
+        results = f"{self.settings['report_url'].rstrip('/')}/job-{self.store.job_id}/results/"
+        if results.startswith("file://"):
+            results = results[len("file://"):]
+        return head + ("retry its failed tasks with a new job whose --manifest is a "
+                       f"failed-tasks part of its report ({results}*-failed.csv; see the "
+                       "README, \"Retry the failures\")")
 
     def cancel_idle(self, reason: str) -> dict[str, Any]:
         """Cancel a job no process is running (the caller holds its lock)."""
