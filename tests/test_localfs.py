@@ -6,9 +6,11 @@ meets them."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import stat
 import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -285,3 +287,40 @@ def test_keys_are_refused_by_the_same_rules_as_before(tmp_path) -> None:
             copier.copy(str(tmp_path / "src"), key, str(tmp_path / "out"), "x")
         assert err.value.error_code == "InvalidObjectKey", key
     copier.release()
+
+
+# -- durability ----------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
+def test_a_chunks_copies_are_synced_before_its_marker(cli, tmp_path) -> None:
+    """The system calls of a real run, traced: each chunk's marker is renamed into place
+    only after a syncfs that follows the last copy the chunk renamed into place."""
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir()
+    keys = [f"f{i:02d}" for i in range(30)]
+    for k in keys:
+        (src / k).write_bytes(k.encode())
+    m = write_manifest(tmp_path / "m.csv", [(f"file://{src}", k) for k in keys])
+    trace = tmp_path / "trace"
+    proc = subprocess.run(
+        ["strace", "-f", "-qq", "-e", "trace=syncfs,rename,renameat,renameat2", "-o",
+         str(trace), sys.executable, "-m", "batchops", "run", "--manifest", str(m),
+         "--operation", "copy", "--target", f"file://{out}", "--chunk-size", "10",
+         "--workers", "1", "--json", "--no-progress"],
+        capture_output=True, text=True, env=cli.env(), timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    events = []  # ("copy" | "sync" | "marker") in the order the kernel saw them
+    for line in trace.read_text().splitlines():
+        if "syncfs(" in line and line.rstrip().endswith("= 0"):
+            events.append("sync")
+        elif "renameat" in line and ".batchops-" in line:
+            events.append("copy")
+        elif "rename(" in line and "/chunks/" in line:
+            events.append("marker")
+    assert events.count("marker") == 3 and events.count("copy") == 30
+    for n, event in enumerate(events):
+        if event == "marker":
+            since_copy = events[:n][::-1]
+            last_copy = since_copy.index("copy") if "copy" in since_copy else len(since_copy)
+            assert "sync" in since_copy[:last_copy], f"marker {n} not after a sync: {events}"
