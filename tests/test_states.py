@@ -777,3 +777,34 @@ def test_a_job_killed_while_cancelling_ends_cancelled_on_resume(cli, tmp_path,
     reported = Counter(_report_keys(cli.home, job_id))
     assert set(reported.values()) == {1}
     assert set(reported) == copied and 20 <= len(copied) < len(keys)
+
+
+def test_ctrl_c_while_resume_prepares_again_stops_before_any_task(cli, tmp_path,
+                                                                  monkeypatch) -> None:
+    src, m, keys = _files(tmp_path, 20)
+    monkeypatch.setenv("BATCHOPS_FAILPOINT", "preparing")
+    proc, err = _start(cli, tmp_path, "run", *_copy_flags(tmp_path, src, m, "--workers", "1"))
+    try:
+        job_id = _announced(proc, err)
+        held = _failpoint(cli.home, job_id, "preparing")
+        _held(held, proc)
+        assert _kill(proc, "kill -9") == -9
+        held.unlink()
+        resume, err2 = _start(cli, tmp_path, "resume", job_id, "--no-progress")
+        _held(held, resume)  # preparing again
+        resume.send_signal(signal.SIGINT)  # noted; the preparing pass is not cut short
+        held.unlink()
+        code = resume.wait(30)
+    finally:
+        for p in (proc, locals().get("resume")):
+            if p is not None and p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+    monkeypatch.delenv("BATCHOPS_FAILPOINT")
+    stderr = err2.read_text()
+    assert code == 130 and f"batchops resume {job_id}" in stderr, stderr
+    assert "Traceback" not in stderr
+    assert _describe(cli, job_id)["Status"] == "Ready"  # prepared; no task ran
+    assert not (tmp_path / "out").exists()
+    code, job, stderr = _resume(cli, job_id)
+    assert code == 0 and job["Status"] == "Complete", stderr
+    assert Counter(_report_keys(cli.home, job_id)) == Counter(keys)

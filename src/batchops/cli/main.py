@@ -238,9 +238,15 @@ def _run_and_report(store: Any, args: argparse.Namespace, prestarted: Any = None
     if not announced:
         _announce(store)
     signals: _Signals = args.signals
-    with Display(enabled=not args.no_progress) as display, signals.polling() as stop:
-        doc = run_job(store, display.update, in_process=getattr(args, "in_process", False),
-                      prestarted=prestarted, stop=stop)
+    try:
+        with Display(enabled=not args.no_progress) as display, signals.polling() as stop:
+            doc = run_job(store, display.update,
+                          in_process=getattr(args, "in_process", False),
+                          prestarted=prestarted, stop=stop)
+    except KeyboardInterrupt:  # before any task ran (its checkpoint is as it was)
+        print(f"batchops: interrupted; continue with: batchops resume {store.job_id}",
+              file=sys.stderr)
+        return errors.EXIT_INTERRUPTED
     job = doc["Job"]
     summary = job["ProgressSummary"]
     ok, failed = summary["NumberOfTasksSucceeded"], summary["NumberOfTasksFailed"]

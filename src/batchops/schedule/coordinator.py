@@ -276,6 +276,8 @@ class JobRun:
         if status in (NEW, PREPARING) and not cancel:
             prepare_again(self.store, self.doc)  # killed while Preparing: prepare again
             self._load()
+            if self.stop_event.is_set():  # stopped while it prepared: it is Ready now
+                raise KeyboardInterrupt
             status = self.job["Status"]
             if status == FAILED:
                 return self.doc
