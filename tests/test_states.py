@@ -578,19 +578,20 @@ def test_an_event_stops_a_job_run_on_a_thread(tmp_path) -> None:
     assert Counter(_report_keys(tmp_path / "home", store.job_id)) == Counter(keys)
 
 
-@pytest.mark.parametrize("how", ["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("how", ["SIGINT", "SIGTERM", "SIGTERM in-process"])
 def test_a_signal_to_the_cli_pauses_and_resume_finishes(cli, tmp_path, how) -> None:
     src, m, keys = _files(tmp_path, 300)
+    extra = ["--in-process"] if "in-process" in how else []
     proc, err = _start(cli, tmp_path, "run", *_copy_flags(
         tmp_path, src, m, "--workers", "1", "--chunk-size", "20", "--max-ops-per-second",
-        "100"))
+        "100", *extra))
     try:
         job_id = _announced(proc, err)
         deadline = time.monotonic() + 60
         while not list((cli.home / "jobs" / job_id / "chunks").iterdir()):
             assert time.monotonic() < deadline and proc.poll() is None
             time.sleep(0.02)
-        code = _kill(proc, how)
+        code = _kill(proc, how.split()[0])
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
