@@ -417,8 +417,9 @@ def _inside(path: str, folder: str) -> bool:
 
 
 def _copy_into(src: str, dest: str) -> None:
-    """Copy `src` to `dest`, owner-only and durable: a reflink where the filesystem has
-    them (the copy shares no later writes to `src`), else an in-kernel copy."""
+    """Copy `src` to `dest`, owner-only: a reflink where the filesystem has them (the
+    copy shares no later writes to `src`), else an in-kernel copy. Not yet durable: the
+    preparing pass syncs it (`_digest_and_sync`) while it parses."""
     tmp = dest + ".tmp"
     with open(src, "rb") as fin:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -427,10 +428,23 @@ def _copy_into(src: str, dest: str) -> None:
                 fcntl.ioctl(fd, _FICLONE, fin.fileno())
             except OSError:
                 _copy_data(fin.fileno(), fd)
-            os.fsync(fd)
         finally:
             os.close(fd)
     os.replace(tmp, dest)
+
+
+def _digest_and_sync(path: str, sync: bool) -> tuple[int, str]:
+    """`file_digest`, then (with `sync`) the file and its folder made durable: the job
+    is Ready only once its copy of the manifest would survive a crash."""
+    result = file_digest(path)
+    if sync:
+        for target, flags in ((path, os.O_RDONLY), (os.path.dirname(path), os.O_RDONLY)):
+            fd = os.open(target, flags)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    return result
 
 
 def _copy_data(src: int, dst: int) -> None:
@@ -450,8 +464,23 @@ def _copy_data(src: int, dst: int) -> None:
             view = view[os.write(dst, view):]
 
 
-def _lines_regex(n: int) -> re.Pattern[bytes]:
-    return re.compile(rb"(?:.*\n){%d}" % n)  # n whole lines (`.` is any byte but \n)
+def _after_lines(data: bytes, pos: int, n: int, guess: int) -> int:
+    """The offset just after the `n`-th line end at or after `pos`, or -1 if there are
+    fewer. `guess`: about how many bytes n lines take. Counting and searching are C loops
+    over the bytes (memchr): count line ends in a window of about `guess` bytes, widen
+    it while it holds too few, then drop the extra ones from its end."""
+    size = len(data)
+    end = min(size, pos + max(guess, 1))
+    found = data.count(b"\n", pos, end)
+    while found < n:
+        if end >= size:
+            return -1
+        wider = min(size, end + guess // 8 + 64)
+        found += data.count(b"\n", end, wider)
+        end = wider
+    for _ in range(found - n):
+        end = data.rfind(b"\n", pos, end)
+    return data.rfind(b"\n", pos, end) + 1
 
 
 def _mark_lines(block: bytes, offset: int, first_row: int, out: array[int]) -> int:
@@ -464,12 +493,14 @@ def _mark_lines(block: bytes, offset: int, first_row: int, out: array[int]) -> i
     skip = -first_row % ROW_STRIDE
     if skip >= rows:
         return rows
-    match = _lines_regex(skip).match(block) if skip else None
-    pos = match.end() if match else 0
-    out.append(offset + pos)
-    for match in _lines_regex(ROW_STRIDE).finditer(block, pos):
-        if match.end() < len(block):
-            out.append(offset + match.end())
+    guess = len(block) * ROW_STRIDE // rows  # bytes per ROW_STRIDE lines, about
+    pos = _after_lines(block, 0, skip, guess * skip // ROW_STRIDE) if skip else 0
+    while 0 <= pos < len(block):
+        out.append(offset + pos)
+        after = _after_lines(block, pos, ROW_STRIDE, guess)
+        if after > pos:
+            guess = after - pos
+        pos = after
     return rows
 
 
@@ -488,10 +519,10 @@ def _mark_nonblank_lines(block: bytes, offset: int, first_row: int, out: array[i
 def _nth_row(group: bytes, n: int, jsonl: bool) -> int:
     """Offset in `group` (which starts with a row) of its row `n`."""
     if not jsonl:
-        match = _lines_regex(n).match(group)
-        if match is None:
+        after = _after_lines(group, 0, n, len(group) * n // ROW_STRIDE)
+        if after < 0:
             raise ValueError("fewer rows than the index says")
-        return match.end()
+        return after
     pos, row = 0, 0
     for line in group.split(b"\n"):
         if line.strip():
@@ -555,14 +586,16 @@ def prepare(location: str, local_path: str, work_dir: str) -> ManifestInfo:
     if not os.path.isfile(local_path):
         raise ManifestError(location, None, "no such manifest file")
     source = local_path
-    if _inside(local_path, work_dir):
-        os.chmod(local_path, 0o600)  # written by batchops into the job folder
-    else:
+    copied = not _inside(local_path, work_dir)
+    if copied:
         source = os.path.join(work_dir, COPY_NAME)
         _copy_into(local_path, source)
+    else:
+        os.chmod(local_path, 0o600)  # written by batchops into the job folder
     fmt, columns = _sniff(source)
     digest_box: list[tuple[int, str]] = []
-    hasher = threading.Thread(target=lambda: digest_box.append(file_digest(source)))
+    hasher = threading.Thread(
+        target=lambda: digest_box.append(_digest_and_sync(source, copied)))
     hasher.start()
     path = source
     rows = array("Q")
