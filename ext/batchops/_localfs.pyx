@@ -498,7 +498,11 @@ cdef class DirCache:
         `roots` are folder paths (bytes; destination roots must exist), keys are bytes.
         Returns (bytes copied in total, [(i, errno, step), ...] for the files that failed).
         """
-        cdef Py_ssize_t n = len(src_keys), nroots = len(roots), i, k
+        # Tuples of our own: nothing can change them (or free the bytes they hold) while
+        # the loop below reads their buffers without the GIL.
+        cdef tuple R = tuple(roots), SR = tuple(src_roots), SK = tuple(src_keys)
+        cdef tuple DR = tuple(dst_roots), DK = tuple(dst_keys)
+        cdef Py_ssize_t n = len(SK), nroots = len(R), i, k
         cdef const char **rp
         cdef size_t *rl
         cdef const char **sk
@@ -510,16 +514,15 @@ cdef class DirCache:
         cdef int *errs
         cdef int *steps
         cdef long long size = 0, total = 0
-        if len(src_roots) != n or len(dst_roots) != n or len(dst_keys) != n:
+        cdef long long a, b
+        if len(SR) != n or len(DR) != n or len(DK) != n:
             raise ValueError("copy_files: the four per-file lists differ in length")
         for k in range(nroots):
-            if not isinstance(roots[k], bytes) or b"\0" in roots[k]:
+            if type(R[k]) is not bytes or b"\0" in R[k]:
                 raise ValueError("copy_files: roots must be bytes without NUL")
         for i in range(n):
-            if not (isinstance(src_keys[i], bytes) and isinstance(dst_keys[i], bytes)):
+            if type(SK[i]) is not bytes or type(DK[i]) is not bytes:
                 raise TypeError("copy_files: keys must be bytes")
-            if not (0 <= src_roots[i] < nroots and 0 <= dst_roots[i] < nroots):
-                raise IndexError(f"copy_files: file {i} names a root outside 0..{nroots - 1}")
         rp = <const char **>malloc((nroots + 1) * sizeof(char *))
         rl = <size_t *>malloc((nroots + 1) * sizeof(size_t))
         sk = <const char **>malloc((n + 1) * sizeof(char *))
@@ -534,16 +537,19 @@ cdef class DirCache:
             if not (rp and rl and sk and dk and skl and dkl and sr and dr and errs and steps):
                 raise MemoryError()
             for k in range(nroots):
-                rp[k] = PyBytes_AS_STRING(roots[k])
-                rl[k] = <size_t>PyBytes_GET_SIZE(roots[k])
+                rp[k] = PyBytes_AS_STRING(R[k])
+                rl[k] = <size_t>PyBytes_GET_SIZE(R[k])
             for i in range(n):
-                sk[i] = PyBytes_AS_STRING(src_keys[i])
-                skl[i] = <size_t>PyBytes_GET_SIZE(src_keys[i])
-                dk[i] = PyBytes_AS_STRING(dst_keys[i])
-                dkl[i] = <size_t>PyBytes_GET_SIZE(dst_keys[i])
-                sr[i] = src_roots[i]
-                dr[i] = dst_roots[i]
-            # The lists hold the bytes objects (and so the buffers) alive for the call.
+                sk[i] = PyBytes_AS_STRING(SK[i])
+                skl[i] = <size_t>PyBytes_GET_SIZE(SK[i])
+                dk[i] = PyBytes_AS_STRING(DK[i])
+                dkl[i] = <size_t>PyBytes_GET_SIZE(DK[i])
+                a, b = SR[i], DR[i]  # converted once (OverflowError beyond 64 bits),
+                if not (0 <= a < nroots and 0 <= b < nroots):  # then checked
+                    raise IndexError(f"copy_files: file {i} names a root outside "
+                                     f"0..{nroots - 1}")
+                sr[i] = <int>a
+                dr[i] = <int>b
             with nogil:
                 for i in range(n):
                     errs[i] = batchops_copy_item(&self.c, rp[sr[i]], rl[sr[i]], sk[i], skl[i],
