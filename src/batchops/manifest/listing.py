@@ -125,30 +125,35 @@ def _list_s3(bucket: str, prefix: str) -> Iterator[tuple[str, int, datetime, str
 def _list_folder(root: str, prefix: str) -> Iterator[tuple[str, int, datetime, str]]:
     """The regular files below folder `root` whose keys start with `prefix`, walked from
     the root without following a symlink (the sandbox, storage/localfs.py): symlinks,
-    devices and batchops' own temporaries are skipped; folders are read in name order."""
+    devices and batchops' own temporaries are skipped. Streamed in directory order (a
+    folder's entries are never held whole: memory stays flat however large it is); only
+    the names of folders still to visit are kept."""
     from batchops.storage.localfs import is_temporary
 
     stack = [""]
     while stack:
         sub = stack.pop()
+        folders = []
         try:
             with os.scandir(os.path.join(root, sub) if sub else root) as it:
-                entries = sorted(it, key=lambda e: e.name)
+                for entry in it:
+                    key = sub + entry.name
+                    if entry.is_symlink():
+                        continue
+                    if entry.is_dir(follow_symlinks=False):
+                        if key.startswith(prefix) or prefix.startswith(key + "/"):
+                            folders.append(key + "/")
+                    elif entry.is_file(follow_symlinks=False) and key.startswith(prefix) \
+                            and not is_temporary(entry.name):
+                        try:
+                            st = entry.stat(follow_symlinks=False)
+                        except FileNotFoundError:
+                            continue  # removed while listing
+                        yield (key, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC),
+                               "STANDARD")
         except (FileNotFoundError, NotADirectoryError):
             continue  # removed while listing
-        folders = []
-        for entry in entries:
-            key = sub + entry.name
-            if entry.is_symlink():
-                continue
-            if entry.is_dir(follow_symlinks=False):
-                if key.startswith(prefix) or prefix.startswith(key + "/"):
-                    folders.append(key + "/")
-            elif entry.is_file(follow_symlinks=False) and key.startswith(prefix) \
-                    and not is_temporary(entry.name):
-                st = entry.stat(follow_symlinks=False)
-                yield key, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC), "STANDARD"
-        stack.extend(reversed(folders))
+        stack.extend(folders)
 
 
 def _list_store(resolver: Resolver, url: str,
