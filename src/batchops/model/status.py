@@ -5,11 +5,14 @@ before they write a status, so a status can only move along an edge of this tabl
 
 What a stop (kill -9, Ctrl-C, a crash) can leave, and what picks it up:
 
-- Preparing, Active, Pausing, Completing, Failing, Cancelling: a process died in the
-  middle. `resume` carries on from there (Preparing prepares again; Completing, Failing
-  and Cancelling publish the report); `cancel` ends any of them but Completing.
+- Preparing, Active, Pausing, Completing, Failing, Cancelling (RUNNING): a process died
+  in the middle. `resume` (or `runner`) carries on from there (Preparing prepares again;
+  Completing, Failing and Cancelling publish the report); `cancel` ends any of them but
+  Completing and Failing, whose tasks have all run. describe-job reports a RUNNING
+  status only while a live process holds the job's lock, and Paused otherwise.
 - Suspended, Ready, Paused: waiting, by design; `resume` (or `runner`) runs them.
-- Complete, Failed, Cancelled: terminal, as at Amazon: nothing moves them again.
+- Complete, Failed, Cancelled: terminal, as at Amazon: nothing moves them again
+  (`resume` of a Failed job is refused; retry its failed tasks in a new job).
 """
 
 from __future__ import annotations
