@@ -463,6 +463,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"batchops: internal error: {type(exc).__name__}: {exc} "
               "(set BATCHOPS_DEBUG=1 for a traceback)", file=sys.stderr)
         return errors.EXIT_JOB_FAILED
+    except (SystemExit, GeneratorExit):
+        raise
+    except BaseException as exc:  # a panic in a Rust client library (pyo3's PanicException)
+        if os.environ.get("BATCHOPS_DEBUG"):
+            raise
+        print(f"batchops: internal error: a client library failed ({type(exc).__name__}: "
+              f"{exc}); the job keeps its checkpoint and `batchops resume` continues it "
+              "(set BATCHOPS_DEBUG=1 for a traceback)", file=sys.stderr)
+        return errors.EXIT_JOB_FAILED
 
 
 def entry() -> None:
