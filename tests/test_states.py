@@ -335,7 +335,7 @@ def test_the_failure_threshold_passes_through_failing_and_reports_chunks_in_flig
     monkeypatch.setenv("BATCHOPS_FAILPOINT", "failing")
     proc, err = _start(cli, tmp_path, "run", *_copy_flags(
         tmp_path, src, m, "--workers", "1", "--chunk-size", "1500",
-        "--max-ops-per-second", "800"))
+        "--max-ops-per-second", "300"))
     try:
         job_id = _announced(proc, err)
         _held(_failpoint(cli.home, job_id, "failing"), proc)

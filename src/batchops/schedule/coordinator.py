@@ -249,10 +249,13 @@ class JobRun:
         self._check_control()
         self._update_status()
         if self.sched.threshold_exceeded():
-            s, f = self.sched.counters()
             self.stop_reason = "threshold"
-            raise _Stop(f"{f} of {s + f} tasks failed, more than "
-                        f"{self.sched.failure_ratio:.0%} (failure threshold)")
+            raise _Stop(self._threshold_message())
+
+    def _threshold_message(self) -> str:
+        s, f = self.sched.counters()
+        return (f"{f} of {s + f} tasks failed, more than {self.sched.failure_ratio:.0%} "
+                "(failure threshold)")
 
     # -- running ---------------------------------------------------------------------------
 
@@ -317,6 +320,10 @@ class JobRun:
         if self.fatal:
             self.stop_reason = "fatal"
             message = self.fatal
+        elif self.stop_reason is None and self.sched.threshold_exceeded():
+            # Every chunk ended before a tick saw the threshold: the job fails all the same.
+            self.stop_reason = "threshold"
+            message = self._threshold_message()
         return self._finish(message)
 
     def _final_failure(self) -> str:
