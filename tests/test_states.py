@@ -722,9 +722,9 @@ def test_a_cancel_that_comes_after_the_end_changes_nothing(cli, tmp_path,
                                                            monkeypatch) -> None:
     """The cancel read the job Active, then the job completed before the cancel took its
     lock: the cancel is refused in one sentence and the job stays Complete."""
-    src, m, keys = _files(tmp_path, 40)
+    src, m, keys = _files(tmp_path, 200)  # about 5 s: the cancel reads it Active
     proc, err = _start(cli, tmp_path, "run", *_copy_flags(
-        tmp_path, src, m, "--workers", "1", "--chunk-size", "10", "--max-ops-per-second",
+        tmp_path, src, m, "--workers", "1", "--chunk-size", "20", "--max-ops-per-second",
         "40"))
     try:
         job_id = _announced(proc, err)
