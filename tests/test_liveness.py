@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import subprocess
+import sys
 import textwrap
 import time
 from pathlib import Path
+
+import pytest
 
 from helpers import read_report, report_manifest_path, write_manifest
 
@@ -140,3 +145,37 @@ def test_an_exception_in_the_users_function_fails_its_task_not_the_job(cli, tmp_
     assert rows["raises"][3:6] == ["failed", "500", "Unhandled"]
     assert "KeyError" in rows["raises"][6]
     assert rows["a"][3] == rows["b"][3] == "succeeded"
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
+def test_every_job_json_write_is_synced_before_it_is_renamed_into_place(cli, tmp_path) -> None:
+    """The system calls of a real run, traced: each new job.json is written to a
+    temporary file that is fsynced before the rename (atomic and durable)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    keys = [f"f{i:03d}" for i in range(300)]
+    for k in keys:
+        (src / k).write_bytes(b"x")
+    m = write_manifest(tmp_path / "m.csv", [(f"file://{src}", k) for k in keys])
+    trace = tmp_path / "trace"
+    proc = subprocess.run(
+        ["strace", "-f", "-qq", "-y", "-e", "trace=openat,fsync,rename", "-o", str(trace),
+         sys.executable, "-m", "batchops", "run", "--manifest", str(m), "--operation", "copy",
+         "--target", f"file://{tmp_path / 'out'}", "--chunk-size", "10", "--workers", "1",
+         "--max-ops-per-second", "150", "--json", "--no-progress"],
+        capture_output=True, text=True, env=cli.env(), timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    synced: dict[tuple[str, str], bool] = {}  # (pid, temporary) -> fsynced since opened
+    renames = 0
+    for line in trace.read_text().splitlines():
+        pid, _, call = line.strip().partition(" ")
+        call = call.strip()
+        if call.startswith("openat(") and "job.json.tmp" in call:
+            synced[(pid, call.split('"')[1])] = False
+        elif call.startswith("fsync(") and "job.json.tmp" in call:  # -y: fd<path>
+            synced[(pid, call.split("<", 1)[1].split(">", 1)[0])] = True
+        elif call.startswith("rename(") and "job.json.tmp" in call:
+            tmp = call.split('"')[1]
+            assert synced.get((pid, tmp)), f"{tmp} renamed into place before an fsync"
+            renames += 1
+    assert renames >= 5  # created, preparing, ready, active, the counters, complete

@@ -217,7 +217,7 @@ class JobRun:
         summary["NumberOfTasksFailed"] = failed
         summary["Timers"]["ElapsedTimeInActiveSeconds"] = (
             self._active_before + int(now - self._started))
-        self.store.write(self.doc, durable=force)
+        self.store.write(self.doc)  # atomic and durable, every time (about 1 fsync/s)
         self.on_progress(succeeded, failed, self.info.total_tasks)
 
     def _set_status(self, status: str) -> None:
