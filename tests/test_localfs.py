@@ -324,3 +324,47 @@ def test_a_chunks_copies_are_synced_before_its_marker(cli, tmp_path) -> None:
             since_copy = events[:n][::-1]
             last_copy = since_copy.index("copy") if "copy" in since_copy else len(since_copy)
             assert "sync" in since_copy[:last_copy], f"marker {n} not after a sync: {events}"
+
+
+# -- other stores to and from a folder -----------------------------------------------------
+
+
+def test_s3_to_a_folder_obeys_the_sandbox_and_takes_long_names(cli, s3, bucket,
+                                                                 tmp_path) -> None:
+    out, outside = tmp_path / "out", tmp_path / "outside"
+    out.mkdir()
+    outside.mkdir()
+    os.symlink(outside, out / "sub")
+    long_name = "L" * 255
+    keys = [long_name, "sub/x", "plain"]
+    for k in keys:
+        s3.put_object(Bucket=bucket, Key=k, Body=k.encode())
+    m = write_manifest(tmp_path / "m.csv", [(bucket, k) for k in keys])
+    proc = cli("run", "--manifest", str(m), "--operation", "copy", "--target", f"file://{out}",
+               "--json", "--no-progress")
+    assert proc.returncode == 1, proc.stderr
+    rows = _rows_by_key(cli, proc)
+    assert rows["sub/x"][3:6] == ["failed", "403", "AccessDenied"]
+    assert rows[long_name][3] == rows["plain"][3] == "succeeded"
+    assert (out / long_name).read_bytes() == long_name.encode()
+    assert list(outside.iterdir()) == []
+    assert sorted(p.name for p in out.iterdir()) == sorted([long_name, "plain", "sub"])
+
+
+def test_a_folder_to_s3_does_not_read_through_a_symlink(cli, s3, bucket, tmp_path) -> None:
+    src, secret = tmp_path / "src", tmp_path / "secret"
+    src.mkdir()
+    secret.mkdir()
+    (secret / "key").write_bytes(b"private")
+    (src / "mine").write_bytes(b"mine")
+    os.symlink(secret, src / "dir")
+    m = write_manifest(tmp_path / "m.csv", [(f"file://{src}", "dir/key"),
+                                            (f"file://{src}", "mine")])
+    proc = cli("run", "--manifest", str(m), "--operation", "copy", "--target",
+               f"s3://{bucket}/up", "--json", "--no-progress")
+    assert proc.returncode == 1, proc.stderr
+    rows = _rows_by_key(cli, proc)
+    assert rows["dir/key"][3:6] == ["failed", "403", "AccessDenied"]
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix="up/").get("Contents", [])
+    assert [o["Key"] for o in listed] == ["up/mine"]
+    assert s3.get_object(Bucket=bucket, Key="up/mine")["Body"].read() == b"mine"

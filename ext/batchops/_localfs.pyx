@@ -398,11 +398,58 @@ cdef extern from *:
         if ((*err = batchops_component(name, n, nlen)) != 0) return -1;
         fd = batchops_folder(c, root, rlen, dir, dlen, create, err);
         if (fd < 0) return -1;
-        if (fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode)) {
+        /* A symlink at a destination's name is replaced by the rename, never followed. */
+        if (!create && fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode)) {
             *err = ELOOP;
             return -1;
         }
         return fd;
+    }
+
+    /* The regular file `key` below `root`, opened for reading without following a
+       symlink. -1 with *err and *step set on failure. */
+    static int batchops_open_read(batchops_cache *c, const char *root, size_t rlen,
+                                  const char *key, size_t klen, int *err, int *step) {
+        char name[256];
+        struct stat st;
+        int fd, dfd = batchops_beneath(c, root, rlen, key, klen, 0, name, err, step);
+        if (dfd < 0) return -1;
+        fd = openat(dfd, name, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0) { *err = batchops_why(dfd, name, errno); return -1; }
+        if (fstat(fd, &st) < 0) { *err = errno; close(fd); return -1; }
+        if (!S_ISREG(st.st_mode)) { *err = S_ISDIR(st.st_mode) ? EISDIR : EINVAL; close(fd); return -1; }
+        return fd;
+    }
+
+    /* The locked temporary for destination `key` below `root` (its folders made): returns
+       its descriptor; *dir gets a descriptor of its folder (the caller closes both, through
+       batchops_commit or batchops_abort), `tmp` and `name` the two names. */
+    static int batchops_create_temp(batchops_cache *c, const char *root, size_t rlen,
+                                    const char *key, size_t klen, uint64_t *rng, int *dir,
+                                    char *tmp, char *name, int *err, int *step) {
+        int out, dfd = batchops_beneath(c, root, rlen, key, klen, 1, name, err, step);
+        if (dfd < 0) return -1;
+        *step = BATCHOPS_CREATE;
+        out = batchops_temp(dfd, name, strlen(name), tmp, rng, err);
+        if (out < 0) return -1;
+        *dir = fcntl(dfd, F_DUPFD_CLOEXEC, 0);
+        if (*dir < 0) { *err = errno; unlinkat(dfd, tmp, 0); close(out); return -1; }
+        return out;
+    }
+
+    /* Rename a written temporary into place (still locked), then close it. */
+    static int batchops_commit(int dir, int fd, const char *tmp, const char *name) {
+        int err = 0;
+        if (renameat(dir, tmp, dir, name) != 0) { err = errno; unlinkat(dir, tmp, 0); }
+        if (close(fd) < 0 && err == 0) err = errno;
+        close(dir);
+        return err;
+    }
+
+    static void batchops_abort(int dir, int fd, const char *tmp) {
+        unlinkat(dir, tmp, 0);
+        close(fd);
+        close(dir);
     }
 
     static int batchops_unlink(batchops_cache *c, const char *root, size_t rlen,
@@ -444,6 +491,13 @@ cdef extern from *:
     int batchops_unlink(batchops_cache *c, const char *root, size_t rlen, const char *key,
                         size_t klen, int *step) nogil
     int batchops_syncfs(const char *path) nogil
+    int batchops_open_read(batchops_cache *c, const char *root, size_t rlen, const char *key,
+                           size_t klen, int *err, int *step) nogil
+    int batchops_create_temp(batchops_cache *c, const char *root, size_t rlen,
+                             const char *key, size_t klen, uint64_t *rng, int *dir, char *tmp,
+                             char *name, int *err, int *step) nogil
+    int batchops_commit(int dir, int fd, const char *tmp, const char *name) nogil
+    void batchops_abort(int dir, int fd, const char *tmp) nogil
     uint64_t batchops_hash(const char *s, size_t n) nogil
 
 
@@ -579,6 +633,40 @@ cdef class DirCache:
         if fd < 0:
             raise _error(err, step)
 
+    def open_beneath(self, bytes root, bytes key):
+        """A descriptor (the caller closes it) of the regular file `key` below `root`,
+        opened for reading without following a symlink."""
+        cdef int err = 0, step = 0, fd
+        cdef const char *r = root
+        cdef const char *k = key
+        cdef size_t rl = len(root), kl = len(key)
+        if b"\0" in root:
+            raise ValueError("open_beneath: root holds NUL")
+        with nogil:
+            fd = batchops_open_read(&self.c, r, rl, k, kl, &err, &step)
+        if fd < 0:
+            raise _error(err, step)
+        return fd
+
+    def create_temp(self, bytes root, bytes key):
+        """A new locked temporary for destination `key` below `root`: (its folder's
+        descriptor, the temporary's descriptor, the temporary's name, the destination's
+        name). Hand all four to `commit_temp` or `abort_temp`."""
+        cdef char tmp[32]
+        cdef char name[256]
+        cdef int err = 0, step = 0, fd, dfd = -1
+        cdef const char *r = root
+        cdef const char *k = key
+        cdef size_t rl = len(root), kl = len(key)
+        if b"\0" in root:
+            raise ValueError("create_temp: root holds NUL")
+        with nogil:
+            fd = batchops_create_temp(&self.c, r, rl, k, kl, &self.rng, &dfd, tmp, name, &err,
+                                      &step)
+        if fd < 0:
+            raise _error(err, step)
+        return dfd, fd, <bytes>tmp, <bytes>name
+
     def unlink_beneath(self, bytes root, bytes key):
         """Remove the file `key` below `root`, following no symlink."""
         cdef int err, step = 0
@@ -591,6 +679,25 @@ cdef class DirCache:
             err = batchops_unlink(&self.c, r, rl, k, kl, &step)
         if err:
             raise _error(err, step)
+
+
+def commit_temp(int dir_fd, int fd, bytes tmp, bytes name):
+    """Rename a temporary from `DirCache.create_temp` into place and close both
+    descriptors (also on failure, when the temporary is removed)."""
+    cdef int err
+    cdef const char *t = tmp
+    cdef const char *n = name
+    with nogil:
+        err = batchops_commit(dir_fd, fd, t, n)
+    if err:
+        raise _error(err, 3)
+
+
+def abort_temp(int dir_fd, int fd, bytes tmp):
+    """Remove a temporary from `DirCache.create_temp` and close both descriptors."""
+    cdef const char *t = tmp
+    with nogil:
+        batchops_abort(dir_fd, fd, t)
 
 
 def sync_filesystem(bytes path):

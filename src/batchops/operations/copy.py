@@ -16,12 +16,13 @@ JSON manifest. Writes are atomic at the destination: S3 shows an object only whe
 PUT, copy or multipart upload completes; a local folder gets a temporary file renamed
 into place. Folder to folder, a whole chunk is copied in one native call
 (`run_chunk_sync`); every local path obeys the sandbox (no symlink followed below a
-file:// root, storage/localfs.py), and `make_durable` syncs the folders written before
-the chunk's marker.
+file:// root, storage/localfs.py; local files are read and written there, never by
+obstore), and `make_durable` syncs the folders written before the chunk's marker.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from types import MappingProxyType
@@ -229,10 +230,8 @@ class CopyOperation(Operation):
     async def run(self, chunk: Chunk, i: int) -> str | None:
         src, src_key, dst, dst_key = self.plan(chunk, i)
         version = chunk.versions[i]
-        if src.local_path is not None or dst.local_path is not None:
-            if src.local_path is not None and dst.local_path is not None:
-                return self.run_sync(chunk, i)  # folder to folder: the native copy
-            self._check_local(src, src_key, dst, dst_key)
+        if src.local_path is not None and dst.local_path is not None:
+            return self.run_sync(chunk, i)  # folder to folder: the native copy
         if src.root == dst.root and not version and not self._has_options:
             await obs.copy_async(self.resolver.store(src), src_key, dst_key)
             return None
@@ -313,21 +312,34 @@ class CopyOperation(Operation):
     async def stream_copy(self, src: Location, src_key: str, version: str | None,
                           dst: Location, dst_key: str,
                           tags: dict[str, str] | None = None) -> None:
-        """get → put through this process; parts for large objects."""
-        result = await obs.get_async(self.resolver.store(src), src_key,
-                                     options={"version": version} if version else None)
+        """get → put through this process; parts for large objects. A local folder is read
+        or written by storage/localfs.py (the sandbox, and its temporaries), not obstore."""
+        if src.local_path is not None:
+            self._no_version(src, version)
+            fd = self.folders.open_source(src.local_path, src_key)
+            size = os.fstat(fd).st_size
+            body: Any = self.folders.read_blocks(fd, PART_SIZE)
+            attributes = None
+        else:
+            result = await obs.get_async(self.resolver.store(src), src_key,
+                                         options={"version": version} if version else None)
+            size = int(result.meta["size"])
+            body = result.stream(min_chunk_size=PART_SIZE)
+            attributes = result.attributes if supports_attributes(dst) else None
+        await self.throttle_bytes(size)
+        if dst.local_path is not None:
+            await self.folders.write_async(dst.local_path, dst_key, body)
+            return
         dst_store = self.resolver.store(dst, create=True)
-        await self.throttle_bytes(int(result.meta["size"]))
-        attributes = result.attributes if supports_attributes(dst) else None
         extra: dict[str, Any] = {"attributes": attributes}
         if tags:
             extra["tags"] = tags
-        if result.meta["size"] <= SMALL_OBJECT:
-            data = await result.bytes_async()
+        if size <= SMALL_OBJECT:
+            data = b"".join(body) if src.local_path is not None else await result.bytes_async()
             await obs.put_async(dst_store, dst_key, data, use_multipart=False, **extra)
         else:
-            await obs.put_async(dst_store, dst_key, result.stream(min_chunk_size=PART_SIZE),
-                                chunk_size=PART_SIZE, max_concurrency=4, **extra)
+            await obs.put_async(dst_store, dst_key, body, chunk_size=PART_SIZE,
+                                max_concurrency=4, **extra)
 
     def sync_chunk_done(self) -> None:
         self.folders.release()
@@ -335,12 +347,11 @@ class CopyOperation(Operation):
     def make_durable(self) -> None:
         self.folders.make_durable()
 
-    def _check_local(self, src: Location, src_key: str, dst: Location, dst_key: str) -> None:
-        """The sandbox, before obstore's local store touches a path (storage/localfs.py)."""
-        if src.local_path is not None:
-            self.folders.check(src.local_path, src_key)
-        if dst.local_path is not None:
-            self.folders.check(dst.local_path, dst_key, create=True)
+    @staticmethod
+    def _no_version(src: Location, version: str | None) -> None:
+        if version:
+            raise TaskError(400, "InvalidRequest",
+                            f"{src.root} keeps no versions; cannot copy version {version}")
 
     def run_chunk_sync(self, chunk: Chunk, indices: list[int]) -> list[Any] | None:
         """Folder to folder: the whole chunk in one native call (storage/localfs.py)."""
@@ -369,31 +380,37 @@ class CopyOperation(Operation):
 
     def run_sync(self, chunk: Chunk, i: int) -> str | None:
         src, src_key, dst, dst_key = self.plan(chunk, i)
-        version = chunk.versions[i]
-        if version:
-            raise TaskError(400, "InvalidRequest",
-                            f"{src.root} keeps no versions; cannot copy version {version}")
+        self._no_version(src, chunk.versions[i])
         if src.local_path is not None and dst.local_path is not None:
             # Always a real copy: obstore's same-folder copy is a hard link, which a later
             # in-place write to either file would show in both.
             self.throttle_bytes_sync(self.folders.copy(src.local_path, src_key,
                                                        dst.local_path, dst_key))
             return None
-        self._check_local(src, src_key, dst, dst_key)
-        src_store = self.resolver.store(src)
-        dst_store = self.resolver.store(dst, create=True)
+        # Memory and local folders (read and written by storage/localfs.py, not obstore).
         if src.root == dst.root:
-            obs.copy(src_store, src_key, dst_key)
+            obs.copy(self.resolver.store(src), src_key, dst_key)
             return None
-        result = obs.get(src_store, src_key)
-        self.throttle_bytes_sync(int(result.meta["size"]))
-        attributes = result.attributes if supports_attributes(dst) else None
-        if result.meta["size"] <= SMALL_OBJECT:
-            obs.put(dst_store, dst_key, result.bytes(), attributes=attributes,
+        if src.local_path is not None:
+            fd = self.folders.open_source(src.local_path, src_key)
+            size = os.fstat(fd).st_size
+            body: Any = self.folders.read_blocks(fd, PART_SIZE)
+            attributes = None
+        else:
+            result = obs.get(self.resolver.store(src), src_key)
+            size = int(result.meta["size"])
+            body = [result.bytes()] if size <= SMALL_OBJECT else _blocks(result)
+            attributes = result.attributes if supports_attributes(dst) else None
+        self.throttle_bytes_sync(size)
+        if dst.local_path is not None:
+            self.folders.write(dst.local_path, dst_key, body)
+            return None
+        dst_store = self.resolver.store(dst, create=True)
+        if size <= SMALL_OBJECT:
+            obs.put(dst_store, dst_key, b"".join(body), attributes=attributes,
                     use_multipart=False)
         else:
-            obs.put(dst_store, dst_key, _blocks(result), attributes=attributes,
-                    chunk_size=PART_SIZE)
+            obs.put(dst_store, dst_key, body, attributes=attributes, chunk_size=PART_SIZE)
         return None
 
 

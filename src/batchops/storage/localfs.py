@@ -30,9 +30,17 @@ from __future__ import annotations
 import errno
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import AsyncIterable, Iterable, Iterator, Sequence
 
-from batchops._localfs import STEP_KEY, STEPS, TEMP_PREFIX, DirCache, sync_filesystem
+from batchops._localfs import (
+    STEP_KEY,
+    STEPS,
+    TEMP_PREFIX,
+    DirCache,
+    abort_temp,
+    commit_temp,
+    sync_filesystem,
+)
 from batchops.storage.outcomes import TaskError
 
 MAX_OPEN_DIRS = 64  # per thread (the native cache's size); a chunk's keys are usually in a few
@@ -144,6 +152,65 @@ class FolderCopier:
         finally:
             self.release()
 
+    def open_source(self, root: str, key: str) -> int:
+        """A descriptor of file `key` below `root` for reading (the caller closes it),
+        found without following a symlink."""
+        try:
+            return self._cache().open_beneath(os.fsencode(root or "/"), os.fsencode(key))
+        except OSError as exc:
+            raise _task_error(exc.errno or 0, STEPS.index(str(exc.filename)), key) from None
+        finally:
+            self.release()
+
+    def read_blocks(self, fd: int, block: int) -> Iterator[bytes]:
+        """The contents of `fd` in blocks of at most `block` bytes; closes it at the end."""
+        try:
+            while data := os.read(fd, block):
+                yield data
+        finally:
+            os.close(fd)
+
+    def _create(self, root: str, key: str) -> tuple[int, int, bytes, bytes]:
+        path = self._dest_root(root or "/")
+        try:
+            return self._cache().create_temp(path, os.fsencode(key))
+        except OSError as exc:
+            raise _task_error(exc.errno or 0, STEPS.index(str(exc.filename)), key) from None
+        finally:
+            self.release()
+
+    def write(self, root: str, key: str, blocks: Iterable[bytes]) -> int:
+        """Write file `key` below `root` from `blocks`, atomically (a locked temporary
+        renamed into place), following no symlink. Returns the bytes written."""
+        dir_fd, fd, tmp, name = self._create(root, key)
+        try:
+            size = sum(_write_all(fd, data) for data in blocks)
+        except BaseException:
+            abort_temp(dir_fd, fd, tmp)
+            raise
+        self._commit(dir_fd, fd, tmp, name, key)
+        return size
+
+    async def write_async(self, root: str, key: str, blocks: AsyncIterable[bytes]) -> int:
+        """`write` from an async stream (the writes themselves are local and brief)."""
+        dir_fd, fd, tmp, name = self._create(root, key)
+        size = 0
+        try:
+            async for data in blocks:
+                size += _write_all(fd, data)
+        except BaseException:
+            abort_temp(dir_fd, fd, tmp)
+            raise
+        self._commit(dir_fd, fd, tmp, name, key)
+        return size
+
+    @staticmethod
+    def _commit(dir_fd: int, fd: int, tmp: bytes, name: bytes, key: str) -> None:
+        try:
+            commit_temp(dir_fd, fd, tmp, name)
+        except OSError as exc:
+            raise _task_error(exc.errno or 0, STEPS.index(str(exc.filename)), key) from None
+
     def unlink(self, root: str, key: str) -> None:
         """Delete file `key` below `root`, following no symlink."""
         try:
@@ -173,6 +240,13 @@ class FolderCopier:
             if dev not in seen:
                 seen.add(dev)
                 sync_filesystem(os.fsencode(root))
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> int:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+    return len(data)
 
 
 def _task_error(err: int, step: int, key: str) -> Exception:
