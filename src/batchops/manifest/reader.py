@@ -467,41 +467,56 @@ def _copy_data(src: int, dst: int) -> None:
 def _after_lines(data: bytes, pos: int, n: int, guess: int) -> int:
     """The offset just after the `n`-th line end at or after `pos`, or -1 if there are
     fewer. `guess`: about how many bytes n lines take. Counting and searching are C loops
-    over the bytes (memchr): count line ends in a window of about `guess` bytes, widen
-    it while it holds too few, then drop the extra ones from its end."""
+    over the bytes: count the line ends in a window of about `guess` bytes, resize it
+    until it holds n to n + 64 of them, then drop the extra ones from its end."""
     size = len(data)
     end = min(size, pos + max(guess, 1))
     found = data.count(b"\n", pos, end)
-    while found < n:
-        if end >= size:
-            return -1
-        wider = min(size, end + guess // 8 + 64)
-        found += data.count(b"\n", end, wider)
-        end = wider
+    while found < n or found > n + 64:
+        if found < n:  # too narrow: double it while far off, then widen in small steps
+            if end >= size:
+                return -1
+            step = end - pos if found < n // 2 else max(64, (end - pos) // 64)
+            wider = min(size, end + step)
+            found += data.count(b"\n", end, wider)
+            end = wider
+        else:  # too wide: cut it to the share of its bytes that n line ends should take
+            end = pos + max(1, (end - pos) * n // found)
+            found = data.count(b"\n", pos, end)
     for _ in range(found - n):
         end = data.rfind(b"\n", pos, end)
     return data.rfind(b"\n", pos, end) + 1
 
 
-def _mark_lines(block: bytes, offset: int, first_row: int, out: array[int]) -> int:
+def _mark_lines(block: bytes, offset: int, first_row: int, out: array[int],
+                estimate: int) -> int:
     """Append to `out` the file offset of each row of `block` numbered a multiple of
     ROW_STRIDE, counting every line as a row (CSV: a blank line is a bad row); return
-    the number of rows. `block` starts at file offset `offset`, with row `first_row`."""
-    if offset == 0 and block == b"\xef\xbb\xbf":
-        return 0  # a byte-order mark alone is no row
-    rows = block.count(b"\n") + (1 if block and not block.endswith(b"\n") else 0)
+    the number of lines. `block` starts at file offset `offset`, with row `first_row`;
+    `estimate`: about how many rows it holds (sizes the search windows). One pass."""
+    size = len(block)
+    if not block or (offset == 0 and block == b"\xef\xbb\xbf"):
+        return 0  # (a byte-order mark alone is no row)
+    guess = size * ROW_STRIDE // max(1, estimate)  # bytes per ROW_STRIDE lines, about
+    lines, pos = 0, 0
     skip = -first_row % ROW_STRIDE
-    if skip >= rows:
-        return rows
-    guess = len(block) * ROW_STRIDE // rows  # bytes per ROW_STRIDE lines, about
-    pos = _after_lines(block, 0, skip, guess * skip // ROW_STRIDE) if skip else 0
-    while 0 <= pos < len(block):
+    if skip:
+        pos = _after_lines(block, 0, skip, guess * skip // ROW_STRIDE)
+        if pos < 0:
+            return _lines_from(block, 0)
+        lines = skip
+    while pos < size:
         out.append(offset + pos)
         after = _after_lines(block, pos, ROW_STRIDE, guess)
-        if after > pos:
-            guess = after - pos
-        pos = after
-    return rows
+        if after < 0:
+            return lines + _lines_from(block, pos)
+        lines, guess, pos = lines + ROW_STRIDE, after - pos, after
+    return lines
+
+
+def _lines_from(block: bytes, pos: int) -> int:
+    """Lines that start at or after `pos` (< len(block)), the last maybe without a line end."""
+    return block.count(b"\n", pos) + (0 if block.endswith(b"\n") else 1)
 
 
 def _mark_nonblank_lines(block: bytes, offset: int, first_row: int, out: array[int]) -> int:
@@ -611,7 +626,7 @@ def prepare(location: str, local_path: str, work_dir: str) -> ManifestInfo:
             _check_small_rows(small, location)
             total = len(small)
             with open(path, "rb") as f:
-                if _mark_lines(f.read(), 0, 0, rows) != total:  # no quotes: a line is a row
+                if _mark_lines(f.read(), 0, 0, rows, total) != total:  # no quotes: line = row
                     raise ManifestError(location, None, "its lines and rows do not match")
             buckets = {row[0] for row in small if row[0]}  # one block: all, as Polars has
             return _info(location, source, path, fmt, columns, total, buckets, hasher,
@@ -636,7 +651,7 @@ def prepare(location: str, local_path: str, work_dir: str) -> ManifestInfo:
                     if fmt != CSV_FORMAT:
                         buckets.update(b for b in batch["dest_bucket"].unique().to_list() if b)
                 mark = len(rows)
-                if _mark_lines(block, offset, total, rows) != batch.height:
+                if _mark_lines(block, offset, total, rows, batch.height) != batch.height:
                     del rows[mark:]
                     if fmt == CSV_FORMAT:
                         raise _quoted_line_end(location, block, total + 1)
