@@ -617,22 +617,6 @@ cdef class DirCache:
             free(sr); free(dr); free(errs); free(steps)
         return total, failed
 
-    def check_beneath(self, bytes root, bytes key, bint create=False):
-        """Raise OSError (ELOOP for a symlink, EINVAL at STEPS[4] for an unsafe key) unless
-        `key` names a path below `root` that goes through no symlink; with `create`, its
-        folders are made."""
-        cdef char name[256]
-        cdef int err = 0, step = 0, fd
-        cdef const char *r = root
-        cdef const char *k = key
-        cdef size_t rl = len(root), kl = len(key)
-        if b"\0" in root:
-            raise ValueError("check_beneath: root holds NUL")
-        with nogil:
-            fd = batchops_beneath(&self.c, r, rl, k, kl, create, name, &err, &step)
-        if fd < 0:
-            raise _error(err, step)
-
     def open_beneath(self, bytes root, bytes key):
         """A descriptor (the caller closes it) of the regular file `key` below `root`,
         opened for reading without following a symlink."""

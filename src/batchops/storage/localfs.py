@@ -5,10 +5,9 @@ read, write, delete and listing obeys.
 symlink). Below it, batchops follows no symlink, ever: a key whose path goes through a
 symlink, folder or file, fails its task with 403 AccessDenied, and a listing skips
 symlinks. Each folder of a key is opened from its parent's descriptor with O_NOFOLLOW,
-and the file itself with O_NOFOLLOW (ext/batchops/_localfs.pyx). Where obstore's local
-store does the I/O (a local file copied to or from another store, checksums), the path is
-checked the same way first (`check`): that stops every symlink already there, though not
-one swapped in by someone with write access to the folder during the call.
+and the file itself with O_NOFOLLOW (ext/batchops/_localfs.pyx). Every object read,
+written or deleted in a folder goes through here (copies between folders and to or from
+other stores, checksums, deletes), never through obstore's local store.
 
 **Copies.** Each copy goes to a temporary file in the destination folder, named
 `.batchops-<16 hex>.tmp` (30 bytes, so a 255-byte file name copies), never written through
@@ -139,18 +138,6 @@ class FolderCopier:
             item = items[i]
             out[i] = _task_error(err, step, item[3] if step == _DEST_DIR else item[1])
         return out
-
-    def check(self, root: str, key: str, create: bool = False) -> None:
-        """Refuse (TaskError) a key that is unsafe or goes through a symlink below `root`;
-        with `create` (a destination), make its folders. Call before handing the path to
-        obstore's local store."""
-        path = self._dest_root(root or "/") if create else os.fsencode(root or "/")
-        try:
-            self._cache().check_beneath(path, os.fsencode(key), create)
-        except OSError as exc:
-            raise _task_error(exc.errno or 0, STEPS.index(str(exc.filename)), key) from None
-        finally:
-            self.release()
 
     def open_source(self, root: str, key: str) -> int:
         """A descriptor of file `key` below `root` for reading (the caller closes it),
