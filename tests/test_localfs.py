@@ -261,6 +261,29 @@ def test_one_call_copies_a_chunk_and_reports_each_file(tmp_path) -> None:
     assert remote.run_chunk_sync(chunk, [0]) is None
 
 
+def test_one_call_copies_per_row_destinations_and_refuses_versions(tmp_path) -> None:
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir()
+    for k in ("a", "b", "c"):
+        (src / k).write_bytes(k.encode())
+    chunk = Chunk(0, 0, [f"file://{src}"] * 3, ["a", "b", "c"], [None, "v1", None],
+                  ["a", "b", "c"], dest_buckets=[f"file://{out}/one", None, f"file://{out}/two"],
+                  dest_keys=["x/a", None, "y"])
+    op = CopyOperation({"TargetResource": f"file://{out}/default"}, Resolver(), "job")
+    results = op.run_chunk_sync(chunk, [0, 1, 2])
+    assert results is not None and results[0] is None and results[2] is None
+    assert results[1].error_code == "InvalidRequest"  # a folder keeps no versions
+    assert (out / "one" / "x" / "a").read_bytes() == b"a"
+    assert (out / "two" / "y").read_bytes() == b"c"
+    assert not (out / "default").exists()
+    plain = Chunk(0, 0, [f"file://{src}"] * 2, ["a", "b"], [None, "v1"], ["a", "b"])
+    results = op.run_chunk_sync(plain, [0, 1])
+    assert results is not None and results[0] is None
+    assert results[1].error_code == "InvalidRequest"
+    assert (out / "default" / "a").read_bytes() == b"a"
+    op.sync_chunk_done()
+
+
 def test_indices_from_python_are_checked_before_the_native_loop(tmp_path) -> None:
     cache = DirCache()
     root = os.fsencode(tmp_path)

@@ -360,20 +360,45 @@ class CopyOperation(Operation):
         items: list[tuple[str, str, str, str]] = []
         where: list[int] = []
         out: list[Any] = [None] * len(indices)
-        for n, i in enumerate(indices):
-            try:
-                src, src_key, dst, dst_key = self.plan(chunk, i)
-            except TaskError as exc:
-                out[n] = exc
-                continue
-            if src.local_path is None or dst.local_path is None:
-                return None  # not every row is folder to folder
-            if chunk.versions[i]:
-                out[n] = TaskError(400, "InvalidRequest", f"{src.root} keeps no versions; "
-                                   f"cannot copy version {chunk.versions[i]}")
-                continue
-            items.append((src.local_path, src_key, dst.local_path, dst_key))
-            where.append(n)
+        target = self._target
+        if chunk.dest_buckets is None and target is not None:
+            # The usual chunk, every row to the target: plan() inlined (it cost a third of
+            # the Python time per file around the native call).
+            if target.local_path is None:
+                return None
+            dst_root, dst_prefix, prefix = target.local_path, target.prefix, self._prefix
+            buckets, keys, versions = chunk.buckets, chunk.keys, chunk.versions
+            last, src_root, src_prefix = None, "", ""
+            for n, i in enumerate(indices):
+                if buckets[i] != last:
+                    last = buckets[i]
+                    src = self.resolver.location(last)
+                    if src.local_path is None:
+                        return None  # not every row is folder to folder
+                    src_root, src_prefix = src.local_path, src.prefix
+                if versions[i]:
+                    out[n] = TaskError(400, "InvalidRequest", f"{src.root} keeps no versions; "
+                                       f"cannot copy version {versions[i]}")
+                    continue
+                key = keys[i]
+                items.append((src_root, src_prefix + key, dst_root,
+                              dst_prefix + join_prefix(prefix, key)))
+                where.append(n)
+        else:  # per-row destinations
+            for n, i in enumerate(indices):
+                try:
+                    src, src_key, dst, dst_key = self.plan(chunk, i)
+                except TaskError as exc:
+                    out[n] = exc
+                    continue
+                if src.local_path is None or dst.local_path is None:
+                    return None  # not every row is folder to folder
+                if chunk.versions[i]:
+                    out[n] = TaskError(400, "InvalidRequest", f"{src.root} keeps no versions; "
+                                       f"cannot copy version {chunk.versions[i]}")
+                    continue
+                items.append((src.local_path, src_key, dst.local_path, dst_key))
+                where.append(n)
         for n, result in zip(where, self.folders.copy_chunk(items), strict=True):
             out[n] = result
         return out

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import errno
 import os
+import sys
 import threading
 from collections.abc import AsyncIterable, Iterable, Iterator, Sequence
 
@@ -114,23 +115,28 @@ class FolderCopier:
     def copy_chunk(self, items: Sequence[tuple[str, str, str, str]]) -> list[Exception | None]:
         """Copy many files in one native call: (source root, source key, destination
         root, destination key) each. One entry per item: None, or what it failed with."""
-        roots: dict[str, int] = {}
+        sources: dict[str, int] = {}
+        targets: dict[str, int] = {}  # (created first)
         root_paths: list[bytes] = []
         src_roots, src_keys, dst_roots, dst_keys = [], [], [], []
-        fsencode = os.fsencode
+        encoding, errors = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
+        last_src = last_dst = None
+        s = d = 0
         for src_root, src_key, dst_root, dst_key in items:
-            s = roots.get(src_root)
-            if s is None:
-                s = roots[src_root] = len(root_paths)
-                root_paths.append(fsencode(src_root or "/"))
-            d = roots.get("\0" + dst_root)  # a destination root is created first
-            if d is None:
-                d = roots["\0" + dst_root] = len(root_paths)
-                root_paths.append(self._dest_root(dst_root or "/"))
+            if src_root != last_src:  # (one root for a whole chunk, as a rule)
+                last_src, s = src_root, sources.get(src_root, -1)
+                if s < 0:
+                    s = sources[src_root] = len(root_paths)
+                    root_paths.append(os.fsencode(src_root or "/"))
+            if dst_root != last_dst:
+                last_dst, d = dst_root, targets.get(dst_root, -1)
+                if d < 0:
+                    d = targets[dst_root] = len(root_paths)
+                    root_paths.append(self._dest_root(dst_root or "/"))
             src_roots.append(s)
             dst_roots.append(d)
-            src_keys.append(fsencode(src_key))
-            dst_keys.append(fsencode(dst_key))
+            src_keys.append(src_key.encode(encoding, errors))
+            dst_keys.append(dst_key.encode(encoding, errors))
         _, failed = self._cache().copy_files(root_paths, src_roots, src_keys, dst_roots,
                                              dst_keys)
         out: list[Exception | None] = [None] * len(items)
