@@ -284,6 +284,29 @@ def test_one_call_copies_per_row_destinations_and_refuses_versions(tmp_path) -> 
     op.sync_chunk_done()
 
 
+def test_a_chunk_over_more_folders_than_the_cache_holds(tmp_path) -> None:
+    """The folder cache empties itself between files, never during one: 150 source and
+    150 destination folders (CACHE_SIZE is 64) in one call, every copy lands."""
+    from batchops._localfs import CACHE_SIZE
+
+    src = tmp_path / "src"
+    keys = [f"s{i:03d}/f" for i in range(150)]
+    for k in keys:
+        (src / k).parent.mkdir(parents=True)
+        (src / k).write_bytes(k.encode())
+    (tmp_path / "out").mkdir()
+    cache = DirCache()
+    total, failed = cache.copy_files(
+        [os.fsencode(src), os.fsencode(tmp_path / "out")], [0] * 150,
+        [k.encode() for k in keys], [1] * 150, [f"d{i:03d}/g".encode() for i in range(150)])
+    assert failed == [] and total == sum(len(k) for k in keys)
+    assert 0 < cache.size <= CACHE_SIZE
+    assert [(tmp_path / "out" / f"d{i:03d}" / "g").read_bytes() for i in range(150)] == [
+        k.encode() for k in keys]
+    cache.release()
+    assert cache.size == 0
+
+
 def test_indices_from_python_are_checked_before_the_native_loop(tmp_path) -> None:
     cache = DirCache()
     root = os.fsencode(tmp_path)
