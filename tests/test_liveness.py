@@ -179,3 +179,26 @@ def test_every_job_json_write_is_synced_before_it_is_renamed_into_place(cli, tmp
             assert synced.get((pid, tmp)), f"{tmp} renamed into place before an fsync"
             renames += 1
     assert renames >= 5  # created, preparing, ready, active, the counters, complete
+
+
+def test_resume_removes_the_temporaries_a_stopped_run_left(cli, tmp_path) -> None:
+    """A worker stopped in the middle of writing a report part leaves `<part>.tmp.<pid>`;
+    the next run of the job (holding its lock) removes it."""
+    src = tmp_path / "src"
+    src.mkdir()
+    keys = [f"k{i}" for i in range(20)]
+    for k in keys:
+        (src / k).write_bytes(b"x")
+    m = write_manifest(tmp_path / "m.csv", [(f"file://{src}", k) for k in keys])
+    proc = cli("run", "--manifest", str(m), "--operation", "copy", "--target",
+               f"file://{tmp_path / 'out'}", "--json", "--no-progress", timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    job_id = json.loads(proc.stdout)["Job"]["JobId"]
+    job_dir = cli.home / "jobs" / job_id
+    strays = [job_dir / "results" / "chunk-000000000000-succeeded.csv.tmp.4242",
+              job_dir / "chunks" / "000000000000.json.tmp.4243"]
+    for stray in strays:
+        stray.write_bytes(b"half")
+    assert cli("resume", job_id, "--json", "--no-progress", timeout=120).returncode == 0
+    assert not any(p.exists() for p in strays)
+    assert (job_dir / "job.json").exists()

@@ -203,6 +203,26 @@ class JobStore:
     def marker_path(self, chunk: int) -> str:
         return os.path.join(self.chunks_dir, f"{chunk:012d}.json")
 
+    def sweep_temporaries(self) -> int:
+        """Remove the temporaries of atomic writes that a stopped process left in the job
+        folder (`<name>.tmp.<pid>`: a worker stopped in the middle of writing a report
+        part). Call it holding the job's lock; returns how many went."""
+        removed = 0
+        for folder in (self.dir, self.chunks_dir, self.results_dir):
+            try:
+                names = os.listdir(folder)
+            except FileNotFoundError:
+                continue
+            for name in names:
+                stem, dot, pid = name.rpartition(".tmp.")
+                if dot and stem and pid.isdigit():
+                    try:
+                        os.unlink(os.path.join(folder, name))
+                        removed += 1
+                    except FileNotFoundError:
+                        pass
+        return removed
+
     def markers(self) -> Iterator[dict[str, Any]]:
         """Every finished chunk's marker, in chunk order."""
         try:

@@ -263,6 +263,8 @@ class JobRun:
         """Run the job to its end (or to a stop); return the final job document."""
         self.store.lock()
         try:
+            # Temporaries a stopped run's workers left mid-write (nobody else writes now).
+            self.store.sweep_temporaries()
             self._load()  # what job.json says now that no other process can change it
             return self._run_locked()
         finally:
