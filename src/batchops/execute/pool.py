@@ -57,6 +57,7 @@ class Executor(TaskLoop):
         self._pool: list[asyncio.Task[None]] = []
         self.fatal: BaseException | None = None
         self.finishing = 0  # chunks whose report parts are being written
+        self._abandoned = False  # stopped at once: unfinished chunks write nothing
 
     # -- entry points ---------------------------------------------------------------------
 
@@ -163,12 +164,15 @@ class Executor(TaskLoop):
         except Exception as exc:  # noqa: BLE001 - a bug in batchops: the job stops, loudly
             self._stop(exc, bug=True)
             return
-        self.runs.remove(st)
+        if st in self.runs:  # (not after abandon())
+            self.runs.remove(st)
         await self._finish(st)
 
     # -- results --------------------------------------------------------------------------
 
     async def _finish(self, st: ChunkState) -> None:
+        if self._abandoned and not st.run.finished:
+            return  # it runs again from its start on resume: no partial marker
         loop = asyncio.get_running_loop()
         self.finishing += 1
         try:
@@ -192,6 +196,17 @@ class Executor(TaskLoop):
                 st.finishing = True
                 self.runs.remove(st)
                 asyncio.ensure_future(self._finish(st))
+
+    def abandon(self) -> None:
+        """Stop at once (Ctrl-C, SIGTERM): no task starts, and no chunk that did not
+        finish writes a marker; such chunks run again from their start on resume."""
+        self._abandoned = self._closing = True
+        for st in self.runs:
+            st.run.close()
+        self.runs.clear()
+        for task in self._pool:
+            task.cancel()
+        self._wake.set()
 
     @property
     def idle(self) -> bool:

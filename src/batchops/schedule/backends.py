@@ -261,7 +261,7 @@ class InProcessBackend:
             while not executor.idle and time.monotonic() < deadline:
                 time.sleep(0.01)
         else:
-            self._loop.call_soon_threadsafe(executor.close_runs)
+            self._loop.call_soon_threadsafe(executor.abandon)
         self._loop.call_soon_threadsafe(self._stopped.set)
         self._thread.join(CANCEL_GRACE + 2)
 
