@@ -127,3 +127,30 @@ def test_a_quoted_line_end_is_refused_with_its_line(tmp_path: Path) -> None:
     with pytest.raises(ManifestError) as err:
         prepare(str(m), str(m), str(tmp_path))
     assert err.value.line == 3 and "line end" in err.value.problem
+
+
+def test_the_read_ahead_gives_the_same_chunks_in_any_order(tmp_path: Path) -> None:
+    """ChunkPrefetcher (the coordinator's chunk supply) reads ahead on a thread: in order,
+    out of order (a chunk taken back from a dead worker), skipping done chunks, it gives
+    exactly what the plain range reader gives."""
+    from batchops.manifest.reader import ChunkPrefetcher
+
+    m = tmp_path / "m.csv"
+    m.write_text("".join(f"b,k{i}\n" for i in range(5_000)))
+    (tmp_path / "job").mkdir()
+    info = prepare(str(m), str(m), str(tmp_path / "job"))
+    with ChunkReader(info, 100) as reader:
+        want = {c: _fields([reader.read(c)]) for c in range(reader.n_chunks)}
+    done = {3, 4, 10}
+    ahead = ChunkPrefetcher(info, 100, lambda i: i not in done, depth=3)
+    try:
+        order = [0, 1, 2, 5, 6, 1, 7, 8, 0, 30, 9, 11, 12, 49, 13]  # repeats and jumps
+        for c in order:
+            assert _fields([ahead.read(c)]) == want[c], c
+        for c in range(14, 49):  # then the rest in order
+            if c not in done and c != 30:
+                assert _fields([ahead.read(c)]) == want[c], c
+    finally:
+        ahead.close()
+    with pytest.raises(IndexError):
+        ChunkPrefetcher(info, 100, lambda i: True).read(50)

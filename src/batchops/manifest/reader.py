@@ -779,6 +779,101 @@ class ChunkReader:
         return chunk
 
 
+class ChunkPrefetcher:
+    """Reads the chunks a job will hand out next on a thread of its own, ahead of the
+    coordinator (Polars parses without the GIL while the coordinator pickles and sends),
+    at most `depth` chunks ahead: the coordinator's chunk supply and the parse overlap.
+
+    New chunks go out in index order, skipping done ones (`wanted`), and that is the order
+    read ahead. A chunk asked for out of that order (one taken back from a dead worker)
+    is read at once, by the caller, through a reader of its own: the two readers share
+    nothing but the file.
+    """
+
+    def __init__(self, info: ManifestInfo, chunk_size: int, wanted: Callable[[int], bool],
+                 depth: int = 4) -> None:
+        self._ahead = ChunkReader(info, chunk_size)
+        self._here = ChunkReader(info, chunk_size)
+        self.n_chunks = self._ahead.n_chunks
+        self._wanted = wanted
+        self._depth = depth
+        self._cond = threading.Condition()
+        self._ready: dict[int, Chunk | BaseException] = {}
+        self._served: set[int] = set()  # read by the caller: never read ahead
+        self._next = 0  # the next index the thread looks at
+        self._reading = -1
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="batchops-read-ahead",
+                                        daemon=True)
+        self._thread.start()
+
+    def _pick(self) -> int:
+        """The next chunk to read ahead, or -1 (call holding the condition)."""
+        while self._next < self.n_chunks and (self._next in self._served
+                                              or not self._wanted(self._next)):
+            self._next += 1
+        if self._next >= self.n_chunks or len(self._ready) >= self._depth:
+            return -1
+        self._next += 1
+        return self._next - 1
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._closed and (index := self._pick()) < 0:
+                    self._cond.wait(0.5)  # `wanted` changes as chunks are done
+                if self._closed:
+                    return
+                self._reading = index
+            try:
+                chunk: Chunk | BaseException = self._ahead.read(index)
+            except BaseException as exc:  # noqa: BLE001 - raised to the caller of get()
+                chunk = exc
+            with self._cond:
+                self._ready[index] = chunk
+                self._reading = -1
+                self._cond.notify_all()
+
+    def read(self, index: int) -> Chunk:
+        """Chunk `index` (raises what reading it raised)."""
+        found: Chunk | BaseException | None = None
+        with self._cond:
+            while True:
+                if index in self._ready:
+                    found = self._ready.pop(index)
+                    break
+                if index == self._reading:
+                    self._cond.wait()
+                    continue
+                if not self._closed and index == self._upcoming() and \
+                        len(self._ready) < self._depth:
+                    self._cond.wait()  # the thread reads it next
+                    continue
+                self._served.add(index)  # out of order: read here
+                break
+            self._cond.notify_all()  # room ahead again
+        if found is None:
+            found = self._here.read(index)
+        if isinstance(found, BaseException):
+            raise found
+        return found
+
+    def _upcoming(self) -> int:
+        """The index the thread reads next (call holding the condition)."""
+        while self._next < self.n_chunks and (self._next in self._served
+                                              or not self._wanted(self._next)):
+            self._next += 1
+        return self._next
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join(5)
+        self._ahead.close()
+        self._here.close()
+
+
 def chunk_index_path(info: ManifestInfo) -> str:
     return os.path.join(os.path.dirname(info.path), CHUNKS_INDEX)
 

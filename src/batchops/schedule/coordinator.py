@@ -22,7 +22,13 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from batchops._scheduler import Scheduler
-from batchops.manifest.reader import ChunkReader, ManifestInfo, file_digest, iter_chunks
+from batchops.manifest.reader import (
+    ChunkPrefetcher,
+    ChunkReader,
+    ManifestInfo,
+    file_digest,
+    iter_chunks,
+)
 from batchops.model.chunk import Chunk, chunk_count, default_workers
 from batchops.model.errors import JobStateError, ManifestError
 from batchops.model.spec import DEFAULT_TASK_TIMEOUT, WorkerConfig
@@ -106,6 +112,7 @@ class JobRun:
         self._held: dict[int, Chunk] = {}
         self._reader: ChunkReader | None = None
         self._stream: Iterator[Chunk] | None = None
+        self._ahead: ChunkPrefetcher | None = None
         self._started = time.monotonic()
         self._active_before = int(self.job["ProgressSummary"]["Timers"]
                                   ["ElapsedTimeInActiveSeconds"])
@@ -179,9 +186,10 @@ class JobRun:
         chunk = self._held.get(c)
         if chunk is None:
             if self.info.rows_index:  # chunk c alone, from its byte range in the job's copy
-                if self._reader is None:
-                    self._reader = ChunkReader(self.info, self.chunk_size)
-                chunk = self._reader.read(c)
+                if self._ahead is None:
+                    self._ahead = ChunkPrefetcher(self.info, self.chunk_size,
+                                                  lambda i: not self.sched.is_done(i))
+                chunk = self._ahead.read(c)
             else:  # prepared before rows.idx: stream, in the scheduler's order
                 if self._stream is None:
                     self._stream = iter_chunks(self.info, self.chunk_size,
@@ -268,6 +276,8 @@ class JobRun:
             self._load()  # what job.json says now that no other process can change it
             return self._run_locked()
         finally:
+            if self._ahead is not None:
+                self._ahead.close()
             self.store.unlock()
 
     def _run_locked(self) -> dict[str, Any]:
