@@ -93,13 +93,34 @@ def run_batchops(home: Path, *args: str) -> tuple[float, int, subprocess.Complet
     return elapsed, peak, done
 
 
+#: A source tree of an earlier batchops (its `src/`, extensions built in place): the
+#: runner and preparing figures are then measured for it too, in the same run.
+BASELINE_SRC = os.environ.get("BATCHOPS_BENCH_BASELINE_SRC", "")
+
+
+def _baseline_rev() -> str:
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=BASELINE_SRC,
+                          capture_output=True, text=True).stdout.strip() or "baseline"
+
+
 def runner_ceiling(work: Path) -> list[tuple]:
     rows = n(10_000_000)
     m = write_manifest(work / "noop.csv", rows)
-    elapsed, peak, _ = run_batchops(work / "h-noop", "run", "--manifest", str(m),
-                                    "--operation", "noop", "--workers", "2", "--no-progress")
-    return [("3 runner ceiling", f"noop, {rows:,} tasks, 2 workers", "batchops",
-             f"{rows / elapsed:,.0f} tasks/s", f"{elapsed:.2f} s wall", "target ≥ 500k/s")]
+    args = ("run", "--manifest", str(m), "--operation", "noop", "--workers", "2",
+            "--no-progress")
+    elapsed, peak, _ = run_batchops(work / "h-noop", *args)
+    out = [("3 runner ceiling", f"noop, {rows:,} tasks, 2 workers", "batchops",
+            f"{rows / elapsed:,.0f} tasks/s", f"{elapsed:.2f} s wall", "target ≥ 500k/s")]
+    if BASELINE_SRC:  # the earlier build, same command, same manifest
+        env = dict(os.environ, BATCHOPS_HOME=str(work / "h-noop-old"), PYTHONPATH=BASELINE_SRC)
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "batchops", *args], env=env, check=True,
+                       capture_output=True)
+        old = time.perf_counter() - start
+        out.append(("3 runner ceiling", f"noop, {rows:,} tasks, 2 workers",
+                    f"batchops @{_baseline_rev()}", f"{rows / old:,.0f} tasks/s",
+                    f"{old:.2f} s wall; batchops is {old / elapsed:.2f}× its speed", ""))
+    return out
 
 
 def memory_copy(work: Path) -> list[tuple]:
@@ -163,11 +184,25 @@ def preparing(work: Path) -> list[tuple]:
                     raise ValueError(i)
 
     base = sample / _timed(csv_module)
-    return [("5 preparing pass", f"{rows:,}-row CSV", "batchops (Polars)",
-             f"{rows / best:,.0f} rows/s", f"{rows / best / base:.1f}× csv module",
-             "target ≥ 10M/s"),
-            ("5 preparing pass", f"first {sample:,} rows", "Python csv module",
-             f"{base:,.0f} rows/s", "1.0×", "")]
+    out = [("5 preparing pass", f"{rows:,}-row CSV", "batchops (Polars)",
+            f"{rows / best:,.0f} rows/s", f"{rows / best / base:.1f}× csv module",
+            "target ≥ 10M/s"),
+           ("5 preparing pass", f"first {sample:,} rows", "Python csv module",
+            f"{base:,.0f} rows/s", "1.0×", "")]
+    if BASELINE_SRC:  # the earlier build's preparing pass, best of 3 in a process of its own
+        code = ("import sys, time\nfrom batchops.manifest import prepare\nbest = 9e9\n"
+                "for _ in range(3):\n    t = time.perf_counter()\n"
+                "    prepare(sys.argv[1], sys.argv[1], sys.argv[2])\n"
+                "    best = min(best, time.perf_counter() - t)\nprint(best)\n")
+        (work / "old").mkdir(exist_ok=True)
+        old = float(subprocess.run(
+            [sys.executable, "-c", code, str(m), str(work / "old")], check=True, text=True,
+            capture_output=True, env=dict(os.environ, PYTHONPATH=BASELINE_SRC)).stdout)
+        out.append(("5 preparing pass", f"{rows:,}-row CSV", f"batchops @{_baseline_rev()}",
+                    f"{rows / old:,.0f} rows/s",
+                    f"batchops is {old / best:.2f}× its speed (it copies and indexes the "
+                    "manifest too)", ""))
+    return out
 
 
 def _timed(fn) -> float:  # type: ignore[no-untyped-def]
@@ -367,7 +402,8 @@ def main() -> None:
                 print(rows[-1], flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    command = "python bench/compare.py" + (f" --only {' '.join(args.only)}" if only else "")
+    command = ("BATCHOPS_BENCH_BASELINE_SRC=<earlier checkout>/src " if BASELINE_SRC else "") \
+        + "python bench/compare.py" + (f" --only {' '.join(args.only)}" if only else "")
     if rows:
         table = write_results(rows, command) if not args.no_results else ""
         print(table or "\n".join(map(str, rows)))
