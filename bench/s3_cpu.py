@@ -57,6 +57,9 @@ from botocore.config import Config
 HERE = Path(__file__).resolve().parent
 SCALE = float(os.environ.get("BATCHOPS_BENCH_SCALE", "1"))
 REPEAT = max(1, int(os.environ.get("BATCHOPS_BENCH_REPEAT", "3")))
+#: A source tree of an earlier batchops (its `src/`, with its extensions built in place):
+#: its rows, "batchops @<rev>", are the previous build measured in the same run.
+BASELINE_SRC = os.environ.get("BATCHOPS_BENCH_BASELINE_SRC", "")
 N = max(40, int(1000 * SCALE))
 Q = N // 4
 VENV_BIN = Path(sys.executable).parent
@@ -191,7 +194,7 @@ def main() -> int:
     if not BATCHOPS:
         raise BenchError("batchops is not installed next to this Python")
     reaper = become_subreaper()
-    n_cases = 12  # at most: 6 workloads x 2 sizes; one port per run plus one for setup
+    n_cases = 18  # at most: 9 workloads x 2 sizes; one port per run plus one for setup
     work = Path(tempfile.mkdtemp(prefix="batchops-s3cpu-"))
     server = subprocess.Popen([sys.executable, "-c", SERVER, str(1 + n_cases * (REPEAT + 1))],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -224,7 +227,7 @@ def run_all(ports: list[int], env: dict[str, str], work: Path, keep: set[int]) -
                       aws_access_key_id="bench", aws_secret_access_key="bench-secret",
                       region_name="us-east-1", config=Config(max_pool_connections=16))
     fresh = iter(ports[1:])
-    for b in (SRC, "dst-bucket", "dst2", "dst3"):
+    for b in (SRC, "dst-bucket", "dst2", "dst3", "dst-old"):
         s3.create_bucket(Bucket=b)
     keys = {"data": [f"data/obj-{i:06d}.bin" for i in range(N)],
             "quarter": [f"quarter/obj-{i:06d}.bin" for i in range(Q)]}
@@ -292,6 +295,11 @@ def run_all(ports: list[int], env: dict[str, str], work: Path, keep: set[int]) -
         return lambda _: [BATCHOPS, "run", "--manifest", str(manifests[prefix]), *args,
                           "--workers", "2", "--no-progress"]
 
+    def old(prefix: str, *args: str) -> Callable[[str], list[str]]:
+        return lambda _: ["env", f"PYTHONPATH={BASELINE_SRC}", sys.executable, "-m", "batchops",
+                          "run", "--manifest", str(manifests[prefix]), *args, "--workers", "2",
+                          "--no-progress"]
+
     def s5(p: str) -> Callable[[str], list[str]]:
         return lambda e: [S5CMD, "--endpoint-url", e, "cp", f"s3://{SRC}/{p}/*",
                           f"s3://dst2/{p}/"]
@@ -314,6 +322,18 @@ def run_all(ports: list[int], env: dict[str, str], work: Path, keep: set[int]) -
                           bo(p, "--operation", "copy", "--target", f"s3://{SRC}",
                              "--target-key-prefix", "copies"),
                           clear(SRC, "copies/"), copied(SRC, "copies/", p)))
+    if BASELINE_SRC:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=BASELINE_SRC,
+                             capture_output=True, text=True).stdout.strip() or "baseline"
+        for p, n in sizes:
+            cases.append(Case(f"batchops @{rev}", "copy to another bucket", n,
+                              old(p, "--operation", "copy", "--target", "s3://dst-old"),
+                              clear("dst-old", p + "/"), copied("dst-old", "", p)))
+        for p, n in sizes:
+            cases.append(Case(f"batchops @{rev}", "copy inside one bucket", n,
+                              old(p, "--operation", "copy", "--target", f"s3://{SRC}",
+                                  "--target-key-prefix", "oldcopies"),
+                              clear(SRC, "oldcopies/"), copied(SRC, "oldcopies/", p)))
     for p, n in sizes if S5CMD else ():
         cases.append(Case("s5cmd", "copy to another bucket", n, s5(p),
                           clear("dst2", p + "/"), copied("dst2", "", p)))
@@ -409,10 +429,14 @@ def write_results(cases: list[Case], reaper: bool) -> None:
         if AWS else "absent"
     REV = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE,  # noqa: N806
                          capture_output=True, text=True).stdout.strip()
+    RUN = ("BATCHOPS_BENCH_BASELINE_SRC=<checkout of "  # noqa: N806
+           f"{Path(BASELINE_SRC).parent.name if BASELINE_SRC else ''}>/src "
+           if BASELINE_SRC else "") + "python bench/s3_cpu.py"
     section = f"""{SECTION}
 
-Reproduce: `python bench/s3_cpu.py` (`BATCHOPS_BENCH_SCALE` scales N,
-`BATCHOPS_BENCH_REPEAT` the rounds).
+Reproduce: `{RUN}` (`BATCHOPS_BENCH_SCALE` scales N,
+`BATCHOPS_BENCH_REPEAT` the rounds; `BATCHOPS_BENCH_BASELINE_SRC=<tree>/src` adds an
+earlier build, extensions built in place, as rows `batchops @<rev>`).
 
 Date: {time.strftime("%F", time.gmtime())}; commit {REV}; N = {N:,} objects of 1 KiB
 (and N/4 = {Q:,} for the split); median of {REPEAT} rounds after an unmeasured warm-up round, tools
