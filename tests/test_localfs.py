@@ -356,20 +356,32 @@ def test_a_chunks_copies_are_synced_before_its_marker(cli, tmp_path) -> None:
          "--workers", "1", "--json", "--no-progress"],
         capture_output=True, text=True, env=cli.env(), timeout=300)
     assert proc.returncode == 0, proc.stderr
-    events = []  # ("copy" | "sync" | "marker") in the order the kernel saw them
-    for line in trace.read_text().splitlines():
-        if "syncfs(" in line and line.rstrip().endswith("= 0"):
-            events.append("sync")
+    # Chunks of ten files: f00-f09 are chunk 0, and so on. A chunk's data is durable once
+    # a syncfs that *started* after its last copy has *returned*; its marker must come
+    # after such a syncfs (the next chunk's copies may run meanwhile: the sync and the
+    # report of one chunk overlap the tasks of the next).
+    last_copy: dict[int, int] = {}
+    marker_at: dict[int, int] = {}
+    syncs: list[tuple[int, int]] = []  # (line it started, line it returned)
+    open_sync: dict[str, int] = {}  # pid -> line of a syncfs not yet returned
+    for n, line in enumerate(trace.read_text().splitlines()):
+        pid = line.split(None, 1)[0]
+        if "syncfs(" in line:
+            if line.rstrip().endswith("= 0"):
+                syncs.append((n, n))
+            elif "<unfinished" in line:
+                open_sync[pid] = n
+        elif "syncfs resumed" in line and line.rstrip().endswith("= 0") and pid in open_sync:
+            syncs.append((open_sync.pop(pid), n))
         elif "renameat" in line and ".batchops-" in line:
-            events.append("copy")
-        elif "rename(" in line and "/chunks/" in line:
-            events.append("marker")
-    assert events.count("marker") == 3 and events.count("copy") == 30
-    for n, event in enumerate(events):
-        if event == "marker":
-            since_copy = events[:n][::-1]
-            last_copy = since_copy.index("copy") if "copy" in since_copy else len(since_copy)
-            assert "sync" in since_copy[:last_copy], f"marker {n} not after a sync: {events}"
+            name = line.rsplit('"', 2)[-2].rsplit("/", 1)[-1]
+            last_copy[int(name[1:]) // 10] = n
+        elif "rename(" in line and "/chunks/" in line and ".tmp" in line:
+            marker_at[int(line.rsplit('"', 2)[-2].rsplit("/", 1)[-1][:12])] = n
+    assert sorted(marker_at) == [0, 1, 2] and sorted(last_copy) == [0, 1, 2], trace.read_text()
+    for chunk, at in marker_at.items():
+        assert any(last_copy[chunk] < s0 and e0 < at for s0, e0 in syncs), \
+            f"chunk {chunk}'s marker is not after a syncfs that followed its last copy"
 
 
 # -- other stores to and from a folder -----------------------------------------------------

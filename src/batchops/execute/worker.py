@@ -27,11 +27,12 @@ import queue
 import signal
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from batchops.execute.loop import ChunkState, TaskLoop
 from batchops.model.chunk import Chunk
-from batchops.model.errors import BatchopsError, JobFatalError
+from batchops.model.errors import BatchopsError
 from batchops.model.spec import WorkerConfig
 
 PROGRESS_INTERVAL = 0.5
@@ -78,6 +79,10 @@ class _Worker:
         self._loop: Any = None  # the event loop thread's loop and executor, once started
         self._executor: Any = None
         self._cancelled = False  # a cancel: start nothing more
+        # Chunks run on the main thread are finished (made durable, reported) here.
+        self._finisher = ThreadPoolExecutor(1, thread_name_prefix="batchops-finish")
+        self._finish_count_lock = threading.Lock()
+        self._finishing = 0
 
     def send(self, msg: tuple[Any, ...]) -> None:
         try:
@@ -115,20 +120,34 @@ class _Worker:
             _die("submit", exc)
 
     def _run_here(self, runner: TaskLoop, chunk: Chunk) -> None:
+        """Run a chunk on this thread, then hand it to the finisher thread: making its data
+        durable (a syncfs waits on the disk) and writing its report parts and marker overlap
+        with the next chunk's tasks."""
         st = self._current = runner.state(chunk)
         if self._cancelled:
             st.run.close()
         try:
             runner.run_sync(st)
+        except Exception as exc:  # noqa: BLE001 - the job stops (see _stopped)
+            self.send(("done", _stopped(exc)))
+            self._current = None
+            return
+        with self._finish_count_lock:
+            self._finishing += 1
+        self._current = None
+        self._finisher.submit(self._finish, runner, st)
+
+    def _finish(self, runner: TaskLoop, st: ChunkState) -> None:
+        """On the finisher thread: the chunk's durable data, report parts and marker."""
+        try:
             marker = runner.finish(st)
-        except (JobFatalError, BatchopsError) as exc:  # the job stops; resume continues
-            marker = {"fatal": str(exc)}
-        except Exception as exc:  # noqa: BLE001 - a bug in batchops: the job stops, loudly
-            marker = {"fatal": f"internal error in batchops: {type(exc).__name__}: {exc} "
-                               "(a bug; the job is paused, nothing is lost)"}
+        except Exception as exc:  # noqa: BLE001 - the job stops (see _stopped)
+            marker = _stopped(exc)
+        finally:
+            with self._finish_count_lock:
+                self._finishing -= 1
         if marker is not None:
             self.send(("done", marker))
-        self._current = None
 
     def _read(self) -> None:
         try:
@@ -155,7 +174,8 @@ class _Worker:
             self._loop.call_soon_threadsafe(self._executor.close_runs)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self._current is None and (self._executor is None or self._executor.idle):
+            if self._current is None and not self._finishing and \
+                    (self._executor is None or self._executor.idle):
                 return
             time.sleep(0.01)
 
@@ -229,6 +249,15 @@ class _Worker:
 
     def _done(self, marker: dict[str, Any]) -> None:
         self.send(("done", marker))
+
+
+def _stopped(exc: BaseException) -> dict[str, Any]:
+    """The marker that stops the job: a fatal error (resume continues once it is fixed),
+    or a bug in batchops (the job stops loudly; nothing is lost)."""
+    if isinstance(exc, BatchopsError):  # JobFatalError, JobStoreError, ...
+        return {"fatal": str(exc)}
+    return {"fatal": f"internal error in batchops: {type(exc).__name__}: {exc} (a bug; the "
+                     "job is paused, nothing is lost)"}
 
 
 def _die(where: str, exc: BaseException) -> None:
