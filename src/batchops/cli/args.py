@@ -27,6 +27,8 @@ exit codes:
 
 environment:
   BATCHOPS_HOME       job store folder (default ~/.batchops)
+  BATCHOPS_LEASE_SECONDS  seconds of silence before a worker's chunks are taken back
+                      (default 30)
   AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION,
   AWS_ENDPOINT_URL    S3 settings (AWS_ENDPOINT_URL for S3-compatible servers)
 """
