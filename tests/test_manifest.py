@@ -115,10 +115,12 @@ def test_json_lines_with_per_row_destination(tmp_path: Path) -> None:
     assert chunk.report_keys[0] == "a+b%2Bc%25.txt"
 
 
-def test_json_document_form(tmp_path: Path) -> None:
+@pytest.mark.parametrize("indent", [2, None], ids=["indented", "one line"])
+def test_json_document_form(tmp_path: Path, indent: int | None) -> None:
+    """Indented, or on one line as json.dump writes it by default."""
     doc = {"entries": [{"url": "s3://src/k1"},
                        {"url": "s3://src/k2", "destination": {"bucket": "d", "key": "z"}}]}
-    info = _prep(tmp_path, "m.json", json.dumps(doc, indent=2))
+    info = _prep(tmp_path, "m.json", json.dumps(doc, indent=indent))
     [chunk] = list(iter_chunks(info, 10))
     assert chunk.keys == ["k1", "k2"] and chunk.dest_keys == [None, "z"]
 

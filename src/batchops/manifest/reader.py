@@ -133,10 +133,13 @@ def _sniff(path: str) -> tuple[str, int]:
     if text.startswith(b"{"):
         first = text.split(b"\n", 1)[0].strip()
         try:
-            orjson.loads(first)
-            return JSONL_FORMAT, 0
+            row = orjson.loads(first)
         except orjson.JSONDecodeError:
             return "json-document", 0
+        # `{"entries": [...]}` on one line (what json.dump writes) is a document too.
+        if isinstance(row, dict) and "entries" in row and "url" not in row:
+            return "json-document", 0
+        return JSONL_FORMAT, 0
     line = head.split(b"\n", 1)[0].decode("utf-8", "replace")
     try:
         fields = next(csv.reader([line]), [])
