@@ -41,7 +41,7 @@ OPERATION_NAMES = set(LIST_JOBS.members["Jobs"].member.members["Operation"].enum
 # test can speed a running job up), keys starting with "bad" fail for good. Every finished
 # call appends its key to $INVOKE_LOG.
 HANDLER = '''
-import os, time
+import os, time, urllib.parse
 
 def pace():
     try:
@@ -52,7 +52,7 @@ def pace():
 
 def handler(event):
     task = event["tasks"][0]
-    key = task["s3Key"]
+    key = urllib.parse.unquote_plus(task["s3Key"])  # URL-encoded, as Amazon sends it
     if key.startswith("slow"):
         time.sleep(pace())
     log = os.environ.get("INVOKE_LOG")

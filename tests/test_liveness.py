@@ -12,6 +12,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from urllib.parse import quote_plus
 
 import pytest
 
@@ -202,3 +203,36 @@ def test_resume_removes_the_temporaries_a_stopped_run_left(cli, tmp_path) -> Non
     assert cli("resume", job_id, "--json", "--no-progress", timeout=120).returncode == 0
     assert not any(p.exists() for p in strays)
     assert (job_dir / "job.json").exists()
+
+
+def test_python_functions_import_from_the_current_folder_and_get_amazons_key_encoding(
+        cli, tmp_path) -> None:
+    """As `python -m` does, `python:mod:fn` imports from the folder batchops runs in (no
+    PYTHONPATH needed), and the function gets s3Key URL-encoded, as Amazon sends it
+    (handlers written for Amazon decode it)."""
+    here = tmp_path / "here"
+    here.mkdir()
+    (here / "echohooks.py").write_text(textwrap.dedent('''
+        def handler(event):
+            task = event["tasks"][0]
+            return {"invocationSchemaVersion": event["invocationSchemaVersion"],
+                    "invocationId": event["invocationId"],
+                    "results": [{"taskId": task["taskId"], "resultCode": "Succeeded",
+                                 "resultString": "got " + task["s3Key"]}]}
+    '''))
+    (tmp_path / "src").mkdir()
+    keys = ["a b/c+d", "plain", "é%"]
+    m = write_manifest(tmp_path / "m.csv", [("src", k) for k in keys])
+    env = {k: v for k, v in cli.env().items() if k != "PYTHONPATH"}
+    exe = Path(sys.executable).with_name("batchops")  # the console script, not python -m
+    proc = subprocess.run([str(exe), "run", "--manifest", str(m), "--operation", "invoke",
+                           "--function", "python:echohooks:handler", "--bucket-map",
+                           f"src=file://{tmp_path / 'src'}", "--json", "--no-progress"],
+                          cwd=here, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr
+    job = json.loads(proc.stdout)["Job"]
+    rows = _rows(cli, job["JobId"])
+    for k in keys:
+        encoded = quote_plus(k, safe="/")
+        assert rows[encoded][6] == "got " + encoded
+    assert "BatchopsImportPath" not in job["Operation"]["LambdaInvoke"]

@@ -136,15 +136,15 @@ def test_put_retention_and_legal_hold(cli, s3, tmp_path) -> None:
 
 
 HANDLER = '''
-import json, os, pathlib
+import json, os, pathlib, urllib.parse
 LOG = pathlib.Path(os.environ["INVOKE_LOG"])
 
 def handler(event):
     task = event["tasks"][0]
+    key = urllib.parse.unquote_plus(task["s3Key"])  # URL-encoded, as Amazon sends it
     with LOG.open("a") as f:
-        f.write(json.dumps({"key": task["s3Key"], "bucket": task.get("s3Bucket"),
+        f.write(json.dumps({"key": key, "bucket": task.get("s3Bucket"),
                             "args": event["job"].get("userArguments")}) + "\\n")
-    key = task["s3Key"]
     marker = LOG.with_name("tmp-" + str(abs(hash(key))))
     if key.startswith("flaky") and not marker.exists():
         marker.write_text("x")

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
+import sys
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -57,6 +59,19 @@ def _parse_target(target: Any) -> tuple[str, Any]:
                     'command:["prog", ...] or arn:aws:lambda:...')
 
 
+#: Where a python: function is imported from: the folder `batchops` ran in, as `python -m`
+#: does. Ours, not Amazon's: kept out of the job's Amazon-shaped Operation.
+_IMPORT_PATH = "BatchopsImportPath"
+
+
+def _import(module: str, folder: str) -> Any:
+    """Import `module` as if from `folder` (the user's current folder). The folder goes
+    last on sys.path: a `copy.py` there never shadows a module batchops imports."""
+    if folder not in sys.path:
+        sys.path.append(folder)
+    return importlib.import_module(module)
+
+
 class InvokeOperation(Operation):
     amazon_name = "LambdaInvoke"
     alias = "invoke"
@@ -65,10 +80,11 @@ class InvokeOperation(Operation):
     @classmethod
     def validate(cls, params: Mapping[str, Any], resolver: Resolver) -> dict[str, Any]:
         kind, spec = _parse_target(params.get("FunctionArn"))
+        where = params.get(_IMPORT_PATH) or os.getcwd()
         if kind == "python":
             module, name = spec
             try:
-                fn = getattr(importlib.import_module(module), name)
+                fn = getattr(_import(module, where), name)
             except (ImportError, AttributeError) as exc:
                 raise SpecError(f"{_WHERE}.FunctionArn: cannot import {module}:{name} "
                                 f"({exc})") from None
@@ -85,9 +101,15 @@ class InvokeOperation(Operation):
             raise SpecError(f"{_WHERE}.UserArguments need InvocationSchemaVersion 2.0")
         out: dict[str, Any] = {"FunctionArn": params["FunctionArn"],
                                "InvocationSchemaVersion": version}
+        if kind == "python":
+            out[_IMPORT_PATH] = where  # workers import from here too (not a secret)
         if args:
             out["UserArguments"] = args
         return out
+
+    @classmethod
+    def amazon_spec(cls, params: Mapping[str, Any]) -> dict[str, Any]:
+        return {cls.amazon_name: {k: v for k, v in params.items() if k != _IMPORT_PATH}}
 
     def __init__(self, params: Mapping[str, Any], resolver: Resolver, job_id: str = "") -> None:
         super().__init__(params, resolver, job_id)
@@ -98,12 +120,12 @@ class InvokeOperation(Operation):
         self._argv: list[str] = []
         if self._kind == "python":
             module, name = spec
-            self._fn = getattr(importlib.import_module(module), name)
+            self._fn = getattr(_import(module, params.get(_IMPORT_PATH) or os.getcwd()), name)
         elif self._kind == "command":
             self._argv = spec
 
     def payload(self, chunk: Chunk, i: int) -> dict[str, Any]:
-        task: dict[str, Any] = {"taskId": f"{chunk.index}-{i}", "s3Key": chunk.keys[i],
+        task: dict[str, Any] = {"taskId": f"{chunk.index}-{i}", "s3Key": chunk.report_keys[i],
                                 "s3VersionId": chunk.versions[i]}
         loc = self.resolver.location(chunk.buckets[i])
         bucket = loc.root.split("://", 1)[1] if loc.scheme == "s3" else loc.root
