@@ -147,3 +147,19 @@ def test_keys_that_decode_to_line_ends_stay_whole(tmp_path: Path) -> None:
     info = _prep(tmp_path, "m.csv", "b,a%0Ab\nb,c+d\nb,e%0D%0A\n")
     [chunk] = list(iter_chunks(info, 10))
     assert chunk.keys == ["a\nb", "c d", "e\r\n"]
+
+
+@pytest.mark.parametrize("line, problem", [
+    ('{"url": "s3://b/k", "versionId": 7}', '"versionId" must be a string, not int 7'),
+    ('{"url": "s3://b/k", "destination": {"bucket": "d", "key": 5}}',
+     '"destination.key" must be a string, not int 5'),
+    ('{"url": ["s3://b/k"]}', '"url" must be a string, not list'),
+    ('{"url": "s3://b/k", "destination": "x"}', '"destination" must be an object'),
+])
+def test_json_lines_values_of_the_wrong_type_are_refused_not_coerced(
+        tmp_path: Path, line: str, problem: str) -> None:
+    text = '{"url": "s3://b/first"}\n\n' + line + "\n"
+    with pytest.raises(ManifestError) as err:
+        _prep(tmp_path, "m.jsonl", text)
+    assert problem in err.value.problem
+    assert err.value.line == 3  # the file's third line (after a blank one)

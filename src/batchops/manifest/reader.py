@@ -345,15 +345,59 @@ def _locate_csv_error(path: str, columns: int) -> ManifestError:
     return ManifestError(path, None, "the file is not a valid CSV manifest")
 
 
+_JSONL_STRINGS = (("url",), ("versionId",), ("destination", "bucket"),
+                  ("destination", "key"))
+
+
+def _entry_problem(entry: Any) -> str | None:
+    """What is wrong with one parsed JSON Lines entry, or None."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("url"), str):
+        if isinstance(entry, dict) and entry.get("url") is not None:
+            url = entry["url"]
+            return (f'"url" must be a string, not {type(url).__name__} '
+                    f"{orjson.dumps(url).decode()[:40]}")
+        return 'expected an object with a "url" string'
+    dest = entry.get("destination")
+    if dest is not None and not isinstance(dest, dict):
+        return '"destination" must be an object with "bucket" and "key" strings'
+    for path in _JSONL_STRINGS:
+        value: Any = entry
+        for part in path:
+            value = value.get(part) if isinstance(value, dict) else None
+        if value is not None and not isinstance(value, str):
+            return (f'"{".".join(path)}" must be a string, not {type(value).__name__} '
+                    f"{orjson.dumps(value).decode()[:40]}")
+    return None
+
+
+def _check_jsonl_types(block: bytes, lines_before: int, location: str) -> None:
+    """Every value a JSON Lines entry gives is a string (or null where optional): a
+    number, list or object where a string belongs is refused with its line number in the
+    file, not coerced (Polars would coerce it)."""
+    for entry_no, line in enumerate(block.split(b"\n"), lines_before + 1):
+        if not line.strip():
+            continue
+        try:
+            entry = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue  # the Polars pass names malformed JSON
+        problem = _entry_problem(entry)
+        if problem is not None:
+            raise ManifestError(location, entry_no, problem)
+
+
 def _locate_jsonl_error(path: str) -> ManifestError:
     with open(path, "rb") as raw:
         for number, line in enumerate(raw, 1):
+            if not line.strip():
+                continue  # blank lines are allowed
             try:
                 entry = orjson.loads(line)
             except orjson.JSONDecodeError as exc:
                 return ManifestError(path, number, f"not valid JSON ({exc})")
-            if not isinstance(entry, dict) or not isinstance(entry.get("url"), str):
-                return ManifestError(path, number, 'expected an object with a "url" string')
+            problem = _entry_problem(entry)
+            if problem is not None:
+                return ManifestError(path, number, problem)
     return ManifestError(path, None, "the file is not valid JSON Lines")
 
 
@@ -637,6 +681,7 @@ def prepare(location: str, local_path: str, work_dir: str) -> ManifestInfo:
         import polars as pl
 
         offset = 0
+        lines_before = 0  # lines of the file before this block (blank ones too)
         try:
             for block in _blocks(path):
                 frame = _csv_frame(block, columns) if fmt == CSV_FORMAT else _jsonl_frame(block)
@@ -646,6 +691,9 @@ def prepare(location: str, local_path: str, work_dir: str) -> ManifestInfo:
                 if fmt == CSV_FORMAT:  # a key that does not decode, before any bad row
                     _check_decoding(batch if first_bad is None else batch.head(first_bad),
                                     total, location)
+                else:  # Polars would coerce a number to a string: refuse it instead
+                    _check_jsonl_types(block, lines_before, location)
+                    lines_before += block.count(b"\n")
                 if first_bad is not None:
                     raise ManifestError(location, total + first_bad + 1,
                                         _explain(batch.row(first_bad, named=True), fmt))
