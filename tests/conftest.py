@@ -3,6 +3,7 @@ and a runner for the real `batchops` CLI in a subprocess."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -10,6 +11,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
@@ -26,14 +28,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def s3_endpoint() -> Iterator[str]:
-    """Start `moto_server` on a free loopback port for the whole session."""
+def _start_moto(env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """`moto_server` on a free loopback port; returns (process, endpoint)."""
     port = _free_port()
     exe = Path(sys.executable).with_name("moto_server")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "moto.server"]
     proc = subprocess.Popen([*cmd, "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, **(env or {})})
     endpoint = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -45,9 +47,74 @@ def s3_endpoint() -> Iterator[str]:
     else:
         proc.kill()
         raise RuntimeError("moto_server did not start")
+    return proc, endpoint
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """Start `moto_server` on a free loopback port for the whole session."""
+    proc, endpoint = _start_moto()
     yield endpoint
     proc.terminate()
     proc.wait(10)
+
+
+@dataclass(frozen=True)
+class KeyedStore:
+    """An S3-API server that checks signatures: only its own key pair is let in."""
+
+    endpoint: str
+    access_key: str
+    secret_key: str
+
+    def client(self, service: str = "s3"):  # type: ignore[no-untyped-def]
+        return boto3.client(service, endpoint_url=self.endpoint, region_name=REGION,
+                            aws_access_key_id=self.access_key,
+                            aws_secret_access_key=self.secret_key)
+
+
+@pytest.fixture(scope="session")
+def keyed_stores() -> Iterator[tuple[KeyedStore, KeyedStore]]:
+    """Two moto servers on two ports, each enforcing its own keys (moto's IAM
+    authentication after the first three requests, which make the user and its key)."""
+    procs, stores = [], []
+    for _ in range(2):
+        proc, endpoint = _start_moto({"INITIAL_NO_AUTH_ACTION_COUNT": "3"})
+        procs.append(proc)
+        iam = boto3.client("iam", endpoint_url=endpoint, region_name=REGION,
+                           aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap")
+        iam.create_user(UserName="batchops")
+        key = iam.create_access_key(UserName="batchops")["AccessKey"]
+        iam.put_user_policy(UserName="batchops", PolicyName="all", PolicyDocument=json.dumps(
+            {"Version": "2012-10-17",
+             "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+        stores.append(KeyedStore(endpoint, key["AccessKeyId"], key["SecretAccessKey"]))
+    yield stores[0], stores[1]
+    for proc in procs:
+        proc.terminate()
+        proc.wait(10)
+
+
+_AWS_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                  "AWS_SECURITY_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_REGION",
+                  "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3",
+                  "AWS_ENDPOINT_URL_STS", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE",
+                  "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN",
+                  "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                  "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_SKIP_SIGNATURE")
+
+
+@pytest.fixture
+def aws_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A temporary HOME with an empty ~/.aws and no AWS variable set: what batchops
+    finds is only what the test writes there (instance metadata off: no network)."""
+    home = tmp_path / "user"
+    (home / ".aws").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    for name in _AWS_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    return home
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ request's headers leaves no credential in the job store.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import http.server
 import json
@@ -121,6 +122,8 @@ def _botocore_error(endpoint: str, key: str) -> BaseException:
 def _crt_error(endpoint: str, key: str, monkeypatch: pytest.MonkeyPatch) -> BaseException:
     import asyncio
 
+    from batchops.model.spec import AwsSettings
+    from batchops.storage.aws import AwsContext
     from batchops.storage.s3api import CrtCopier
 
     monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
@@ -131,7 +134,7 @@ def _crt_error(endpoint: str, key: str, monkeypatch: pytest.MonkeyPatch) -> Base
 
     async def copy() -> BaseException:
         try:
-            await CrtCopier().copy("src", "k", None, "bkt", key)
+            await CrtCopier(AwsContext(AwsSettings())).copy("src", "k", None, "bkt", key)
         except Exception as exc:  # noqa: BLE001 - the error under test
             return exc
         raise AssertionError("the request succeeded")
@@ -573,7 +576,8 @@ class S3Stand(FaultProxy):
     - `sig_echo`: the same paths answered 403 SignatureDoesNotMatch with S3's debugging
       elements (StringToSign, CanonicalRequest with the token, SignatureProvided);
     - `expired`: while true, every object request is answered 403 ExpiredToken (and the
-      bucket listing too while `expired_listing` is true).
+      bucket listing and preflight's probe of a key no one has too while
+      `expired_listing` is true).
 
     It records the signatures and session tokens it saw.
     """
@@ -610,7 +614,8 @@ class S3Stand(FaultProxy):
                 "InvalidArgument", f"Unsupported header. Authorization: {auth}\n"
                                    f"x-amz-security-token: {token}\nechoed: {token} "
                                    f"{SECRET_KEY}")
-        is_object = any(len(p.strip("/").split("/", 1)) == 2 for p in paths)
+        is_object = any(len(p.strip("/").split("/", 1)) == 2 and ".batchops-probe-" not in p
+                        for p in paths)
         if (self.expired and is_object) or self.expired_listing:
             return 403, "Forbidden", xml, s3_error("ExpiredToken",
                                                    "The provided token has expired.")
@@ -786,6 +791,22 @@ def test_a_full_target_disk_pauses_the_job_and_resume_finishes_it(
         assert (small_disk / k).read_bytes() == bytes([i]) * (64 << 10)
 
 
+class _GoesDown(FaultProxy):
+    """Forwards preflight's probe; holds every later request until the test stops it
+    (then the endpoint is gone: connections are cut and refused)."""
+
+    def __init__(self, upstream: str) -> None:
+        super().__init__(upstream, seed=11)
+        self.task_seen = threading.Event()
+
+    async def _forward(self, req: _Request) -> tuple[int, str, list[tuple[str, str]], bytes]:
+        if ".batchops-probe-" in req.path:
+            return await super()._forward(req)
+        self.task_seen.set()
+        await asyncio.Event().wait()  # until stopped
+        raise AssertionError("unreachable")
+
+
 def test_an_unreachable_endpoint_pauses_the_job_and_resume_finishes_it(
         cli, s3, aws_env: dict[str, str], s3_endpoint: str, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
@@ -796,10 +817,18 @@ def test_an_unreachable_endpoint_pauses_the_job_and_resume_finishes_it(
         (src / k).write_bytes(k.encode())
     dst = _new_bucket(s3, "-dst")
     m = write_manifest(tmp_path / "m.csv", [(f"file://{src}", k) for k in keys])
-    dead = f"http://127.0.0.1:{_closed_port()}"
-    monkeypatch.setenv("AWS_ENDPOINT_URL", dead)  # the target's endpoint is down
-    proc = cli("run", "--manifest", str(m), "--operation", "copy", "--target", f"s3://{dst}",
-               "--no-progress", "--workers", "1", "--max-attempts", "3", timeout=120)
+    proxy = _GoesDown(s3_endpoint).start()
+    dead = proxy.url
+    monkeypatch.setenv("AWS_ENDPOINT_URL", dead)  # the target's endpoint goes down mid-job
+    run = cli.popen("run", "--manifest", str(m), "--operation", "copy", "--target",
+                    f"s3://{dst}", "--no-progress", "--workers", "1", "--max-attempts", "3",
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proxy.task_seen.wait(60), "no task reached the endpoint"
+    finally:
+        proxy.stop()
+    out, err = run.communicate(timeout=120)
+    proc = subprocess.CompletedProcess(run.args, run.returncode, out, err)
     assert proc.returncode == 3, (proc.stdout, proc.stderr)
     lines = [line for line in proc.stderr.splitlines() if "cannot reach" in line]
     assert len(lines) == 1 and dead in lines[0] and "Traceback" not in proc.stderr

@@ -6,6 +6,7 @@ The commands themselves are in cli.py.
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 OPERATION_HELP = (
     "copy (S3PutObjectCopy), put-tagging (S3PutObjectTagging), delete-tagging "
@@ -29,9 +30,34 @@ environment:
   BATCHOPS_HOME       job store folder (default ~/.batchops)
   BATCHOPS_LEASE_SECONDS  seconds of silence before a worker's chunks are taken back
                       (default 30)
-  AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION,
-  AWS_ENDPOINT_URL    S3 settings (AWS_ENDPOINT_URL for S3-compatible servers)
+  AWS_PROFILE, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,
+  AWS_REGION, AWS_DEFAULT_REGION, AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL,
+  AWS_CONFIG_FILE, AWS_SHARED_CREDENTIALS_FILE
+                      AWS settings, resolved by botocore as aws-cli does (profiles,
+                      SSO, credential_process, assume-role, web identity, container and
+                      instance metadata, `services` sections)
+
+S3 settings per bucket:
+  --bucket-map NAME=s3://BUCKET?profile=P&region=R&endpoint_url=URL gives one bucket its
+  own profile, region or endpoint (names only: keys go in ~/.aws/credentials or a
+  profile's credential_process, never in a URL, since job.json keeps the URL)
 """
+
+
+def _add_aws_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("AWS settings (as aws-cli's; for every S3 bucket that has "
+                             "none of its own in --bucket-map)")
+    g.add_argument("--profile", metavar="NAME",
+                   help="a profile of ~/.aws/config and ~/.aws/credentials (default: "
+                        "AWS_PROFILE, else the default profile)")
+    g.add_argument("--region", metavar="REGION",
+                   help="the S3 region (default: AWS_REGION, AWS_DEFAULT_REGION, the "
+                        "profile's region, else us-east-1)")
+    g.add_argument("--endpoint-url", metavar="URL",
+                   help="the S3 endpoint, for S3-compatible stores (default: "
+                        "AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, the profile's services "
+                        "section or endpoint_url, else AWS)")
+
 
 
 def _add_run_flags(p: argparse.ArgumentParser) -> None:
@@ -139,7 +165,8 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
                    help="fail the job once at least 1,000 tasks ran and more than RATIO of "
                         "them failed (Amazon's rule: 0.5)")
     p.add_argument("--bucket-map", action="append", default=[], metavar="NAME=URL",
-                   help="send a bucket name to any store URL (repeatable)")
+                   help="send a bucket name to any store URL, or give an S3 bucket its own "
+                        "settings: photos=s3://photos?profile=minio (repeatable)")
     p.add_argument("--description", default="", metavar="TEXT")
     p.add_argument("--priority", type=int, default=10, metavar="N")
     p.add_argument("--in-process", action="store_true",
@@ -164,7 +191,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser(
+    def command(name: str, **kw: Any) -> argparse.ArgumentParser:
+        """A command, with aws-cli's --profile, --region and --endpoint-url."""
+        p = sub.add_parser(name, **kw)
+        _add_aws_flags(p)
+        return p
+
+    run = command(
         "run", help="create a job and run it in the foreground",
         description="Create a job from a manifest and run it now, with live progress. "
                     "Ctrl-C stops it with its checkpoint saved; `batchops resume` continues.",
@@ -173,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_run_flags(run)
 
-    resume = sub.add_parser(
+    resume = command(
         "resume", help="continue an interrupted or killed job from its checkpoint",
         description="Continue a job from its checkpoint: finished chunks are skipped, "
                     "chunks that were running run again. Refuses a manifest that changed.",
@@ -183,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="run tasks in this process instead of worker processes")
     _add_output_flags(resume)
 
-    describe = sub.add_parser(
+    describe = command(
         "describe-job", help="print a job as DescribeJob JSON",
         description="Print {\"Job\": {...}} in the shape of Amazon's DescribeJob. Works "
                     "while the job runs in another process.")
@@ -192,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     describe.add_argument("--extended", action="store_true",
                           help="add a \"Batchops\" member: retries, throttling, settings")
 
-    lst = sub.add_parser("list-jobs", help="print jobs as ListJobs JSON",
+    lst = command("list-jobs", help="print jobs as ListJobs JSON",
                          description="Print {\"Jobs\": [...]} in the shape of Amazon's "
                                      "ListJobs, newest first.")
     lst.add_argument("--job-statuses", nargs="*", default=[], metavar="STATUS")
@@ -200,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     lst.add_argument("--next-token", metavar="TOKEN")
     lst.add_argument("--account-id", help="accepted and ignored (Amazon compatibility)")
 
-    create = sub.add_parser(
+    create = command(
         "create-job", help="create a job from Amazon's CreateJob JSON (run it with `runner`)",
         description="Create a job as `aws s3control create-job` does, from the same JSON: "
                     "--cli-input-json file://job.json, or the same members as JSON-valued "
@@ -230,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--failure-threshold", type=float, default=0.5, metavar="RATIO")
     create.add_argument("--max-ops-per-second", type=float, default=0.0, metavar="N")
 
-    runner = sub.add_parser(
+    runner = command(
         "runner", help="run Ready jobs in priority order",
         description="Run the job store's Ready (and Paused) jobs, highest priority first, "
                     "until none is left. A job that becomes Ready with a higher priority "
@@ -239,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     runner.add_argument("--poll", type=float, default=1.0, metavar="SECONDS")
     runner.add_argument("--json", action="store_true", help="one JSON line per job run")
 
-    ujs = sub.add_parser("update-job-status", help="confirm (Ready) or cancel a job",
+    ujs = command("update-job-status", help="confirm (Ready) or cancel a job",
                          description="Ready confirms a Suspended job; Cancelled stops a job "
                                      "within seconds wherever it runs (its report covers the "
                                      "tasks that ran).")
@@ -248,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     ujs.add_argument("--status-update-reason", metavar="TEXT")
     ujs.add_argument("--account-id", help="accepted and ignored")
 
-    ujp = sub.add_parser("update-job-priority", help="change a job's priority")
+    ujp = command("update-job-priority", help="change a job's priority")
     ujp.add_argument("--job-id", required=True, metavar="ID")
     ujp.add_argument("--priority", required=True, type=int)
     ujp.add_argument("--account-id", help="accepted and ignored")
@@ -256,14 +289,14 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in (("get-job-tagging", "print a job's tags"),
                        ("put-job-tagging", "replace a job's tags"),
                        ("delete-job-tagging", "remove a job's tags")):
-        t = sub.add_parser(name, help=text)
+        t = command(name, help=text)
         t.add_argument("--job-id", required=True, metavar="ID")
         t.add_argument("--account-id", help="accepted and ignored")
         if name == "put-job-tagging":
             t.add_argument("--tags", required=True, metavar="JSON",
                            help='[{"Key": "k", "Value": "v"}, ...] or file://tags.json')
 
-    demo = sub.add_parser(
+    demo = command(
         "demo", help="make sample objects in a local folder and copy them with a job",
         description="Create a few thousand sample objects under a local folder, run a copy "
                     "job on them with live progress, and print the job id, the summary and "

@@ -160,6 +160,19 @@ def _operation_from_args(args: argparse.Namespace) -> tuple[str, dict[str, Any]]
     return alias, p
 
 
+def _aws_from_args(args: argparse.Namespace) -> Any:
+    """--profile, --region and --endpoint-url (names only: job.json keeps them)."""
+    from batchops.model.spec import AwsSettings
+
+    if args.endpoint_url:
+        from batchops.storage.aws import check_endpoint
+
+        check_endpoint(args.endpoint_url, "--endpoint-url")
+    if args.region is not None and not args.region.strip():
+        raise SpecError("--region needs a region name, e.g. us-west-2")
+    return AwsSettings(args.profile or None, args.region or None, args.endpoint_url or None)
+
+
 def _options_from_args(args: argparse.Namespace) -> Any:
     from batchops.model.spec import JobOptions
     from batchops.storage.locations import parse_bucket_map
@@ -195,7 +208,7 @@ def _options_from_args(args: argparse.Namespace) -> Any:
         bucket_map=parse_bucket_map(args.bucket_map), workers=args.workers,
         concurrency=args.concurrency, max_attempts=args.max_attempts,
         description=args.description, priority=args.priority, dry_run=args.dry_run,
-        confirmed=args.confirm_delete,
+        confirmed=args.confirm_delete, aws=_aws_from_args(args),
     )
 
 
@@ -229,7 +242,7 @@ def _create_announced(opts: Any, args: argparse.Namespace, announce: bool = True
 
 
 def _run_and_report(store: Any, args: argparse.Namespace, prestarted: Any = None,
-                    announced: bool = False) -> int:
+                    announced: bool = False, aws: Any = None) -> int:
     from batchops.cli.progress import Display
     from batchops.model.status import CANCELLED, COMPLETE, FAILED, PAUSED
     from batchops.schedule.coordinator import run_job
@@ -242,7 +255,7 @@ def _run_and_report(store: Any, args: argparse.Namespace, prestarted: Any = None
         with Display(enabled=not args.no_progress) as display, signals.polling() as stop:
             doc = run_job(store, display.update,
                           in_process=getattr(args, "in_process", False),
-                          prestarted=prestarted, stop=stop)
+                          prestarted=prestarted, stop=stop, aws=aws)
     except KeyboardInterrupt:  # before any task ran (its checkpoint is as it was)
         print(f"batchops: interrupted; continue with: batchops resume {store.job_id}",
               file=sys.stderr)
@@ -308,7 +321,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_resume(args: argparse.Namespace) -> int:
     from batchops.results.jobstore import JobStore
 
-    return _run_and_report(JobStore.open(args.job_id), args)
+    aws = _aws_from_args(args)  # given: the job's settings from now on
+    return _run_and_report(JobStore.open(args.job_id), args, aws=aws or None)
 
 
 def cmd_describe(args: argparse.Namespace) -> int:
@@ -362,7 +376,8 @@ def cmd_create_job(args: argparse.Namespace) -> int:
     opts = options_from_request(
         request, bucket_map=parse_bucket_map(args.bucket_map), workers=args.workers,
         concurrency=args.concurrency, chunk_size=args.chunk_size,
-        failure_ratio=args.failure_threshold, max_ops_per_second=args.max_ops_per_second)
+        failure_ratio=args.failure_threshold, max_ops_per_second=args.max_ops_per_second,
+        aws=_aws_from_args(args))
     store = _create_announced(opts, args, announce=False)
     _json_out({"JobId": store.job_id})
     return errors.EXIT_OK

@@ -80,7 +80,7 @@ class TaskLoop:
     def __init__(self, cfg: WorkerConfig, preset_stores: dict[str, Any] | None = None) -> None:
         self.cfg = cfg
         self.store = JobStore(cfg.job_id, cfg.home)
-        self.resolver = Resolver(cfg.bucket_map, preset_stores, cfg.concurrency)
+        self.resolver = Resolver(cfg.bucket_map, preset_stores, cfg.concurrency, cfg.aws)
         self.op = get_operation(cfg.operation)(cfg.params, self.resolver, cfg.job_id)
         self.policy = RetryPolicy(cfg.max_attempts)
         self.aimd = Aimd(max(1, cfg.concurrency))

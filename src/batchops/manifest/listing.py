@@ -97,14 +97,11 @@ def _common_prefix(prefixes: list[str]) -> str:
     return os.path.commonprefix(prefixes) if prefixes else ""
 
 
-def _list_s3(bucket: str, prefix: str) -> Iterator[tuple[str, int, datetime, str]]:
+def _list_s3(api: Any, bucket: str, prefix: str) -> Iterator[tuple[str, int, datetime, str]]:
     """S3 listing through the S3 API client (it reports storage classes), page by page."""
     import asyncio
 
-    from batchops.storage.s3api import S3Api
-
     loop = asyncio.new_event_loop()
-    api = S3Api()
     try:
         client = loop.run_until_complete(api.client())
         paginator = client.get_paginator("list_objects_v2")
@@ -194,7 +191,7 @@ def generate(gen: dict[str, Any], job_id: str, job_dir: str,
     loc = resolver.location(source)
     if is_s3(loc):
         bucket_name = s3_bucket(loc)
-        rows = _list_s3(bucket_name, loc.prefix + prefix)
+        rows = _list_s3(resolver.s3api(loc), bucket_name, loc.prefix + prefix)
         manifest_bucket = bucket_name
     else:
         rows = _list_store(resolver, loc.root + ("/" + loc.prefix if loc.prefix else ""),

@@ -17,6 +17,31 @@ DEFAULT_TASK_TIMEOUT = 3600.0
 
 
 
+@dataclass(frozen=True, slots=True)
+class AwsSettings:
+    """Where an S3 bucket is and whose credentials sign for it, as aws-cli names them:
+    a profile of ~/.aws/config, a region, an endpoint URL. Names only, never keys: this
+    is what job.json keeps. None means "as botocore resolves it" (flag, environment,
+    profile, `services` section)."""
+
+    profile: str | None = None
+    region: str | None = None
+    endpoint_url: str | None = None
+
+    @classmethod
+    def from_json(cls, data: Any) -> AwsSettings:
+        if not data:
+            return cls()
+        return cls(data.get("profile"), data.get("region"), data.get("endpoint_url"))
+
+    def to_json(self) -> dict[str, str]:
+        return {k: v for k, v in (("profile", self.profile), ("region", self.region),
+                                  ("endpoint_url", self.endpoint_url)) if v}
+
+    def __bool__(self) -> bool:
+        return bool(self.profile or self.region or self.endpoint_url)
+
+
 @dataclass(frozen=True)
 class JobOptions:
     """A job as requested (from the CLI or a create-job document), before preparing."""
@@ -49,6 +74,9 @@ class JobOptions:
     max_ops_per_second: float = 0.0
     max_bytes_per_second: float = 0.0
     task_timeout: float = DEFAULT_TASK_TIMEOUT
+    #: --profile/--region/--endpoint-url: the S3 settings of every bucket that does not
+    #: carry its own (`--bucket-map NAME=s3://b?profile=p`).
+    aws: AwsSettings = field(default_factory=AwsSettings)
 
     def check(self) -> None:
         if self.chunk_size < 0:
@@ -138,6 +166,7 @@ class WorkerConfig:
     #: Seconds one task may run before it counts as failed (retryable) and, on the sync
     #: path, before its worker is stopped and its chunk taken back; 0: no limit.
     task_timeout: float = 0.0
+    aws: AwsSettings = field(default_factory=AwsSettings)
 
 
 def fit_text(text: str) -> str:

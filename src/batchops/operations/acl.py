@@ -91,6 +91,6 @@ class PutAclOperation(Operation):
             for g in policy["AccessControlList"].get("Grants") or [])
 
     async def run(self, chunk: Chunk, i: int) -> str | None:
-        client = await self.resolver.s3api().client()
+        client = await self.s3_client(chunk, i)
         await client.put_object_acl(**self.s3_object(chunk, i), **self._request())
         return None

@@ -86,6 +86,10 @@ class Operation:
             args["VersionId"] = chunk.versions[i]  # type: ignore[assignment]
         return args
 
+    async def s3_client(self, chunk: Chunk, i: int) -> Any:
+        """The S3 API client for task i's bucket (its endpoint and credentials)."""
+        return await self.resolver.s3api(self.resolver.location(chunk.buckets[i])).client()
+
     async def run(self, chunk: Chunk, i: int) -> str | None:
         raise NotImplementedError
 

@@ -232,10 +232,11 @@ class CopyOperation(Operation):
         version = chunk.versions[i]
         if src.local_path is not None and dst.local_path is not None:
             return self.run_sync(chunk, i)  # folder to folder: the native copy
-        if src.root == dst.root and not version and not self._has_options:
+        if src.root == dst.root and src.aws == dst.aws and not version \
+                and not self._has_options:
             await obs.copy_async(self.resolver.store(src), src_key, dst_key)
             return None
-        if is_s3(src) and is_s3(dst):
+        if self.resolver.same_account(src, dst):  # else get → put between the two
             await self.s3_copy(src, src_key, version, dst, dst_key, self._s3_args)
             return None
         await self.stream_copy(src, src_key, version, dst, dst_key)
@@ -246,14 +247,14 @@ class CopyOperation(Operation):
         """Server-side S3 copy; multipart (UploadPartCopy) above the single-copy limit."""
         if not extra and self._multipart_threshold >= MAX_SINGLE_COPY:
             try:
-                await self.resolver.s3api().copier().copy(s3_bucket(src), src_key, version,
+                await self.resolver.s3api(dst).copier().copy(s3_bucket(src), src_key, version,
                                                           s3_bucket(dst), dst_key)
                 return
             except CrtS3Error as exc:
                 if exc.response["Error"]["Code"] not in ("EntityTooLarge", "InvalidRequest"):
                     raise
                 # Too large for one CopyObject: fall through to the multipart path.
-        client = await self.resolver.s3api().client()
+        client = await self.resolver.s3api(dst).client()
         source: dict[str, str] = {"Bucket": s3_bucket(src), "Key": src_key}
         if version:
             source["VersionId"] = version

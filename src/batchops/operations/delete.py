@@ -44,7 +44,7 @@ class DeleteOperation(Operation):
         if chunk.versions[i]:
             if not is_s3(loc):
                 raise TaskError(400, "InvalidRequest", f"{loc.root} keeps no versions")
-            client = await self.resolver.s3api().client()
+            client = await self.resolver.s3api(loc).client()
             await client.delete_object(**self.s3_object(chunk, i))
             return f"Deleted version {chunk.versions[i]}"
         if loc.local_path is not None:

@@ -25,6 +25,7 @@ from typing import Any
 
 import orjson
 
+from batchops.model.arns import lambda_region, s3_url_to_arn
 from batchops.model.chunk import Chunk
 from batchops.model.errors import SpecError
 from batchops.operations.base import Operation
@@ -53,7 +54,8 @@ def _parse_target(target: Any) -> tuple[str, Any]:
             raise SpecError(f"{_WHERE}.FunctionArn {target!r}: expected command: followed by a "
                             'JSON list of strings, e.g. command:["./handler", "--flag"]')
         return "command", argv
-    if target.startswith("arn:aws:lambda:"):
+    if target.startswith("arn:"):
+        lambda_region(target, f"{_WHERE}.FunctionArn")
         return "lambda", target
     raise SpecError(f"{_WHERE}.FunctionArn {target!r}: expected python:pkg.mod:function, "
                     'command:["prog", ...] or arn:aws:lambda:...')
@@ -134,7 +136,8 @@ class InvokeOperation(Operation):
             task["s3Bucket"] = bucket
             job["userArguments"] = self.params.get("UserArguments") or {}
         else:
-            task["s3BucketArn"] = f"arn:aws:s3:::{bucket}"
+            task["s3BucketArn"] = s3_url_to_arn(f"s3://{bucket}") if loc.scheme == "s3" \
+                else bucket
         return {"invocationSchemaVersion": self._version, "invocationId": str(uuid.uuid4()),
                 "job": job, "tasks": [task]}
 
@@ -166,7 +169,8 @@ class InvokeOperation(Operation):
             except orjson.JSONDecodeError:
                 raise TaskError(500, "InvalidResponse",
                                 f"{self._argv[0]} did not print a JSON response") from None
-        client = await self.resolver.s3api().lambda_client()
+        arn = self.params["FunctionArn"]
+        client = await self.resolver.s3api(None).lambda_client(lambda_region(arn, "FunctionArn"))
         response = await client.invoke(FunctionName=self.params["FunctionArn"],
                                        InvocationType="RequestResponse",
                                        Payload=orjson.dumps(payload))

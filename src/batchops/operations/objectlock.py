@@ -51,7 +51,7 @@ class PutRetentionOperation(Operation):
                 "Retention": {"Mode": mode, "RetainUntilDate": until}}
 
     async def run(self, chunk: Chunk, i: int) -> str | None:
-        client = await self.resolver.s3api().client()
+        client = await self.s3_client(chunk, i)
         r = self.params["Retention"]
         until = datetime.fromisoformat(r["RetainUntilDate"].replace("Z", "+00:00"))
         await client.put_object_retention(
@@ -77,7 +77,7 @@ class PutLegalHoldOperation(Operation):
         return {"LegalHold": {"Status": status}}
 
     async def run(self, chunk: Chunk, i: int) -> str | None:
-        client = await self.resolver.s3api().client()
+        client = await self.s3_client(chunk, i)
         await client.put_object_legal_hold(**self.s3_object(chunk, i),
                                            LegalHold=self.params["LegalHold"])
         return None

@@ -42,11 +42,11 @@ class ReplicateOperation(CopyOperation):
         version = chunk.versions[i]
         source: dict[str, str] = {}
         if is_s3(src):
-            client = await self.resolver.s3api().client()
+            client = await self.resolver.s3api(src).client()
             source = {"Bucket": s3_bucket(src), "Key": src_key}
             if version:
                 source["VersionId"] = version
-        if is_s3(src) and is_s3(dst):
+        if self.resolver.same_account(src, dst):
             # CopyObject keeps metadata and tags (directives COPY) server-side.
             await self.s3_copy(src, src_key, version, dst, dst_key, {})
             acl = await client.get_object_acl(**source)

@@ -33,7 +33,7 @@ class RestoreOperation(Operation):
         return out
 
     async def run(self, chunk: Chunk, i: int) -> str | None:
-        client = await self.resolver.s3api().client()
+        client = await self.s3_client(chunk, i)
         request: dict[str, Any] = {
             "GlacierJobParameters": {"Tier": self.params["GlacierJobTier"].capitalize()}}
         if "ExpirationInDays" in self.params:

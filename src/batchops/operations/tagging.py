@@ -25,7 +25,7 @@ class PutTaggingOperation(Operation):
                                         "Operation.S3PutObjectTagging.TagSet")}
 
     async def run(self, chunk: Chunk, i: int) -> str | None:
-        client = await self.resolver.s3api().client()
+        client = await self.s3_client(chunk, i)
         await client.put_object_tagging(**self.s3_object(chunk, i),
                                         Tagging={"TagSet": self.params["TagSet"]})
         return None
@@ -44,6 +44,6 @@ class DeleteTaggingOperation(Operation):
         return {}
 
     async def run(self, chunk: Chunk, i: int) -> str | None:
-        client = await self.resolver.s3api().client()
+        client = await self.s3_client(chunk, i)
         await client.delete_object_tagging(**self.s3_object(chunk, i))
         return None

@@ -28,6 +28,7 @@ import orjson
 from batchops.model.chunk import Chunk
 from batchops.model.errors import JobStoreError
 from batchops.model.formats import REPORT_FORMAT, REPORT_SCHEMA
+from batchops.model.spec import AwsSettings
 from batchops.results.jobstore import JobStore, atomic_write, makedirs, now_iso
 from batchops.storage.outcomes import Outcome
 
@@ -127,8 +128,10 @@ def _same_file(a: str, b: str) -> bool:
         return False
 
 
-def publish(job: JobStore, report_url: str, scope: str) -> str:
-    """Put every part under the report location and write its manifest.json.
+def publish(job: JobStore, report_url: str, scope: str,
+            aws: AwsSettings | None = None) -> str:
+    """Put every part under the report location and write its manifest.json (an S3
+    location with its own settings, else the job's: `aws`).
 
     Returns the URL of the manifest.json.
     """
@@ -140,9 +143,9 @@ def publish(job: JobStore, report_url: str, scope: str) -> str:
     local_root = loc.root[len("file://"):] if loc.root.startswith("file://") else None
     store = None
     if local_root is None:
-        from batchops.storage.locations import build_store
+        from batchops.storage.locations import Resolver
 
-        store = build_store(loc.root)
+        store = Resolver(aws=aws).store(loc)
     if local_root is not None:  # temporaries of a publish that was killed
         folder = os.path.join(local_root, base, "results")
         for name in os.listdir(folder) if os.path.isdir(folder) else ():

@@ -31,7 +31,7 @@ from batchops.manifest.reader import (
 )
 from batchops.model.chunk import Chunk, chunk_count, default_workers
 from batchops.model.errors import JobStateError, ManifestError
-from batchops.model.spec import DEFAULT_TASK_TIMEOUT, WorkerConfig
+from batchops.model.spec import DEFAULT_TASK_TIMEOUT, AwsSettings, WorkerConfig
 from batchops.model.status import (
     ACTIVE,
     CANCELLED,
@@ -80,8 +80,10 @@ class JobRun:
                  in_process: bool = False, preset_stores: dict[str, Any] | None = None,
                  should_yield: Callable[[], str | None] | None = None,
                  prestarted: list[Worker] | None = None,
-                 stop: threading.Event | None = None) -> None:
+                 stop: threading.Event | None = None,
+                 aws: AwsSettings | None = None) -> None:
         self.store = store
+        self.aws = aws  # `resume --profile/--region/--endpoint-url`: the job's from now on
         self.stop_event = stop or threading.Event()
         self.on_progress = on_progress or (lambda s, f, t: None)
         self.in_process = in_process
@@ -99,6 +101,10 @@ class JobRun:
         scheduler. A job never prepared (killed while Preparing) has no chunks yet."""
         self.doc = self.store.read()
         self.settings = self.doc["Batchops"]
+        if self.aws:
+            self.settings["aws"] = self.aws.to_json()
+            if self.settings.get("options"):
+                self.settings["options"]["aws"] = self.aws.to_json()
         self.job = self.doc["Job"]
         self.prepared = bool(self.settings.get("manifest"))
         self.info = manifest_info(self.doc) if self.prepared else ManifestInfo(
@@ -175,6 +181,7 @@ class JobRun:
             max_ops_per_second=float(s.get("max_ops_per_second") or 0) / workers,
             max_bytes_per_second=float(s.get("max_bytes_per_second") or 0) / workers,
             task_timeout=float(s.get("task_timeout", DEFAULT_TASK_TIMEOUT)),
+            aws=AwsSettings.from_json(s.get("aws")),
         )
 
     # -- chunk supply --------------------------------------------------------------------
@@ -410,7 +417,8 @@ class JobRun:
         if not self.job["Report"].get("Enabled", True):
             return
         url = publish(self.store, self.settings["report_url"],
-                      self.job["Report"]["ReportScope"])
+                      self.job["Report"]["ReportScope"],
+                      AwsSettings.from_json(self.settings.get("aws")))
         self.settings["report_manifest"] = url
 
     # -- dispatch ---------------------------------------------------------------------------
@@ -529,7 +537,8 @@ def run_job(store: JobStore, on_progress: ProgressFn | None = None, in_process: 
             preset_stores: dict[str, Any] | None = None,
             should_yield: Callable[[], str | None] | None = None,
             prestarted: list[Worker] | None = None,
-            stop: threading.Event | None = None) -> dict[str, Any]:
+            stop: threading.Event | None = None,
+            aws: AwsSettings | None = None) -> dict[str, Any]:
     """Run (or resume) a job to its end, or until it is cancelled or preempted; returns
     its final job document.
 
@@ -537,7 +546,7 @@ def run_job(store: JobStore, on_progress: ProgressFn | None = None, in_process: 
     SIGINT/SIGTERM) and the job stops soon after, Paused, its checkpoint intact.
     """
     run = JobRun(store, on_progress, in_process, preset_stores, should_yield, prestarted,
-                 stop)
+                 stop, aws)
     try:
         return run.run()
     finally:

@@ -32,7 +32,7 @@ from batchops.model.errors import (
     SpecError,
 )
 from batchops.model.formats import INVENTORY_FORMAT
-from batchops.model.spec import JobOptions, fit_text
+from batchops.model.spec import AwsSettings, JobOptions, fit_text
 from batchops.model.status import (
     CANCELLED,
     FAILED,
@@ -45,7 +45,7 @@ from batchops.model.status import (
 from batchops.operations import get_operation
 from batchops.results.jobstore import JobStore, atomic_write, batchops_home, makedirs, now_iso
 from batchops.schedule.failpoints import failpoint
-from batchops.storage.locations import Resolver, normalise_url, split_location
+from batchops.storage.locations import Location, Resolver, normalise_url, split_location
 from batchops.storage.preflight import preflight
 
 
@@ -176,6 +176,7 @@ def options_from_json(data: dict[str, Any]) -> JobOptions:
     values = {k: v for k, v in data.items() if k in known}
     for name in ("bucket_map", "tags"):
         values[name] = tuple(tuple(p) for p in values.get(name) or ())
+    values["aws"] = AwsSettings.from_json(values.get("aws"))
     return JobOptions(**values)
 
 
@@ -192,7 +193,9 @@ def create_job(opts: JobOptions, home: str | None = None,
     """
     opts.check()
     op = get_operation(opts.operation)
-    resolver = Resolver(opts.bucket_map)
+    resolver = Resolver(opts.bucket_map, aws=opts.aws)
+    if opts.aws:  # a --profile that is not there, before anything is made
+        resolver.context(None)
     params = op.validate(opts.params, resolver)
     if op.destructive and not (opts.dry_run or opts.confirmed or opts.confirmation_required):
         raise SpecError(f"{op.alias} removes objects for good: add --confirm-delete, or "
@@ -250,6 +253,7 @@ def create_job(opts: JobOptions, home: str | None = None,
         "max_ops_per_second": opts.max_ops_per_second,
         "max_bytes_per_second": opts.max_bytes_per_second,
         "task_timeout": opts.task_timeout,
+        "aws": opts.aws.to_json(),
         "stats": {"retries": 0, "throttled": 0},
         "options": options_to_json(opts),
     }
@@ -287,7 +291,7 @@ def _prepare(store: JobStore, doc: dict[str, Any], opts: JobOptions, fresh: bool
     """The preparing pass: Preparing, then Ready/Suspended (or Failed, with the reason)."""
     job, settings = doc["Job"], doc["Batchops"]
     op = get_operation(opts.operation)
-    resolver = Resolver(opts.bucket_map)
+    resolver = Resolver(opts.bucket_map, aws=opts.aws)
     params = settings["params"]
     generator = validate_generator(opts.manifest_generator) if opts.manifest_generator \
         else None
@@ -317,7 +321,8 @@ def _prepare(store: JobStore, doc: dict[str, Any], opts: JobOptions, fresh: bool
             info = replace(info, source=source, size=size, digest=digest)
         op.check_locations(params, [resolver.location(b) for b in info.buckets])
         if not (opts.dry_run or op.no_task_work):
-            preflight(resolver, [resolver.location(b) for b in info.buckets])
+            preflight(resolver, *_locations_to_check(
+                resolver, info, params, settings["report_url"] if opts.report_enabled else None))
     except BadInputError as exc:
         fail_job(store, doc, "ManifestInvalid" if isinstance(exc, ManifestError)
                  else "InvalidJobSpec", str(exc))
@@ -363,6 +368,21 @@ def _prepare(store: JobStore, doc: dict[str, Any], opts: JobOptions, fresh: bool
     store.write(doc)
     store.log("prepared", total_tasks=info.total_tasks, digest=info.digest,
               status=job["Status"])
+
+
+def _locations_to_check(resolver: Resolver, info: ManifestInfo, params: dict[str, Any],
+                        report: str | None) -> tuple[list[Location], dict[Location, str]]:
+    """The buckets a job touches, each with the flag that named it: the manifest's
+    buckets, the target, the report location."""
+    what: dict[Location, str] = {}
+    for b in info.buckets:
+        what.setdefault(resolver.location(b), f"the manifest's bucket {b}")
+    target = params.get("TargetResource")
+    if isinstance(target, str) and target:
+        what.setdefault(resolver.location(target), "--target (TargetResource)")
+    if report:
+        what.setdefault(split_location(report), "--report (Report.Bucket)")
+    return list(what), what
 
 
 def fail_job(store: JobStore, doc: dict[str, Any], code: str, reason: str) -> None:

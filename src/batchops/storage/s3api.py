@@ -1,10 +1,10 @@
 """The S3 API client for what obstore has no call for: tagging an existing object,
 ACLs, restore, object lock, copies with directives, multipart copy, versioned deletes.
 
-One aiobotocore client per worker, created on first use on the worker's own event
-loop, with the same credentials (the environment) and endpoint/region
-(`stores.s3_endpoint_and_region`) as obstore. botocore signs requests; botocore's own
-retries are off because the scheduler owns retries.
+One aiobotocore client per worker and AWS settings, created on first use on the
+worker's own event loop, signing with the same credentials object, region and endpoint
+as obstore (storage/aws.py). botocore signs requests; botocore's own retries are off
+because the scheduler owns retries.
 """
 
 from __future__ import annotations
@@ -13,54 +13,59 @@ from contextlib import AsyncExitStack
 from types import MappingProxyType
 from typing import Any
 
-from batchops.storage.config import s3_endpoint_and_region
+from batchops.storage.aws import AwsContext
 
 
 class S3Api:
-    def __init__(self, concurrency: int = 64) -> None:
+    def __init__(self, ctx: AwsContext, concurrency: int = 64) -> None:
+        self._ctx = ctx
         self._concurrency = concurrency
         self._stack: AsyncExitStack | None = None
         self._client: Any = None
-        self._lambda: Any = None
+        self._lambda: dict[str, Any] = {}
         self._copier: CrtCopier | None = None
 
     def copier(self) -> CrtCopier:
         """The awscrt client for plain server-side copies (created on first use)."""
         if self._copier is None:
-            self._copier = CrtCopier()
+            self._copier = CrtCopier(self._ctx)
         return self._copier
 
-    async def _make(self, service: str) -> Any:
+    async def _make(self, service: str, region: str) -> Any:
         from aiobotocore.config import AioConfig
-        from aiobotocore.session import get_session
 
         if self._stack is None:
             self._stack = AsyncExitStack()
-        endpoint, region = s3_endpoint_and_region()
         config = AioConfig(retries={"total_max_attempts": 1, "mode": "standard"},
                            max_pool_connections=max(10, self._concurrency),
-                           connect_timeout=10, read_timeout=300)
-        kwargs: dict[str, Any] = {"config": config, "region_name": region or "us-east-1"}
-        if endpoint and service == "s3":
-            kwargs["endpoint_url"] = endpoint
+                           connect_timeout=10, read_timeout=300,
+                           # S3's endpoint is the context's; Lambda's is AWS's own, never
+                           # AWS_ENDPOINT_URL (which names the S3-compatible store).
+                           ignore_configured_endpoint_urls=True)
+        kwargs: dict[str, Any] = {"config": config, "region_name": region}
+        if service == "s3" and self._ctx.endpoint_url:
+            kwargs["endpoint_url"] = self._ctx.endpoint_url
         return await self._stack.enter_async_context(
-            get_session().create_client(service, **kwargs))
+            self._ctx.aio_session().create_client(service, **kwargs))
 
     async def client(self) -> Any:
         if self._client is None:
-            self._client = await self._make("s3")
+            self._client = await self._make("s3", self._ctx.region)
         return self._client
 
-    async def lambda_client(self) -> Any:
-        if self._lambda is None:
-            self._lambda = await self._make("lambda")
-        return self._lambda
+    async def lambda_client(self, region: str) -> Any:
+        """A Lambda client for the function's region (from its ARN), at AWS's endpoint."""
+        client = self._lambda.get(region)
+        if client is None:
+            client = self._lambda[region] = await self._make("lambda", region)
+        return client
 
     async def close(self) -> None:
         if self._stack is not None:
             await self._stack.aclose()
             self._stack = None
-            self._client = self._lambda = None
+            self._client = None
+            self._lambda = {}
 
 
 # CRT reports some S3 answers as named errors, without the status or body: S3's own
@@ -113,32 +118,37 @@ class CrtCopier:
     worker's loop. CRT's own retries are off: the scheduler owns retries.
     """
 
-    def __init__(self) -> None:
-        from urllib.parse import urlsplit
+    def __init__(self, ctx: AwsContext) -> None:
+        from awscrt import io, s3
 
-        from awscrt import auth, io, s3
-
-        endpoint, region = s3_endpoint_and_region()
-        self._region = region or "us-east-1"
-        self._endpoint_host = urlsplit(endpoint).netloc if endpoint else None
-        self._endpoint = endpoint or ""
-        tls = s3.S3RequestTlsMode.DISABLED if endpoint and endpoint.startswith("http://") \
-            else s3.S3RequestTlsMode.ENABLED
+        self._ctx = ctx
+        self._endpoint = ctx.endpoint_url or ""
+        self._buckets: dict[str, tuple[str, str, bool]] = {}
         elg = io.EventLoopGroup(1)
         bootstrap = io.ClientBootstrap(elg, io.DefaultHostResolver(elg))
         self._s3 = s3
-        self._client = s3.S3Client(
-            bootstrap=bootstrap, region=self._region, tls_mode=tls,
-            credential_provider=auth.AwsCredentialsProvider.new_default_chain(bootstrap),
+        self._tls = s3.S3RequestTlsMode
+        self._clients: dict[bool, Any] = {}
+        self._make_client = lambda tls: s3.S3Client(
+            bootstrap=bootstrap, region=ctx.region, tls_mode=tls,
+            credential_provider=ctx.crt_credentials_provider(),
             retry_config=s3.S3RetryConfig(retry_mode=s3.S3RetryMode.NONE))
 
-    def _target(self, bucket: str, key: str) -> tuple[str, str]:
+    def _target(self, bucket: str, key: str) -> tuple[Any, str, str]:
+        """(client, host, path) of an object: the bucket's endpoint as botocore resolves
+        it (virtual host or path style, FIPS, dual-stack, partition)."""
         from urllib.parse import quote
 
-        path = quote(key, safe="/~")
-        if self._endpoint_host:
-            return self._endpoint_host, f"/{bucket}/{path}"
-        return f"{bucket}.s3.{self._region}.amazonaws.com", f"/{path}"
+        where = self._buckets.get(bucket)
+        if where is None:
+            scheme, host, prefix = self._ctx.bucket_endpoint(bucket)
+            secure = scheme == "https"
+            if secure not in self._clients:
+                self._clients[secure] = self._make_client(
+                    self._tls.ENABLED if secure else self._tls.DISABLED)
+            where = self._buckets[bucket] = (host, prefix, secure)
+        host, prefix, secure = where
+        return self._clients[secure], host, f"{prefix}/{quote(key, safe='/~')}"
 
     async def copy(self, src_bucket: str, src_key: str, version: str | None, dst_bucket: str,
                    dst_key: str) -> None:
@@ -147,7 +157,7 @@ class CrtCopier:
 
         from awscrt import http
 
-        host, path = self._target(dst_bucket, dst_key)
+        client, host, path = self._target(dst_bucket, dst_key)
         source = f"/{src_bucket}/{quote(src_key, safe='/~')}"
         if version:
             source += f"?versionId={quote(version, safe='')}"
@@ -192,7 +202,7 @@ class CrtCopier:
                 result = None
             loop.call_soon_threadsafe(settle, result)
 
-        self._client.make_request(type=self._s3.S3RequestType.DEFAULT, request=request,
+        client.make_request(type=self._s3.S3RequestType.DEFAULT, request=request,
                                   operation_name="CopyObject", on_headers=on_headers,
                                   on_body=on_body, on_done=on_done)
         await future
