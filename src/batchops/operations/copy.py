@@ -325,7 +325,9 @@ class CopyOperation(Operation):
             result = await obs.get_async(self.resolver.store(src), src_key,
                                          options={"version": version} if version else None)
             size = int(result.meta["size"])
-            body = result.stream(min_chunk_size=PART_SIZE)
+            # A result is read once: whole (bytes_async, below) or as a stream.
+            body = result.stream(min_chunk_size=PART_SIZE) \
+                if size > SMALL_OBJECT or dst.local_path is not None else None
             attributes = result.attributes if supports_attributes(dst) else None
         await self.throttle_bytes(size)
         if dst.local_path is not None:

@@ -179,7 +179,7 @@ class AwsContext:
     def bucket_endpoint(self, bucket: str) -> tuple[str, str, str]:
         """(scheme, host, path prefix) of `bucket`, from botocore's endpoint rules:
         virtual host or path style, FIPS, dual-stack and partitions as botocore decides
-        them (a presigned URL is built once per bucket and taken apart)."""
+        them. A HeadObject is prepared once per bucket and stopped before it is sent."""
         from urllib.parse import urlsplit
 
         if self._signer is None:
@@ -188,11 +188,24 @@ class AwsContext:
 
             self._signer = self.session.create_client(
                 "s3", region_name=self.region, endpoint_url=self.settings.endpoint_url,
-                config=Config(signature_version=UNSIGNED))
-        url = self._signer.generate_presigned_url(
-            "head_object", Params={"Bucket": bucket, "Key": "k"}, ExpiresIn=60)
-        parts = urlsplit(url)
+                config=Config(signature_version=UNSIGNED, retries={"total_max_attempts": 1}))
+
+            def stop(request: Any, **kwargs: Any) -> None:
+                raise _Resolved(request.url)
+
+            self._signer.meta.events.register("before-send.s3", stop)
+        try:
+            self._signer.head_object(Bucket=bucket, Key="k")
+            raise RuntimeError("botocore sent a request it was asked to stop")
+        except _Resolved as resolved:
+            parts = urlsplit(resolved.url)
         return parts.scheme, parts.netloc, parts.path[:-2]  # the path ends in "/k"
+
+
+class _Resolved(Exception):  # noqa: N818 - not an error: how a prepared request is stopped
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.url = url
 
 
 class _SharedProvider:

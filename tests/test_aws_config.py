@@ -1,0 +1,340 @@
+"""AWS configuration as aws-cli resolves it (issue 11 §1-2), through the real CLI, against
+moto servers that check signatures (each lets in only its own key pair), with profiles in
+a temporary HOME.
+
+Every test here would fail if batchops read only AWS_ACCESS_KEY_ID and AWS_ENDPOINT_URL:
+the servers refuse any other key, and nothing is set in the environment but what each
+test writes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from conftest import KeyedStore
+from helpers import job_id_of, read_report, report_manifest_path, write_manifest
+
+
+def _profiles(home: Path, config: str, credentials: str = "") -> None:
+    (home / ".aws" / "config").write_text(config)
+    if credentials:
+        (home / ".aws" / "credentials").write_text(credentials)
+
+
+def _bucket(store: KeyedStore, name: str, keys: dict[str, bytes] | None = None) -> str:
+    s3 = store.client()
+    s3.create_bucket(Bucket=name)
+    for k, body in (keys or {}).items():
+        s3.put_object(Bucket=name, Key=k, Body=body)
+    return name
+
+
+def _keyed(store: KeyedStore, name: str) -> str:
+    return (f"[{name}]\naws_access_key_id = {store.access_key}\n"
+            f"aws_secret_access_key = {store.secret_key}\n")
+
+
+def _one_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.startswith("batchops:")]
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    return lines[0]
+
+
+KEYS = {"a.txt": b"alpha", "dir/b b.txt": b"beta", "c%.bin": bytes(range(256))}
+
+
+@pytest.fixture
+def stores(keyed_stores: tuple[KeyedStore, KeyedStore], aws_home: Path):  # type: ignore[no-untyped-def]
+    return keyed_stores
+
+
+def test_a_profile_in_home_signs_obstore_the_s3_api_and_the_crt_copier(
+        cli, stores, aws_home: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    a, _ = stores
+    _profiles(aws_home, f"[profile east]\nregion = us-east-1\nendpoint_url = {a.endpoint}\n",
+              _keyed(a, "east"))
+    src = _bucket(a, "prof-src", KEYS)
+    dst = _bucket(a, "prof-dst")
+    m = write_manifest(tmp_path / "m.csv", [(src, k) for k in KEYS])
+    # CopyObject between buckets: awscrt signs.
+    proc = cli("run", "--profile", "east", "--manifest", str(m), "--operation", "copy",
+               "--target", f"s3://{dst}", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    s3 = a.client()
+    assert {k: s3.get_object(Bucket=dst, Key=k)["Body"].read() for k in KEYS} == KEYS
+    # Tagging: aiobotocore signs.
+    proc = cli("run", "--profile", "east", "--manifest", str(m), "--operation", "put-tagging",
+               "--tag", "team=blue", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert s3.get_object_tagging(Bucket=src, Key="a.txt")["TagSet"] == [
+        {"Key": "team", "Value": "blue"}]
+    # To a folder: obstore reads (GET) with the profile's keys.
+    out = tmp_path / "out"
+    proc = cli("run", "--profile", "east", "--manifest", str(m), "--operation", "copy",
+               "--target", f"file://{out}", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert {k: (out / k).read_bytes() for k in KEYS} == KEYS
+
+
+def test_aws_profile_and_config_file_variables_and_a_services_section(
+        cli, stores, aws_home: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    a, _ = stores
+    elsewhere = tmp_path / "conf"
+    elsewhere.mkdir()
+    (elsewhere / "config").write_text(
+        f"[profile svc]\nregion = us-east-1\nservices = local\n\n"
+        f"[services local]\ns3 =\n  endpoint_url = {a.endpoint}\n")
+    (elsewhere / "creds").write_text(_keyed(a, "svc"))
+    src = _bucket(a, "svc-src", KEYS)
+    s3 = a.client()  # before AWS_PROFILE names a profile this test's boto3 does not see
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(elsewhere / "config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(elsewhere / "creds"))
+    monkeypatch.setenv("AWS_PROFILE", "svc")
+    m = write_manifest(tmp_path / "m.csv", [(src, k) for k in KEYS])
+    proc = cli("run", "--manifest", str(m), "--operation", "put-tagging", "--tag", "x=1",
+               "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert s3.get_object_tagging(Bucket=src, Key="c%.bin")["TagSet"] == [
+        {"Key": "x", "Value": "1"}]
+
+
+def test_credential_process_and_aws_endpoint_url_s3(
+        cli, stores, aws_home: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    a, _ = stores
+    expires = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    script = tmp_path / "creds.py"
+    calls = tmp_path / "calls"
+    script.write_text(
+        "import json, sys\n"
+        f"open({str(calls)!r}, 'a').write('x')\n"
+        f"print(json.dumps({{'Version': 1, 'AccessKeyId': {a.access_key!r}, "
+        f"'SecretAccessKey': {a.secret_key!r}, 'Expiration': {expires!r}}}))\n")
+    _profiles(aws_home, f"[default]\ncredential_process = {sys.executable} {script}\n")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", a.endpoint)
+    src = _bucket(a, "proc-src", KEYS)
+    dst = _bucket(a, "proc-dst")
+    m = write_manifest(tmp_path / "m.csv", [(src, k) for k in KEYS])
+    proc = cli("run", "--manifest", str(m), "--operation", "copy", "--target", f"s3://{dst}",
+               "--no-progress", "--workers", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert a.client().get_object(Bucket=dst, Key="dir/b b.txt")["Body"].read() == b"beta"
+    # Resolved once per process (preflight's, then the worker's): every client of a
+    # process shares one set of credentials, not one credential_process run each.
+    assert 1 <= len(calls.read_text()) <= 2
+
+
+def test_an_assume_role_profile(cli, stores, aws_home: Path,
+                                tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    a, _ = stores
+    iam = a.client("iam")
+    role = iam.create_role(RoleName=f"copier-{os.getpid()}", AssumeRolePolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                 "Principal": {"AWS": "*"}}]}))["Role"]
+    iam.put_role_policy(RoleName=role["RoleName"], PolicyName="all", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*",
+                                                 "Resource": "*"}]}))
+    _profiles(aws_home,
+              f"[profile base]\nregion = us-east-1\nendpoint_url = {a.endpoint}\n\n"
+              f"[profile copier]\nrole_arn = {role['Arn']}\nsource_profile = base\n"
+              f"region = us-east-1\nendpoint_url = {a.endpoint}\n",
+              _keyed(a, "base"))
+    src = _bucket(a, "role-src", KEYS)
+    m = write_manifest(tmp_path / "m.csv", [(src, k) for k in KEYS])
+    proc = cli("run", "--profile", "copier", "--manifest", str(m), "--operation",
+               "put-tagging", "--tag", "by=role", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert a.client().get_object_tagging(Bucket=src, Key="a.txt")["TagSet"] == [
+        {"Key": "by", "Value": "role"}]
+
+
+def test_a_missing_profile_is_one_sentence(cli, stores, aws_home: Path, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    m = write_manifest(tmp_path / "m.csv", [("some-bucket", "k")])
+    proc = cli("run", "--profile", "nope", "--manifest", str(m), "--operation", "put-tagging",
+               "--tag", "a=b", "--no-progress")
+    assert proc.returncode == 2
+    line = _one_line(proc.stderr)
+    assert "--profile nope" in line and "could not be found" in line, line
+    monkeypatch.setenv("AWS_PROFILE", "gone")
+    proc = cli("run", "--manifest", str(m), "--operation", "put-tagging", "--tag", "a=b",
+               "--no-progress")
+    assert proc.returncode == 2
+    line = _one_line(proc.stderr)
+    assert "AWS_PROFILE=gone" in line and "internal error" not in line, line
+
+
+def test_no_credentials_anywhere_and_wrong_keys_are_refused_before_any_task(
+        cli, stores, aws_home: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    a, _ = stores
+    src = _bucket(a, "nocred-src", KEYS)
+    m = write_manifest(tmp_path / "m.csv", [(src, k) for k in KEYS])
+    proc = cli("run", "--endpoint-url", a.endpoint, "--manifest", str(m), "--operation",
+               "put-tagging", "--tag", "a=b", "--no-progress")
+    assert proc.returncode == 2
+    assert "no AWS credentials" in _one_line(proc.stderr)
+    _profiles(aws_home, "[profile bad]\nregion = us-east-1\n",
+              f"[bad]\naws_access_key_id = {a.access_key}\naws_secret_access_key = wrong\n")
+    proc = cli("run", "--profile", "bad", "--endpoint-url", a.endpoint, "--manifest", str(m),
+               "--operation", "put-tagging", "--tag", "a=b", "--no-progress")
+    assert proc.returncode == 2
+    line = _one_line(proc.stderr)
+    assert src in line and "signature" in line.lower() and "--profile bad" in line, line
+    assert a.client().get_object_tagging(Bucket=src, Key="a.txt")["TagSet"] == []
+
+
+def test_flag_values_that_would_panic_a_client_are_one_sentence(
+        cli, stores, aws_home: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    m = write_manifest(tmp_path / "m.csv", [("bkt", "k")])
+    for flags, named in ((["--endpoint-url", "127.0.0.1:9000"], "--endpoint-url"),
+                         (["--target", "s3://my bucket"], "TargetResource"),
+                         (["--target", "s3://dst?access_key_id=AKIA"], "TargetResource"),
+                         (["--target", "s3://u:p@dst"], "TargetResource"),
+                         (["--target", "az://acct/c?sv=2020&sig=abc"], "TargetResource"),
+                         (["--target", "arn:aws:s4:::x"], "TargetResource")):
+        proc = cli("run", *flags, "--manifest", str(m), "--operation", "copy",
+                   *([] if "--target" in flags else ["--target", "s3://dst"]), "--no-progress")
+        assert proc.returncode == 2, (flags, proc.stderr)
+        assert named in _one_line(proc.stderr), (flags, proc.stderr)
+        assert not list(Path(cli.home).glob("jobs/*")), "a job was created"
+
+
+def test_one_job_copies_between_two_endpoints_with_their_own_keys(
+        cli, stores, aws_home: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The migration recipe of the README: AWS-like store A to S3-compatible store B."""
+    a, b = stores
+    _profiles(aws_home,
+              f"[profile aws]\nregion = us-east-1\nendpoint_url = {a.endpoint}\n\n"
+              f"[profile minio]\nregion = us-east-1\nendpoint_url = {b.endpoint}\n",
+              _keyed(a, "aws") + _keyed(b, "minio"))
+    src = _bucket(a, "mig-src", KEYS)
+    dst = _bucket(b, "mig-dst")
+    reports = _bucket(b, "mig-reports")
+    m = write_manifest(tmp_path / "m.csv", [(src, k) for k in KEYS])
+    proc = cli("run", "--profile", "aws", "--manifest", str(m), "--operation", "copy",
+               "--target", f"s3://{dst}/copied?profile=minio",
+               "--report", f"s3://{reports}/r?profile=minio", "--no-progress", "--json")
+    assert proc.returncode == 0, proc.stderr
+    got = b.client()
+    assert {k: got.get_object(Bucket=dst, Key=f"copied/{k}")["Body"].read()
+            for k in KEYS} == KEYS
+    report_keys = [o["Key"] for o in got.list_objects_v2(Bucket=reports)["Contents"]]
+    assert any(k.endswith("manifest.json") for k in report_keys)
+    # The job keeps profile names, never keys.
+    job_dir = Path(cli.home) / "jobs" / json.loads(proc.stdout)["Job"]["JobId"]
+    for path in job_dir.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            for secret in (a.secret_key, b.secret_key, a.access_key, b.access_key):
+                assert secret.encode() not in data, path
+
+
+def test_a_bucket_map_gives_each_bucket_its_own_store(
+        cli, stores, aws_home: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    a, b = stores
+    _profiles(aws_home, f"[profile minio]\nregion = us-east-1\nendpoint_url = {b.endpoint}\n",
+              _keyed(a, "default") + _keyed(b, "minio"))
+    src = _bucket(b, "map-src", KEYS)
+    dst = _bucket(a, "map-dst")
+    m = write_manifest(tmp_path / "m.csv", [("photos", k) for k in KEYS])
+    proc = cli("run", "--endpoint-url", a.endpoint, "--bucket-map",
+               f"photos=s3://{src}?profile=minio", "--manifest", str(m), "--operation", "copy",
+               "--target", f"s3://{dst}", "--no-progress", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert a.client().get_object(Bucket=dst, Key="c%.bin")["Body"].read() == KEYS["c%.bin"]
+    job = job_id_of(proc.stdout)
+    _, rows = read_report(report_manifest_path(Path(cli.home), job))
+    assert {r[3] for r in rows} == {"succeeded"} and len(rows) == len(KEYS)
+
+
+def test_aws_s3control_create_job_flags_run_unchanged(
+        cli, stores, aws_home: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`aws s3control create-job --region ... --account-id ...` with `aws s3control`
+    replaced by `batchops`."""
+    a, _ = stores
+    _profiles(aws_home, f"[default]\nendpoint_url = {a.endpoint}\n", _keyed(a, "default"))
+    src = _bucket(a, "ctl-src", KEYS)
+    m = write_manifest(tmp_path / "m.csv", [(src, k) for k in KEYS])
+    etag = hashlib.md5(m.read_bytes()).hexdigest()
+    proc = cli("create-job", "--region", "us-west-2", "--account-id", "123456789012",
+               "--operation", '{"S3PutObjectTagging": {"TagSet": [{"Key": "k", "Value": "v"}]}}',
+               "--manifest", json.dumps({"Spec": {"Format": "S3BatchOperations_CSV_20180820",
+                                                  "Fields": ["Bucket", "Key"]},
+                                         "Location": {"ObjectArn": f"file://{m}",
+                                                      "ETag": etag}}),
+               "--report", '{"Enabled": false}', "--priority", "10",
+               "--role-arn", "arn:aws:iam::123456789012:role/batch",
+               "--no-confirmation-required", "--client-request-token", "tok-1")
+    assert proc.returncode == 0, proc.stderr
+    job_id = json.loads(proc.stdout)["JobId"]
+    doc = json.loads((Path(cli.home) / "jobs" / job_id / "job.json").read_text())
+    assert doc["Batchops"]["aws"] == {"region": "us-west-2"}
+    run = cli("runner")
+    assert run.returncode == 0, run.stderr
+    assert a.client().get_object_tagging(Bucket=src, Key="a.txt")["TagSet"] == [
+        {"Key": "k", "Value": "v"}]
+
+
+def test_bucket_endpoints_come_from_botocore_rules(aws_home: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """What CrtCopier sends to: botocore's endpoint rules, not a hand-built host name."""
+    from batchops.model.spec import AwsSettings
+    from batchops.storage.aws import AwsContext
+
+    ctx = AwsContext(AwsSettings(region="eu-west-1"))
+    assert ctx.bucket_endpoint("plain") == ("https", "plain.s3.eu-west-1.amazonaws.com", "")
+    # A dotted name would break TLS as a virtual host: botocore goes path style.
+    assert ctx.bucket_endpoint("my.dotted.bucket") == (
+        "https", "s3.eu-west-1.amazonaws.com", "/my.dotted.bucket")
+    assert AwsContext(AwsSettings(region="cn-north-1")).bucket_endpoint("data")[1] == \
+        "data.s3.cn-north-1.amazonaws.com.cn"
+    monkeypatch.setenv("AWS_USE_FIPS_ENDPOINT", "true")
+    assert "fips" in AwsContext(AwsSettings(region="us-gov-west-1")).bucket_endpoint("g")[1]
+
+
+def test_arns_of_every_partition_and_lambda_region(aws_home: Path) -> None:
+    from batchops.model.arns import lambda_region, s3_arn_to_url
+    from batchops.model.errors import SpecError
+
+    assert s3_arn_to_url("arn:aws:s3:::b/k/x", "t") == "s3://b/k/x"
+    assert s3_arn_to_url("arn:aws-cn:s3:::b", "t") == "s3://b"
+    assert s3_arn_to_url("arn:aws-us-gov:s3:::b", "t") == "s3://b"
+    assert lambda_region("arn:aws:lambda:eu-west-1:123456789012:function:f", "f") == "eu-west-1"
+    for bad in ("arn:aws:s4:::x", "arn:aws:s3", "arn:aws:lambda:us-east-1:1:function:f"):
+        with pytest.raises(SpecError):
+            s3_arn_to_url(bad, "t")
+
+
+def test_a_lambda_client_goes_to_lambda_not_to_aws_endpoint_url(
+        aws_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from batchops.model.spec import AwsSettings
+    from batchops.storage.aws import AwsContext
+    from batchops.storage.s3api import S3Api
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "example")
+
+    async def endpoints() -> tuple[str, str]:
+        api = S3Api(AwsContext(AwsSettings()))
+        try:
+            lam = await api.lambda_client("eu-west-1")
+            s3 = await api.client()
+            return lam.meta.endpoint_url, s3.meta.endpoint_url
+        finally:
+            await api.close()
+
+    lam, s3 = asyncio.run(endpoints())
+    assert lam == "https://lambda.eu-west-1.amazonaws.com"
+    assert s3 == "http://127.0.0.1:9"
