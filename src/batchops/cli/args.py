@@ -214,6 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("job_id", metavar="JOB_ID")
     resume.add_argument("--in-process", action="store_true",
                         help="run tasks in this process instead of worker processes")
+    resume.add_argument("--report", metavar="URL",
+                        help="write the report here from now on (a job whose report could "
+                             "not be written keeps its work: resume it with another "
+                             "location)")
     _add_output_flags(resume)
 
     describe = command(
@@ -267,7 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
         "runner", help="run Ready jobs in priority order",
         description="Run the job store's Ready (and Paused) jobs, highest priority first, "
                     "until none is left. A job that becomes Ready with a higher priority "
-                    "pauses the running one, which resumes afterwards.")
+                    "pauses the running one, which resumes afterwards. Exits 3 if a job "
+                    "failed or could not run, 1 if a job had failed tasks, else 0.")
     runner.add_argument("--watch", action="store_true", help="keep waiting for new jobs")
     runner.add_argument("--poll", type=float, default=1.0, metavar="SECONDS")
     runner.add_argument("--json", action="store_true", help="one JSON line per job run")

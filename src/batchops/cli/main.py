@@ -242,7 +242,7 @@ def _create_announced(opts: Any, args: argparse.Namespace, announce: bool = True
 
 
 def _run_and_report(store: Any, args: argparse.Namespace, prestarted: Any = None,
-                    announced: bool = False, aws: Any = None) -> int:
+                    announced: bool = False, aws: Any = None, report: str | None = None) -> int:
     from batchops.cli.progress import Display
     from batchops.model.status import CANCELLED, COMPLETE, FAILED, PAUSED
     from batchops.schedule.coordinator import run_job
@@ -255,7 +255,7 @@ def _run_and_report(store: Any, args: argparse.Namespace, prestarted: Any = None
         with Display(enabled=not args.no_progress) as display, signals.polling() as stop:
             doc = run_job(store, display.update,
                           in_process=getattr(args, "in_process", False),
-                          prestarted=prestarted, stop=stop, aws=aws)
+                          prestarted=prestarted, stop=stop, aws=aws, report_url=report)
     except KeyboardInterrupt:  # before any task ran (its checkpoint is as it was)
         print(f"batchops: interrupted; continue with: batchops resume {store.job_id}",
               file=sys.stderr)
@@ -322,7 +322,13 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from batchops.results.jobstore import JobStore
 
     aws = _aws_from_args(args)  # given: the job's settings from now on
-    return _run_and_report(JobStore.open(args.job_id), args, aws=aws or None)
+    report = None
+    if args.report:
+        from batchops.storage.locations import normalise_url
+
+        report = normalise_url(args.report, "--report")
+        report = report if "://" in report else "s3://" + report
+    return _run_and_report(JobStore.open(args.job_id), args, aws=aws or None, report=report)
 
 
 def cmd_describe(args: argparse.Namespace) -> int:
@@ -386,8 +392,14 @@ def cmd_create_job(args: argparse.Namespace) -> int:
 def cmd_runner(args: argparse.Namespace) -> int:
     from batchops.schedule.queue import run_jobs
 
+    worst = [errors.EXIT_OK]
+
     def report(job_id: str, doc: dict[str, Any]) -> None:
         job = doc["Job"]
+        failed = job.get("ProgressSummary", {}).get("NumberOfTasksFailed", 0)
+        code = (errors.EXIT_JOB_FAILED if job["Status"] in ("Error", "Failed")
+                else errors.EXIT_TASKS_FAILED if failed else errors.EXIT_OK)
+        worst[0] = max(worst[0], code)
         if args.json:
             sys.stdout.write(orjson.dumps({"JobId": job_id, "Status": job["Status"]}).decode()
                              + "\n")
@@ -400,7 +412,7 @@ def cmd_runner(args: argparse.Namespace) -> int:
     with signals.polling() as stop:
         run_jobs(watch=args.watch, poll=args.poll, on_job=report, stop=stop.is_set,
                  stop_event=stop)
-    return errors.EXIT_INTERRUPTED if stop.is_set() else errors.EXIT_OK
+    return errors.EXIT_INTERRUPTED if stop.is_set() else worst[0]
 
 
 def cmd_update_status(args: argparse.Namespace) -> int:

@@ -70,6 +70,11 @@ class Operation:
                                 "S3 and S3-compatible stores support it")
 
     @classmethod
+    def preflight(cls, params: Mapping[str, Any], resolver: Resolver) -> None:
+        """Checks of what the operation calls besides the buckets, made before any task
+        runs (raise BadInputError in one sentence)."""
+
+    @classmethod
     def amazon_spec(cls, params: Mapping[str, Any]) -> dict[str, Any]:
         """The `Operation` member of Amazon's job shape for these parameters."""
         return {cls.amazon_name: dict(params)}

@@ -80,6 +80,14 @@ class InvokeOperation(Operation):
     verb = "invoke functions on"
 
     @classmethod
+    def preflight(cls, params: Mapping[str, Any], resolver: Resolver) -> None:
+        """A Lambda function that is not there (or not callable with these credentials)
+        is one sentence before any task runs."""
+        arn = str(params["FunctionArn"])
+        if _parse_target(arn)[0] == "lambda":
+            resolver.context(None).check_function(arn, lambda_region(arn, "FunctionArn"))
+
+    @classmethod
     def validate(cls, params: Mapping[str, Any], resolver: Resolver) -> dict[str, Any]:
         kind, spec = _parse_target(params.get("FunctionArn"))
         where = params.get(_IMPORT_PATH) or os.getcwd()
@@ -92,6 +100,12 @@ class InvokeOperation(Operation):
                                 f"({exc})") from None
             if not callable(fn):
                 raise SpecError(f"{_WHERE}.FunctionArn: {module}:{name} is not callable")
+        elif kind == "command":
+            import shutil
+
+            if shutil.which(spec[0]) is None:
+                raise SpecError(f"{_WHERE}.FunctionArn: command {spec[0]!r} is not an "
+                                "executable file (nor one on PATH)")
         version = str(params.get("InvocationSchemaVersion", "2.0"))
         if version not in ("1.0", "2.0"):
             raise SpecError(f"{_WHERE}.InvocationSchemaVersion must be 1.0 or 2.0")

@@ -181,9 +181,9 @@ def publish(job: JobStore, report_url: str, scope: str,
                             os.unlink(tmp)
                 else:
                     _put_file(store, key, src)
-            except OSError as exc:
-                raise JobStoreError(
-                    f"cannot write the report part {key} to {report_url}: {exc}") from None
+            except Exception as exc:  # noqa: BLE001 - any store error becomes one sentence
+                raise JobStoreError(f"cannot write the report part {key} to {report_url} "
+                                    f"({_why(exc)})") from None
             bucket = (loc.root[len("s3://"):] if loc.root.startswith("s3://")
                       else loc.root)
             results.append({"TaskExecutionStatus": part["status"], "Bucket": bucket,
@@ -206,5 +206,14 @@ def publish(job: JobStore, report_url: str, scope: str,
     try:
         obs.put(store, key, manifest)
     except Exception as exc:  # noqa: BLE001 - any store error becomes one sentence
-        raise JobStoreError(f"cannot write the report manifest to {report_url}: {exc}") from None
+        raise JobStoreError(f"cannot write the report manifest to {report_url} "
+                            f"({_why(exc)})") from None
     return f"{loc.root}/{key}"
+
+
+def _why(exc: BaseException) -> str:
+    """A store's error in a few words, secrets scrubbed (never a client's debug dump)."""
+    from batchops.storage.outcomes import classify
+
+    outcome = classify(exc)
+    return f"{outcome.error_code}: {outcome.message}" if outcome.error_code else outcome.message

@@ -30,8 +30,8 @@ from batchops.manifest.reader import (
     iter_chunks,
 )
 from batchops.model.chunk import Chunk, chunk_count, default_workers
-from batchops.model.errors import JobStateError, ManifestError
-from batchops.model.spec import DEFAULT_TASK_TIMEOUT, AwsSettings, WorkerConfig
+from batchops.model.errors import JobStateError, JobStoreError, ManifestError
+from batchops.model.spec import DEFAULT_TASK_TIMEOUT, AwsSettings, WorkerConfig, fit_text
 from batchops.model.status import (
     ACTIVE,
     CANCELLED,
@@ -51,7 +51,7 @@ from batchops.model.status import (
 from batchops.results.jobstore import JobStore, now_iso
 from batchops.results.report import publish, write_chunk
 from batchops.schedule.backends import InProcessBackend, ProcessBackend, WorkerBackend
-from batchops.schedule.create import fail_job, manifest_info, prepare_again
+from batchops.schedule.create import fail_job, manifest_info, prepare_again, report_spec
 from batchops.schedule.failpoints import failpoint
 from batchops.schedule.processes import Worker
 from batchops.storage.outcomes import Outcome
@@ -81,9 +81,10 @@ class JobRun:
                  should_yield: Callable[[], str | None] | None = None,
                  prestarted: list[Worker] | None = None,
                  stop: threading.Event | None = None,
-                 aws: AwsSettings | None = None) -> None:
+                 aws: AwsSettings | None = None, report_url: str | None = None) -> None:
         self.store = store
         self.aws = aws  # `resume --profile/--region/--endpoint-url`: the job's from now on
+        self.report_url = report_url  # `resume --report URL`: the job's from now on
         self.stop_event = stop or threading.Event()
         self.on_progress = on_progress or (lambda s, f, t: None)
         self.in_process = in_process
@@ -101,6 +102,10 @@ class JobRun:
         scheduler. A job never prepared (killed while Preparing) has no chunks yet."""
         self.doc = self.store.read()
         self.settings = self.doc["Batchops"]
+        if self.report_url:
+            self.settings["report_url"] = self.report_url
+            self.doc["Job"]["Report"] = report_spec(
+                self.report_url, self.doc["Job"]["Report"]["ReportScope"], True)
         if self.aws:
             self.settings["aws"] = self.aws.to_json()
             if self.settings.get("options"):
@@ -414,11 +419,24 @@ class JobRun:
         return self.doc
 
     def _publish(self) -> None:
+        """Write the report; when it cannot be written the job stays where it is
+        (Completing, Failing or Cancelling, all work done) and `resume` writes it again,
+        or elsewhere with `resume --report URL`."""
         if not self.job["Report"].get("Enabled", True):
             return
-        url = publish(self.store, self.settings["report_url"],
-                      self.job["Report"]["ReportScope"],
-                      AwsSettings.from_json(self.settings.get("aws")))
+        try:
+            url = publish(self.store, self.settings["report_url"],
+                          self.job["Report"]["ReportScope"],
+                          AwsSettings.from_json(self.settings.get("aws")))
+        except JobStoreError as exc:
+            job_id = self.store.job_id
+            message = (f"{exc}; the tasks are done and recorded: `batchops resume {job_id}` "
+                       f"writes the report again, `batchops resume {job_id} --report URL` "
+                       "writes it elsewhere")
+            self.job["StatusUpdateReason"] = fit_text(message)
+            self.store.write(self.doc)
+            self.store.log("report-unwritable", error=str(exc))
+            raise JobStoreError(message) from None
         self.settings["report_manifest"] = url
 
     # -- dispatch ---------------------------------------------------------------------------
@@ -538,7 +556,7 @@ def run_job(store: JobStore, on_progress: ProgressFn | None = None, in_process: 
             should_yield: Callable[[], str | None] | None = None,
             prestarted: list[Worker] | None = None,
             stop: threading.Event | None = None,
-            aws: AwsSettings | None = None) -> dict[str, Any]:
+            aws: AwsSettings | None = None, report_url: str | None = None) -> dict[str, Any]:
     """Run (or resume) a job to its end, or until it is cancelled or preempted; returns
     its final job document.
 
@@ -546,7 +564,7 @@ def run_job(store: JobStore, on_progress: ProgressFn | None = None, in_process: 
     SIGINT/SIGTERM) and the job stops soon after, Paused, its checkpoint intact.
     """
     run = JobRun(store, on_progress, in_process, preset_stores, should_yield, prestarted,
-                 stop, aws)
+                 stop, aws, report_url)
     try:
         return run.run()
     finally:

@@ -87,7 +87,7 @@ def _fetch_manifest(location: str, job_dir: str, etag: str | None,
     return path
 
 
-def _report_spec(url: str, scope: str, enabled: bool) -> dict[str, Any]:
+def report_spec(url: str, scope: str, enabled: bool) -> dict[str, Any]:
     loc = split_location(url)
     bucket = ("arn:aws:s3:::" + loc.root[len("s3://"):]) if loc.root.startswith("s3://") \
         else loc.root
@@ -227,7 +227,7 @@ def create_job(opts: JobOptions, home: str | None = None,
         "ProgressSummary": {"TotalNumberOfTasks": 0, "NumberOfTasksSucceeded": 0,
                             "NumberOfTasksFailed": 0,
                             "Timers": {"ElapsedTimeInActiveSeconds": 0}},
-        "Report": _report_spec(report_url, opts.report_scope, opts.report_enabled),
+        "Report": report_spec(report_url, opts.report_scope, opts.report_enabled),
         "CreationTime": now_iso(),
     }
     if opts.description:
@@ -323,6 +323,7 @@ def _prepare(store: JobStore, doc: dict[str, Any], opts: JobOptions, fresh: bool
         if not (opts.dry_run or op.no_task_work):
             preflight(resolver, *_locations_to_check(
                 resolver, info, params, settings["report_url"] if opts.report_enabled else None))
+            op.preflight(params, resolver)
     except BadInputError as exc:
         fail_job(store, doc, "ManifestInvalid" if isinstance(exc, ManifestError)
                  else "InvalidJobSpec", str(exc))

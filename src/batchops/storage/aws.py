@@ -128,6 +128,44 @@ class AwsContext:
             raise BadInputError(f"{self.where}: the AWS credentials have no access key or "
                                 "no secret key")
 
+    def lambda_endpoint(self) -> str | None:
+        """Lambda's endpoint: one configured for Lambda itself (AWS_ENDPOINT_URL_LAMBDA,
+        a `services` section), never the global AWS_ENDPOINT_URL or profile endpoint_url,
+        which name the S3-compatible store; else AWS's own."""
+        from botocore.configprovider import ConfiguredEndpointProvider
+
+        if self.session.get_config_variable("ignore_configured_endpoint_urls"):
+            return None
+        scoped = {k: v for k, v in self.session.get_scoped_config().items()
+                  if k != "endpoint_url"}  # the profile's global endpoint: not Lambda's
+        environ = {k: v for k, v in os.environ.items() if k == "AWS_ENDPOINT_URL_LAMBDA"}
+        found = ConfiguredEndpointProvider(full_config=self.session.full_config,
+                                           scoped_config=scoped, client_name="lambda",
+                                           environ=environ).provide()
+        return found or None
+
+    def check_function(self, arn: str, region: str) -> None:
+        """GetFunction, before any task runs: a missing function or a refusal is one
+        sentence (exit 2)."""
+        from botocore.config import Config
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        self.credentials()  # no credentials: the sentence for that first
+        client: Any = self.session.create_client(
+            "lambda", region_name=region, endpoint_url=self.lambda_endpoint(),
+            config=Config(ignore_configured_endpoint_urls=True,  # type: ignore[call-arg]
+                          retries={"total_max_attempts": 2}, connect_timeout=10))
+        try:
+            client.get_function(FunctionName=arn)
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            raise BadInputError(
+                f"FunctionArn {arn}: {error.get('Code', 'error')}: "
+                f"{_sentence(Exception(error.get('Message', '')))}") from None
+        except BotoCoreError as exc:
+            raise BadInputError(f"FunctionArn {arn}: cannot reach Lambda in {region}: "
+                                f"{_sentence(exc)}") from None
+
     # -- clients --------------------------------------------------------------------------
 
     def obstore_options(self) -> dict[str, Any]:

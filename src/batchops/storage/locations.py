@@ -99,8 +99,8 @@ def normalise_url(value: str, what: str) -> str:
 
 def _check_bucket_name(bucket: str, what: str) -> None:
     if not bucket or not set(bucket) <= _BUCKET_CHARS or len(bucket) > 255:
-        raise SpecError(f"{what}: {bucket!r} is not a bucket name (letters, digits, '.', "
-                        "'-' and '_' only)")
+        raise SpecError(f"{what + ': ' if what else ''}{bucket!r} is not a bucket name "
+                        "(letters, digits, '.', '-' and '_' only)")
 
 
 def _check_remote(url: str, scheme: str, what: str) -> None:
@@ -212,6 +212,8 @@ class Resolver:
     def _resolve(self, bucket: str) -> Location:
         url = self._map.get(bucket)
         if url is None:
+            if "://" not in bucket:
+                _check_bucket_name(bucket, "")
             url = bucket if "://" in bucket else "s3://" + bucket
         elif "://" not in url:
             url = "s3://" + url

@@ -39,12 +39,13 @@ class S3Api:
         config = AioConfig(retries={"total_max_attempts": 1, "mode": "standard"},
                            max_pool_connections=max(10, self._concurrency),
                            connect_timeout=10, read_timeout=300,
-                           # S3's endpoint is the context's; Lambda's is AWS's own, never
-                           # AWS_ENDPOINT_URL (which names the S3-compatible store).
+                           # S3's endpoint is the context's; Lambda's is its own or AWS's,
+                           # never AWS_ENDPOINT_URL (which names the S3-compatible store).
                            ignore_configured_endpoint_urls=True)
         kwargs: dict[str, Any] = {"config": config, "region_name": region}
-        if service == "s3" and self._ctx.endpoint_url:
-            kwargs["endpoint_url"] = self._ctx.endpoint_url
+        endpoint = self._ctx.endpoint_url if service == "s3" else self._ctx.lambda_endpoint()
+        if endpoint:
+            kwargs["endpoint_url"] = endpoint
         return await self._stack.enter_async_context(
             self._ctx.aio_session().create_client(service, **kwargs))
 
