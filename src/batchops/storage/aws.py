@@ -201,12 +201,19 @@ class AwsContext:
         return session
 
     def crt_credentials_provider(self) -> Any:
-        """An awscrt provider that asks botocore's credentials object (refreshed there)."""
+        """An awscrt provider for botocore's credentials object: static keys as they are
+        (no call back per request), temporary ones through a delegate that asks botocore
+        (which refreshes them)."""
         from awscrt import auth
+        from botocore.credentials import RefreshableCredentials
 
         creds = self.credentials()
         if creds is None:
             return auth.AwsCredentialsProvider.new_static("", "")
+        if not isinstance(creds, RefreshableCredentials):
+            frozen = creds.get_frozen_credentials()
+            return auth.AwsCredentialsProvider.new_static(frozen.access_key, frozen.secret_key,
+                                                          frozen.token)
 
         def get() -> Any:
             frozen = creds.get_frozen_credentials()
