@@ -338,3 +338,29 @@ def test_a_lambda_client_goes_to_lambda_not_to_aws_endpoint_url(
     lam, s3 = asyncio.run(endpoints())
     assert lam == "https://lambda.eu-west-1.amazonaws.com"
     assert s3 == "http://127.0.0.1:9"
+
+
+def test_s3_to_azure_blob_storage(cli, s3, bucket, azurite: str, tmp_path: Path,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """S3 (moto) to Azure (Azurite, Azure's own emulator) in one job: streamed get -> put;
+    Azure's settings come from its AZURE_* variables."""
+    from azure.storage.blob import BlobServiceClient
+
+    from conftest import AZURITE_KEY
+
+    blobs = BlobServiceClient(account_url=f"{azurite}/devstoreaccount1",
+                              credential={"account_name": "devstoreaccount1",
+                                          "account_key": AZURITE_KEY})
+    container = f"c{bucket[2:]}"
+    blobs.create_container(container)
+    for k, body in KEYS.items():
+        s3.put_object(Bucket=bucket, Key=k, Body=body)
+    m = write_manifest(tmp_path / "m.csv", [(bucket, k) for k in KEYS])
+    monkeypatch.setenv("AZURE_STORAGE_USE_EMULATOR", "true")
+    monkeypatch.setenv("AZURITE_BLOB_STORAGE_URL", azurite)
+    proc = cli("run", "--manifest", str(m), "--operation", "copy", "--target",
+               f"az://devstoreaccount1/{container}/from-s3", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    got = blobs.get_container_client(container)
+    assert {b.name: got.download_blob(b.name).readall() for b in got.list_blobs()} == {
+        f"from-s3/{k}": body for k, body in KEYS.items()}

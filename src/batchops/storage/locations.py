@@ -270,10 +270,21 @@ def build_store(root: str, create: bool = False, aws: AwsContext | None = None) 
         elif not os.path.isdir(path):
             raise FileNotFoundError(f"No such folder {path}")
         return LocalStore(path)
+    retry: Any = {"max_retries": 0, "retry_timeout": timedelta(seconds=60)}
     if scheme in ("s3", "s3a"):
         return S3Store(urlsplit(root).netloc, **_s3_kwargs(aws or AwsContext(AwsSettings())))
-    return from_url(root, retry_config={"max_retries": 0,
-                                        "retry_timeout": timedelta(seconds=60)})
+    if scheme in ("az", "azure"):
+        # az://ACCOUNT/CONTAINER: obstore's from_url would take the account for the
+        # container; the rest of the settings come from AZURE_* variables.
+        from obstore.store import AzureStore
+
+        parts = urlsplit(root)
+        container = parts.path.strip("/")
+        if not container:
+            raise SpecError(f"{root}: an Azure URL names an account and a container: "
+                            "az://ACCOUNT/CONTAINER/prefix")
+        return AzureStore(container, account_name=parts.netloc, retry_config=retry)
+    return from_url(root, retry_config=retry)
 
 
 def supports_attributes(loc: Location) -> bool:
