@@ -23,6 +23,7 @@ import orjson
 from batchops.manifest.inventory import fetch_manifest_object, normalise_inventory
 from batchops.manifest.listing import generate, validate_generator
 from batchops.manifest.reader import ManifestInfo, prepare, write_chunk_index
+from batchops.model.arns import s3_url_to_arn
 from batchops.model.chunk import auto_chunk_size
 from batchops.model.errors import (
     BadInputError,
@@ -89,9 +90,7 @@ def _fetch_manifest(location: str, job_dir: str, etag: str | None,
 
 def report_spec(url: str, scope: str, enabled: bool) -> dict[str, Any]:
     loc = split_location(url)
-    bucket = ("arn:aws:s3:::" + loc.root[len("s3://"):]) if loc.root.startswith("s3://") \
-        else loc.root
-    spec: dict[str, Any] = {"Bucket": bucket, "Format": "Report_CSV_20180820",
+    spec: dict[str, Any] = {"Bucket": s3_url_to_arn(loc.root), "Format": "Report_CSV_20180820",
                             "Enabled": enabled, "ReportScope": scope}
     if loc.prefix:
         spec["Prefix"] = loc.prefix.rstrip("/")
@@ -100,9 +99,7 @@ def report_spec(url: str, scope: str, enabled: bool) -> dict[str, Any]:
 
 def _manifest_arn(location: str) -> str:
     url = normalise_url(location, "--manifest")
-    if url.startswith("s3://"):
-        return "arn:aws:s3:::" + url[len("s3://"):]
-    return url if "://" in url else "file://" + os.path.abspath(location)
+    return s3_url_to_arn(url) if "://" in url else "file://" + os.path.abspath(location)
 
 
 TOKEN_WAIT = 30.0  # seconds a create-job waits for the one that claimed its token
