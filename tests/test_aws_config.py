@@ -364,3 +364,84 @@ def test_s3_to_azure_blob_storage(cli, s3, bucket, azurite: str, tmp_path: Path,
     got = blobs.get_container_client(container)
     assert {b.name: got.download_blob(b.name).readall() for b in got.list_blobs()} == {
         f"from-s3/{k}": body for k, body in KEYS.items()}
+
+
+def test_web_identity_credentials(cli, aws_home: Path, s3_endpoint: str, tmp_path: Path,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN (as on EKS): botocore calls STS's
+    AssumeRoleWithWebIdentity (unsigned: here against the moto server that checks no
+    keys; with no other credential anywhere the job could not start without it)."""
+    import boto3
+
+    admin = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1",
+                         aws_access_key_id="x", aws_secret_access_key="x")
+    src, dst = f"web-src-{os.getpid()}", f"web-dst-{os.getpid()}"
+    admin.create_bucket(Bucket=src)
+    admin.create_bucket(Bucket=dst)
+    for k, body in KEYS.items():
+        admin.put_object(Bucket=src, Key=k, Body=body)
+    token = tmp_path / "token"
+    token.write_text("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJiYXRjaG9wcyJ9.c2lnbmF0dXJl")
+    monkeypatch.setenv("AWS_WEB_IDENTITY_TOKEN_FILE", str(token))
+    monkeypatch.setenv("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/eks-copier")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)  # S3 and STS: the same server
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    m = write_manifest(tmp_path / "m.csv", [(src, k) for k in KEYS])
+    proc = cli("run", "--manifest", str(m), "--operation", "copy", "--target", f"s3://{dst}",
+               "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert admin.get_object(Bucket=dst, Key="a.txt")["Body"].read() == b"alpha"
+
+
+def test_container_credentials(cli, aws_home: Path, s3_endpoint: str, tmp_path: Path,
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """AWS_CONTAINER_CREDENTIALS_FULL_URI (ECS, EKS Pod Identity): a credentials endpoint
+    on loopback, as the container agent serves it (against the moto server that checks no
+    keys: with no other credential anywhere the job could not start without the agent's)."""
+    import http.server
+    import threading
+
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1",
+                      aws_access_key_id="x", aws_secret_access_key="x")
+    src = f"ctr-src-{os.getpid()}"
+    s3.create_bucket(Bucket=src)
+    for k, body in KEYS.items():
+        s3.put_object(Bucket=src, Key=k, Body=body)
+    temporary = {"AccessKeyId": "ASIAAGENT0000000001", "SecretAccessKey": "agent-secret",
+                 "SessionToken": "agent-session-token"}
+    expires = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    served: list[str] = []
+
+    class Agent(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            served.append(self.headers.get("Authorization", ""))
+            body = json.dumps({"AccessKeyId": temporary["AccessKeyId"],
+                               "SecretAccessKey": temporary["SecretAccessKey"],
+                               "Token": temporary["SessionToken"],
+                               "Expiration": expires}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Agent)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                           f"http://127.0.0.1:{server.server_address[1]}/v2/credentials")
+        monkeypatch.setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN", "agent-token")
+        m = write_manifest(tmp_path / "m.csv", [(src, k) for k in KEYS])
+        proc = cli("run", "--endpoint-url", s3_endpoint, "--manifest", str(m), "--operation",
+                   "put-tagging", "--tag", "from=container", "--no-progress")
+    finally:
+        server.shutdown()
+    assert proc.returncode == 0, proc.stderr
+    assert served and set(served) == {"agent-token"}
+    assert s3.get_object_tagging(Bucket=src, Key="a.txt")["TagSet"] == [
+        {"Key": "from", "Value": "container"}]
