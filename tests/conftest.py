@@ -95,8 +95,9 @@ def keyed_stores() -> Iterator[tuple[KeyedStore, KeyedStore]]:
         proc.wait(10)
 
 
-AZURITE_KEY = ("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw"
-               "==")  # Azurite's published development key (devstoreaccount1)
+# Azurite's published development key (devstoreaccount1)
+AZURITE_KEY = ("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/"
+               "K1SZFPTOtr/KBHBeksoGMGw==")
 
 
 def _azurite_binary() -> str:
