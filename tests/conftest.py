@@ -28,26 +28,29 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _serve(argv: list[str], port: int, what: str, env: dict[str, str] | None = None,
+           wait: float = 30) -> subprocess.Popen[bytes]:
+    """Start a server process and wait until it accepts connections on `port`."""
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, **(env or {})})
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return proc
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"{what} did not start")
+
+
 def _start_moto(env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], str]:
     """`moto_server` on a free loopback port; returns (process, endpoint)."""
     port = _free_port()
     exe = Path(sys.executable).with_name("moto_server")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "moto.server"]
-    proc = subprocess.Popen([*cmd, "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, **(env or {})})
-    endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                break
-        except OSError:
-            time.sleep(0.1)
-    else:
-        proc.kill()
-        raise RuntimeError("moto_server did not start")
-    return proc, endpoint
+    proc = _serve([*cmd, "-H", "127.0.0.1", "-p", str(port)], port, "moto_server", env)
+    return proc, f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture(scope="session")
@@ -128,19 +131,9 @@ def azurite() -> Iterator[str]:
     """Azure Blob Storage's emulator (Azurite) on a free loopback port; returns its URL."""
     binary = _azurite_binary()
     port = _free_port()
-    proc = subprocess.Popen([binary, "--blobHost", "127.0.0.1", "--blobPort", str(port),
-                             "--skipApiVersionCheck", "--inMemoryPersistence", "--silent"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                break
-        except OSError:
-            time.sleep(0.2)
-    else:
-        proc.kill()
-        raise RuntimeError("Azurite did not start")
+    proc = _serve([binary, "--blobHost", "127.0.0.1", "--blobPort", str(port),
+                   "--skipApiVersionCheck", "--inMemoryPersistence", "--silent"],
+                  port, "Azurite", wait=60)
     yield f"http://127.0.0.1:{port}"
     proc.terminate()
     proc.wait(10)
