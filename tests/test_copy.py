@@ -175,7 +175,7 @@ def test_bad_manifest_line_is_named_and_nothing_runs(cli, s3, bucket, tmp_path) 
 
 
 @pytest.mark.parametrize("args", [
-    ["--operation", "copy"],  # no target
+    ["--operation", "replicate"],  # no target (copy without one: test_rename_manifest.py)
     ["--operation", "frobnicate", "--target", "s3://x"],
     ["--operation", "copy", "--target", "ftp://x/y"],
     ["--operation", "copy", "--target", "s3://x", "--bucket-map", "nonsense"],

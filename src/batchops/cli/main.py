@@ -97,9 +97,10 @@ def _operation_from_args(args: argparse.Namespace) -> tuple[str, dict[str, Any]]
     alias = get_operation(args.operation).alias
     p: dict[str, Any] = {}
     if alias in ("copy", "replicate"):
-        if not args.target:
+        if not args.target and (alias == "replicate" or args.from_listing):
             raise SpecError(f"--operation {alias} needs --target URL (where to copy to)")
-        p["TargetResource"] = args.target
+        if args.target:  # copy without one: every manifest row names its destination
+            p["TargetResource"] = args.target
         if args.target_key_prefix:
             p["TargetKeyPrefix"] = args.target_key_prefix
     if alias == "copy":

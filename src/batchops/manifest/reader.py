@@ -94,6 +94,9 @@ class ManifestInfo:
     buckets: tuple[str, ...] = ()  # distinct buckets named (sources and destinations)
     rows_index: str = ""  # rows.idx beside `path` ("" for jobs prepared before it existed)
     row_stride: int = 0
+    #: The first row (1-based) that names no destination of its own (CSV: every row);
+    #: 0 when every row of a JSON Lines manifest does (then a copy needs no target).
+    first_without_destination: int = 0
 
     def to_json(self) -> dict[str, object]:
         return {f: getattr(self, f) for f in self.__slots__}
@@ -668,6 +671,7 @@ def prepare(location: str, local_path: str, work_dir: str) -> ManifestInfo:
             fmt = JSONL_FORMAT
         total = 0
         buckets: set[str] = set()
+        undirected = 0
         small = _small_csv_rows(path, columns, location) if fmt == CSV_FORMAT else None
         if small is not None:
             _check_small_rows(small, location)
@@ -677,7 +681,7 @@ def prepare(location: str, local_path: str, work_dir: str) -> ManifestInfo:
                     raise ManifestError(location, None, "its lines and rows do not match")
             buckets = {row[0] for row in small if row[0]}  # one block: all, as Polars has
             return _info(location, source, path, fmt, columns, total, buckets, hasher,
-                         digest_box, rows)
+                         digest_box, rows, 1 if total else 0)
         import polars as pl
 
         offset = 0
@@ -701,6 +705,11 @@ def prepare(location: str, local_path: str, work_dir: str) -> ManifestInfo:
                     buckets.update(batch["bucket"].unique().to_list())
                     if fmt != CSV_FORMAT:
                         buckets.update(b for b in batch["dest_bucket"].unique().to_list() if b)
+                if not undirected and batch.height:
+                    missing = (batch["dest_bucket"].is_null() if fmt != CSV_FORMAT
+                               else pl.repeat(True, batch.height, eager=True))
+                    if missing.any():
+                        undirected = total + int(missing.arg_true()[0]) + 1
                 mark = len(rows)
                 if _mark_lines(block, offset, total, rows, batch.height) != batch.height:
                     del rows[mark:]
@@ -717,19 +726,20 @@ def prepare(location: str, local_path: str, work_dir: str) -> ManifestInfo:
     finally:
         hasher.join()
     return _info(location, source, path, fmt, columns, total, buckets, hasher, digest_box,
-                 rows)
+                 rows, undirected)
 
 
 def _info(location: str, source: str, path: str, fmt: str, columns: int, total: int,
           buckets: set[str], hasher: threading.Thread,
-          digest_box: list[tuple[int, str]], rows: array[int]) -> ManifestInfo:
+          digest_box: list[tuple[int, str]], rows: array[int],
+          undirected: int) -> ManifestInfo:
     hasher.join()
     size, digest = digest_box[0]
     rows.append(os.path.getsize(path))
     rows_index = path + "." + ROWS_INDEX
     _write_index(rows_index, rows)
     return ManifestInfo(location, source, path, fmt, columns, size, digest, total,
-                        tuple(sorted(buckets)), rows_index, ROW_STRIDE)
+                        tuple(sorted(buckets)), rows_index, ROW_STRIDE, undirected)
 
 
 class ChunkReader:

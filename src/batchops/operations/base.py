@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
+from batchops.manifest.reader import ManifestInfo
 from batchops.model.chunk import Chunk
 from batchops.model.errors import SpecError
 from batchops.storage.locations import Location, Resolver, is_s3, s3_bucket
@@ -68,6 +69,10 @@ class Operation:
             if not is_s3(loc):
                 raise SpecError(f"{cls.alias} cannot {cls.verb} objects in {loc.root}: only "
                                 "S3 and S3-compatible stores support it")
+
+    @classmethod
+    def check_manifest(cls, params: Mapping[str, Any], info: ManifestInfo) -> None:
+        """Refuse, once the manifest is prepared, rows this operation cannot run."""
 
     @classmethod
     def preflight(cls, params: Mapping[str, Any], resolver: Resolver) -> None:

@@ -31,8 +31,9 @@ from urllib.parse import urlencode
 
 import obstore as obs
 
+from batchops.manifest.reader import ManifestInfo
 from batchops.model.chunk import Chunk
-from batchops.model.errors import SpecError
+from batchops.model.errors import ManifestError, SpecError
 from batchops.model.spec import check_tag_set
 from batchops.operations.acl import grant_headers
 from batchops.operations.base import Operation, require_enum
@@ -173,6 +174,16 @@ class CopyOperation(Operation):
                 raise SpecError(f"{_WHERE}: {used} can only be applied by S3; the target "
                                 f"{loc.root} is not an S3 bucket")
         return out
+
+    @classmethod
+    def check_manifest(cls, params: Mapping[str, Any], info: ManifestInfo) -> None:
+        """Without TargetResource every row names its destination (a JSON Lines rename
+        manifest); the first that does not is refused with its row number."""
+        if not params.get("TargetResource") and info.first_without_destination:
+            raise ManifestError(info.location, info.first_without_destination,
+                                "this row names no destination, and the job has no target: "
+                                "give --target URL (TargetResource), or a \"destination\" "
+                                "on every JSON Lines row")
 
     @classmethod
     def check_locations(cls, params: Mapping[str, Any], sources: Iterable[Location]) -> None:

@@ -317,6 +317,7 @@ def _prepare(store: JobStore, doc: dict[str, Any], opts: JobOptions, fresh: bool
             size, digest = file_digest(source)
             info = replace(info, source=source, size=size, digest=digest)
         op.check_locations(params, [resolver.location(b) for b in info.buckets])
+        op.check_manifest(params, info)
         if not (opts.dry_run or op.no_task_work):
             preflight(resolver, *_locations_to_check(
                 resolver, info, params, settings["report_url"] if opts.report_enabled else None))
