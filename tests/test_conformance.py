@@ -520,6 +520,8 @@ SHORTCUTS = [
 def test_shortcut_flags_give_conforming_jobs(cli, s3, bucket, tmp_path, function) -> None:
     m = tmp_path / "m.csv"
     m.write_bytes(csv_body([(bucket, "k"), (bucket, "dir/k 2")]))
+    for key in ("k", "dir/k 2"):  # a dry run checks that each object is there
+        s3.put_object(Bucket=bucket, Key=key, Body=b"x")
     runs = side_by_side(cli, [
         ["run", "--manifest", str(m), *[f.replace("{bucket}", bucket) for f in flags],
          "--dry-run", "--in-process", "--json", "--no-progress", "--description",

@@ -270,6 +270,10 @@ def _run_and_report(store: Any, args: argparse.Namespace, prestarted: Any = None
         elapsed = time.monotonic() - started
         print(f"job {store.job_id} {job['Status']}: {ok:,} succeeded, {failed:,} failed, "
               f"{summary['TotalNumberOfTasks']:,} total in {elapsed:.1f}s")
+        if doc["Batchops"].get("dry_run"):
+            print(f"dry run of {doc['Batchops']['operation']}: {ok:,} objects are there and "
+                  f"would be processed, {failed:,} are missing or unreadable (the report's "
+                  "failed rows); nothing was changed")
         report = doc["Batchops"].get("report_manifest")
         if report:
             print(f"report: {report}")

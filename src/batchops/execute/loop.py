@@ -36,6 +36,7 @@ from batchops.model.errors import JobFatalError
 from batchops.model.spec import WorkerConfig
 from batchops.operations import get_operation
 from batchops.operations.base import Operation
+from batchops.operations.dryrun import DryRunOperation
 from batchops.results.jobstore import JobStore
 from batchops.results.report import write_chunk
 from batchops.storage.locations import Resolver
@@ -81,7 +82,9 @@ class TaskLoop:
         self.cfg = cfg
         self.store = JobStore(cfg.job_id, cfg.home)
         self.resolver = Resolver(cfg.bucket_map, preset_stores, cfg.concurrency, cfg.aws)
-        self.op = get_operation(cfg.operation)(cfg.params, self.resolver, cfg.job_id)
+        op = get_operation(cfg.operation)(cfg.params, self.resolver, cfg.job_id)
+        # A dry run checks each source is there (and does nothing else).
+        self.op = DryRunOperation(op) if cfg.dry_run and not op.no_task_work else op
         self.policy = RetryPolicy(cfg.max_attempts)
         self.aimd = Aimd(max(1, cfg.concurrency))
         self.ops_limit = RateLimiter(cfg.max_ops_per_second) if cfg.max_ops_per_second else None
@@ -95,8 +98,8 @@ class TaskLoop:
         return ChunkState(chunk, ChunkRun(len(chunk), self.policy))
 
     def no_task_work(self) -> bool:
-        """Dry runs and operations like `noop`: a chunk succeeds as a whole."""
-        return self.cfg.dry_run or self.op.no_task_work
+        """Operations like `noop`: a chunk succeeds as a whole."""
+        return self.op.no_task_work
 
     def needs_loop(self, chunk: Chunk) -> bool:
         """Whether `chunk` must run on the event loop (remote stores)."""

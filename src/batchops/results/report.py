@@ -83,7 +83,7 @@ def write_chunk(
     succeeded = len(ran) - len(failures)
     status_ok = "succeeded"
     if dry_run:
-        messages = {i: "DryRun: not performed" for i in ran}
+        messages = {i: "DryRun: the object is there; not performed" for i in ran}
     if succeeded and scope == "AllTasks":
         if failures or messages or only is not None:
             rows = ((buckets[i], keys[i], versions[i] or "", status_ok, 200, "",
