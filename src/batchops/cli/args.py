@@ -13,7 +13,8 @@ OPERATION_HELP = (
     "(S3DeleteObjectTagging), put-acl (S3PutObjectAcl), restore (S3InitiateRestoreObject), "
     "put-retention (S3PutObjectRetention), put-legal-hold (S3PutObjectLegalHold), invoke "
     "(LambdaInvoke), replicate (S3ReplicateObject), compute-checksum "
-    "(S3ComputeObjectChecksum), delete (ours), noop (benchmark the runner)"
+    "(S3ComputeObjectChecksum), update-encryption (S3UpdateObjectEncryption), delete (ours), "
+    "noop (benchmark the runner)"
 )
 
 EPILOG = """\
@@ -121,6 +122,12 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
                         "XXHASH3, XXHASH128")
     g.add_argument("--checksum-type", choices=("FULL_OBJECT", "COMPOSITE"),
                    default="FULL_OBJECT")
+    g = p.add_argument_group("update-encryption")
+    g.add_argument("--kms-key-arn", metavar="ARN",
+                   help="the KMS key to encrypt each object with (SSE-KMS): AWS changes it in "
+                        "place; other stores copy each object onto itself")
+    g.add_argument("--bucket-key-enabled", choices=("true", "false"),
+                   help="S3 Bucket Keys for the new encryption")
     g = p.add_argument_group("generated manifest (instead of --manifest)")
     g.add_argument("--from-listing", metavar="URL",
                    help="list this bucket or store URL (s3://b, file:///folder) for the objects")
@@ -243,7 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "--cli-input-json file://job.json, or the same members as JSON-valued "
                     "flags (inline JSON or file://path). Prints {\"JobId\": ...}. The job is "
                     "Ready (or Suspended with --confirmation-required) and runs under "
-                    "`batchops runner`. --account-id and --role-arn are accepted and ignored. "
+                    "`batchops runner`. --account-id is the account in the JobArn; --role-arn is "
+                    "kept and shown by describe-job (the job runs with your own AWS "
+                    "configuration). "
                     "Bucket ARNs (arn:aws:s3:::name) and object ARNs "
                     "(arn:aws:s3:::name/key) name S3 buckets and objects; store URLs "
                     "(file:///..., gs://...) work too.",
@@ -258,8 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
                         action="store_false")
     create.add_argument("--client-request-token", metavar="TOKEN")
     create.add_argument("--description", metavar="TEXT")
-    create.add_argument("--account-id", help="accepted and ignored")
-    create.add_argument("--role-arn", help="accepted and ignored")
+    create.add_argument("--account-id", help="the account in the job's JobArn")
+    create.add_argument("--role-arn", help="kept and shown by describe-job")
     create.add_argument("--bucket-map", action="append", default=[], metavar="NAME=URL")
     create.add_argument("--workers", type=int, default=0, metavar="N")
     create.add_argument("--concurrency", type=int, default=64, metavar="M")

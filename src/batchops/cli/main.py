@@ -92,8 +92,12 @@ def _operation_from_args(args: argparse.Namespace) -> tuple[str, dict[str, Any]]
                 not isinstance(next(iter(spec.values())), dict):
             raise SpecError('--operation JSON must have exactly one member, e.g. '
                             '{"S3PutObjectTagging": {"TagSet": []}}')
+        from batchops.model.request import validate_operation
+
         name, params = next(iter(spec.items()))
-        return get_operation(name).alias, params
+        alias = get_operation(name).alias
+        validate_operation(spec)
+        return alias, params
     alias = get_operation(args.operation).alias
     p: dict[str, Any] = {}
     if alias in ("copy", "replicate"):
@@ -158,6 +162,11 @@ def _operation_from_args(args: argparse.Namespace) -> tuple[str, dict[str, Any]]
     elif alias == "compute-checksum":
         p["ChecksumAlgorithm"] = args.checksum_algorithm
         p["ChecksumType"] = args.checksum_type
+    elif alias == "update-encryption":
+        kms: dict[str, Any] = {"KMSKeyArn": args.kms_key_arn}
+        if args.bucket_key_enabled is not None:
+            kms["BucketKeyEnabled"] = args.bucket_key_enabled == "true"
+        p["ObjectEncryption"] = {"SSEKMS": kms}
     return alias, p
 
 

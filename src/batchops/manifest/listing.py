@@ -14,10 +14,12 @@ import hashlib
 import os
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any
 
 import orjson
 
+from batchops.model.arns import s3_url_to_arn
 from batchops.model.chunk import encode_key
 from batchops.model.errors import SpecError
 from batchops.storage.locations import Resolver, is_s3, normalise_url, s3_bucket, split_location
@@ -97,9 +99,31 @@ def _common_prefix(prefixes: list[str]) -> str:
     return os.path.commonprefix(prefixes) if prefixes else ""
 
 
-def _list_s3(api: Any, bucket: str, prefix: str) -> Iterator[tuple[str, int, datetime, str]]:
-    """S3 listing through the S3 API client (it reports storage classes), page by page."""
+def _list_s3(api: Any, bucket: str, prefix: str,
+             head_keep: Callable[[dict[str, Any]], bool] | None = None,
+             ) -> Iterator[tuple[str, int, datetime, str]]:
+    """S3 listing through the S3 API client (it reports storage classes), page by page.
+    With `head_keep`, each listed object is HEADed too (64 at a time) and kept only if
+    the answer passes (filters on what a listing does not say: encryption, replication
+    status)."""
     import asyncio
+
+    from botocore.exceptions import ClientError
+
+    async def head(client: Any, key: str) -> dict[str, Any]:
+        try:
+            return dict(await client.head_object(Bucket=bucket, Key=key))
+        except ClientError as exc:  # SSE-C objects answer a bare HEAD with 400
+            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 400:
+                return {"SSECustomerAlgorithm": "AES256"}
+            raise
+
+    async def heads_of(client: Any, objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for start in range(0, len(objects), 64):
+            out += await asyncio.gather(*(head(client, o["Key"])
+                                          for o in objects[start:start + 64]))
+        return out
 
     loop = asyncio.new_event_loop()
     try:
@@ -111,12 +135,53 @@ def _list_s3(api: Any, bucket: str, prefix: str) -> Iterator[tuple[str, int, dat
                 page = loop.run_until_complete(pages.__anext__())
             except StopAsyncIteration:
                 break
-            for obj in page.get("Contents", []):
+            objects = page.get("Contents", [])
+            if head_keep is not None:
+                heads = loop.run_until_complete(heads_of(client, objects))
+                objects = [o for o, h in zip(objects, heads, strict=True) if head_keep(h)]
+            for obj in objects:
                 yield (obj["Key"], obj["Size"], obj["LastModified"],
                        obj.get("StorageClass", "STANDARD"))
     finally:
         loop.run_until_complete(api.close())
         loop.close()
+
+
+_REPLICATION = MappingProxyType({"COMPLETE": "COMPLETED", "COMPLETED": "COMPLETED",
+                                 "FAILED": "FAILED", "REPLICA": "REPLICA"})
+
+
+def _head_predicate(flt: dict[str, Any]) -> Callable[[dict[str, Any]], bool] | None:
+    """ObjectReplicationStatuses and MatchAnyObjectEncryption, judged on a HEAD's answer
+    (None when the filter has neither)."""
+    statuses = set(flt.get("ObjectReplicationStatuses") or ())
+    kinds = list(flt.get("MatchAnyObjectEncryption") or ())
+    if not statuses and not kinds:
+        return None
+
+    def encryption_matches(head: dict[str, Any], kind: dict[str, Any]) -> bool:
+        sse = head.get("ServerSideEncryption")
+        if "NOTSSE" in kind:
+            return not sse and not head.get("SSECustomerAlgorithm")
+        if "SSEC" in kind:
+            return bool(head.get("SSECustomerAlgorithm"))
+        if "SSES3" in kind:
+            return sse == "AES256"
+        for name, value in (("SSEKMS", "aws:kms"), ("DSSEKMS", "aws:kms:dsse")):
+            if name in kind:
+                want = kind[name] or {}
+                return sse == value and (
+                    not want.get("KmsKeyArn") or head.get("SSEKMSKeyId") == want["KmsKeyArn"]
+                ) and ("BucketKeyEnabled" not in want
+                       or bool(head.get("BucketKeyEnabled")) == want["BucketKeyEnabled"])
+        return False
+
+    def keep(head: dict[str, Any]) -> bool:
+        status = _REPLICATION.get(str(head.get("ReplicationStatus", "")), "NONE")
+        return (not statuses or status in statuses) and (
+            not kinds or any(encryption_matches(head, k) for k in kinds))
+
+    return keep
 
 
 def _list_folder(root: str, prefix: str) -> Iterator[tuple[str, int, datetime, str]]:
@@ -189,11 +254,16 @@ def generate(gen: dict[str, Any], job_id: str, job_dir: str,
     prefix = _common_prefix(list((flt.get("KeyNameConstraint") or {}).get("MatchAnyPrefix")
                                  or []))
     loc = resolver.location(source)
+    head_keep = _head_predicate(flt)
     if is_s3(loc):
         bucket_name = s3_bucket(loc)
-        rows = _list_s3(resolver.s3api(loc), bucket_name, loc.prefix + prefix)
+        rows = _list_s3(resolver.s3api(loc), bucket_name, loc.prefix + prefix, head_keep)
         manifest_bucket = bucket_name
     else:
+        if head_keep is not None:
+            raise SpecError(f"{_WHERE}.Filter: ObjectReplicationStatuses and "
+                            "MatchAnyObjectEncryption need an S3 source (they are read from "
+                            f"each object's HEAD); {source} is not S3")
         rows = _list_store(resolver, loc.root + ("/" + loc.prefix if loc.prefix else ""),
                            prefix)
         manifest_bucket = loc.root
@@ -231,7 +301,7 @@ def _write_output(gen: dict[str, Any], job_id: str, data_path: str, source_bucke
         data = f.read()
     data_key = f"{base}data/manifest-{job_id}.csv.gz"
     obs.put(store, data_key, data)
-    bucket_arn = (f"arn:aws:s3:::{s3_bucket(loc)}" if is_s3(loc) else loc.root)
+    bucket_arn = s3_url_to_arn(loc.root)
     manifest = orjson.dumps({
         "sourceBucket": source_bucket, "destinationBucket": bucket_arn,
         "version": "2021-11-30", "creationTimestamp": str(int(
@@ -243,7 +313,6 @@ def _write_output(gen: dict[str, Any], job_id: str, data_path: str, source_bucke
     manifest_key = f"{base}manifest.json"
     obs.put(store, manifest_key, manifest)
     os.unlink(data_path)
-    arn = (f"arn:aws:s3:::{s3_bucket(loc)}/{manifest_key}" if is_s3(loc)
-           else f"{loc.root}/{manifest_key}")
+    arn = s3_url_to_arn(f"{loc.root}/{manifest_key}")
     return {"Format": GENERATED_FORMAT,
             "Location": {"ObjectArn": arn, "ETag": hashlib.md5(manifest).hexdigest()}}

@@ -3,9 +3,11 @@
 A user's `aws s3control create-job --cli-input-json file://job.json` document runs
 unchanged. It is first checked against the CreateJob input shape of the `s3control`
 API model that botocore ships (member names, types, required members), with botocore's
-own validator, then mapped onto JobOptions. `AccountId` and `RoleArn` are accepted and
-ignored. Extensions beyond Amazon's model (operations named `Batchops*`, members named
-`Batchops*`, store URLs where Amazon takes ARNs) are allowed.
+own validator, then mapped onto JobOptions. `AccountId` is the account of the job's
+JobArn; `RoleArn` is kept and returned by DescribeJob (the job acts with the caller's
+own AWS configuration, not by assuming it). Extensions beyond Amazon's model
+(operations named `Batchops*`, members named `Batchops*`, store URLs where Amazon takes
+ARNs) are allowed. Every member of the model is honoured or refused: model/coverage.py.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import Any
 
 import orjson
 
+from batchops.model.arns import s3_arn_to_url
+from batchops.model.coverage import check_request
 from batchops.model.errors import SpecError
 from batchops.model.formats import CSV_FORMAT, INVENTORY_FORMAT
 from batchops.model.spec import JobOptions
@@ -54,9 +58,9 @@ def input_shape() -> Any:
 
 
 def validate_against_model(request: dict[str, Any]) -> None:
-    """Check a CreateJob request with botocore's validator; one sentence on error."""
-    from botocore.validate import ParamValidator
-
+    """Check a CreateJob request with botocore's validator, then what batchops refuses
+    (model/coverage.py) and the enums botocore's validator leaves alone; one sentence on
+    error."""
     checked = _strip_extensions(copy.deepcopy(request))
     checked.setdefault("AccountId", "000000000000")
     checked.setdefault("RoleArn", "arn:aws:iam::000000000000:role/batchops")
@@ -66,18 +70,35 @@ def validate_against_model(request: dict[str, Any]) -> None:
         # Our own operations have no shape in Amazon's model.
         checked["Operation"] = {k: v for k, v in operation.items()
                                 if not k.startswith("Batchops")} or {"S3DeleteObjectTagging": {}}
-    report = ParamValidator().validate(checked, input_shape())
+    _validate(checked, input_shape(), "create-job")
+    check_request(request, input_shape())
+    if request.get("Manifest") and request.get("ManifestGenerator"):
+        raise SpecError("create-job: give a Manifest or a ManifestGenerator, not both")
+
+
+def _validate(value: dict[str, Any], shape: Any, where: str) -> None:
+    from botocore.validate import ParamValidator
+
+    report = ParamValidator().validate(value, shape)
     if report.has_errors():
         lines = [line.strip() for line in report.generate_report().splitlines()
                  if line.strip()]
-        raise SpecError(f"create-job: {lines[0]}" + (f" (and {len(lines) - 1} more)"
-                                                     if len(lines) > 1 else ""))
+        raise SpecError(f"{where}: {lines[0]}" + (f" (and {len(lines) - 1} more)"
+                                                  if len(lines) > 1 else ""))
+
+
+def validate_operation(operation: dict[str, Any]) -> None:
+    """`run --operation JSON`: Amazon's Operation member, checked against the model as
+    create-job checks it (members, types, enums, what batchops refuses)."""
+    shape = input_shape()
+    own = {k: v for k, v in operation.items() if not k.startswith("Batchops")}
+    if own:
+        _validate(_strip_extensions(own), shape.members["Operation"], "--operation")
+    check_request({"Operation": operation}, shape, "--operation")
 
 
 def _arn_to_url(value: str) -> str:
-    if value.startswith("arn:aws:s3:::"):
-        return "s3://" + value[len("arn:aws:s3:::"):]
-    return value
+    return s3_arn_to_url(value, "create-job") if value.startswith("arn:") else value
 
 
 def options_from_request(request: dict[str, Any], **extra: Any) -> JobOptions:
@@ -123,5 +144,6 @@ def options_from_request(request: dict[str, Any], **extra: Any) -> JobOptions:
         tags=tuple((t["Key"], t.get("Value", "")) for t in request.get("Tags") or []),
         client_request_token=request.get("ClientRequestToken"),
         role_arn=request.get("RoleArn"),
+        account_id=str(request.get("AccountId") or "000000000000"),
         **extra,
     )

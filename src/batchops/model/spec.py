@@ -71,6 +71,7 @@ class JobOptions:
     tags: tuple[tuple[str, str], ...] = ()
     client_request_token: str | None = None
     role_arn: str | None = None
+    account_id: str = "000000000000"  # CreateJob's AccountId: the account in the JobArn
     max_ops_per_second: float = 0.0
     max_bytes_per_second: float = 0.0
     task_timeout: float = DEFAULT_TASK_TIMEOUT

@@ -16,6 +16,7 @@ from batchops.operations.base import Operation
 from batchops.operations.checksum import ComputeChecksumOperation
 from batchops.operations.copy import CopyOperation
 from batchops.operations.delete import DeleteOperation
+from batchops.operations.encryption import UpdateEncryptionOperation
 from batchops.operations.invoke import InvokeOperation
 from batchops.operations.noop import NoopOperation
 from batchops.operations.objectlock import PutLegalHoldOperation, PutRetentionOperation
@@ -28,7 +29,8 @@ OPERATIONS: Mapping[str, type[Operation]] = MappingProxyType({
     op.alias: op for op in (
         CopyOperation, PutTaggingOperation, DeleteTaggingOperation, PutAclOperation,
         RestoreOperation, PutRetentionOperation, PutLegalHoldOperation, InvokeOperation,
-        ReplicateOperation, ComputeChecksumOperation, DeleteOperation, NoopOperation)
+        ReplicateOperation, ComputeChecksumOperation, UpdateEncryptionOperation,
+        DeleteOperation, NoopOperation)
 })
 BY_AMAZON_NAME: Mapping[str, type[Operation]] = MappingProxyType(
     {op.amazon_name: op for op in OPERATIONS.values()})

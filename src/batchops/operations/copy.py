@@ -32,6 +32,7 @@ from urllib.parse import urlencode
 import obstore as obs
 
 from batchops.manifest.reader import ManifestInfo
+from batchops.model.arns import s3_url_to_arn
 from batchops.model.chunk import Chunk
 from batchops.model.errors import ManifestError, SpecError
 from batchops.model.spec import check_tag_set
@@ -58,7 +59,9 @@ MAX_SINGLE_COPY = 5 * 1024**3
 _WHERE = "Operation.S3PutObjectCopy"
 STORAGE_CLASSES = ("STANDARD", "STANDARD_IA", "ONEZONE_IA", "GLACIER", "INTELLIGENT_TIERING",
                    "DEEP_ARCHIVE", "GLACIER_IR")
-CHECKSUMS = ("CRC32", "CRC32C", "SHA1", "SHA256", "CRC64NVME")
+#: CopyObject's ChecksumAlgorithm: all ten of the s3control (and S3) model.
+CHECKSUMS = ("CRC32", "CRC32C", "SHA1", "SHA256", "CRC64NVME", "SHA512", "MD5", "XXHASH64",
+             "XXHASH3", "XXHASH128")
 CANNED = ("private", "public-read", "public-read-write", "aws-exec-read", "authenticated-read",
           "bucket-owner-read", "bucket-owner-full-control")
 #: Options only S3's CopyObject can apply.
@@ -66,6 +69,7 @@ S3_OPTIONS = ("StorageClass", "MetadataDirective", "NewObjectMetadata", "NewObje
               "CannedAccessControlList", "AccessControlGrants", "ChecksumAlgorithm",
               "ObjectLockMode", "ObjectLockRetainUntilDate", "ObjectLockLegalHoldStatus",
               "SSEAwsKmsKeyId", "BucketKeyEnabled", "RequesterPays",
+              "ModifiedSinceConstraint", "UnModifiedSinceConstraint", "RedirectLocation",
               "BatchopsMultipartThreshold")
 _GRANT_ARGS = MappingProxyType({"READ": "GrantRead", "READ_ACP": "GrantReadACP",
                                 "WRITE_ACP": "GrantWriteACP",
@@ -92,6 +96,11 @@ def _validate_options(out: dict[str, Any]) -> None:
     if "ObjectLockRetainUntilDate" in out:
         out["ObjectLockRetainUntilDate"] = parse_timestamp(
             out["ObjectLockRetainUntilDate"], f"{_WHERE}.ObjectLockRetainUntilDate")
+    for name in ("ModifiedSinceConstraint", "UnModifiedSinceConstraint"):
+        if name in out:
+            out[name] = parse_timestamp(out[name], f"{_WHERE}.{name}")
+    if "RedirectLocation" in out and not isinstance(out["RedirectLocation"], str):
+        raise SpecError(f"{_WHERE}.RedirectLocation must be a string (a URL or /path)")
     if ("ObjectLockMode" in out) != ("ObjectLockRetainUntilDate" in out):
         raise SpecError(f"{_WHERE}: ObjectLockMode and ObjectLockRetainUntilDate go together")
     meta = out.get("NewObjectMetadata")
@@ -99,6 +108,7 @@ def _validate_options(out: dict[str, Any]) -> None:
         if not isinstance(meta, dict) or not isinstance(meta.get("UserMetadata", {}), dict):
             raise SpecError(f"{_WHERE}.NewObjectMetadata must be an object "
                             "(ContentType, CacheControl, UserMetadata, ...)")
+        require_enum(meta, "SSEAlgorithm", ("AES256", "KMS"), f"{_WHERE}.NewObjectMetadata")
         if out.get("MetadataDirective", "REPLACE") != "REPLACE":
             raise SpecError(f"{_WHERE}: NewObjectMetadata needs MetadataDirective REPLACE")
         out["MetadataDirective"] = "REPLACE"
@@ -123,9 +133,13 @@ def copy_object_args(params: Mapping[str, Any]) -> dict[str, Any]:
                       ("BucketKeyEnabled", "BucketKeyEnabled")):
         if params.get(name) is not None:
             args[arg] = params[name]
-    if params.get("ObjectLockRetainUntilDate"):
-        args["ObjectLockRetainUntilDate"] = datetime.fromisoformat(
-            params["ObjectLockRetainUntilDate"].replace("Z", "+00:00"))
+    for name, arg in (("ObjectLockRetainUntilDate", "ObjectLockRetainUntilDate"),
+                      ("ModifiedSinceConstraint", "CopySourceIfModifiedSince"),
+                      ("UnModifiedSinceConstraint", "CopySourceIfUnmodifiedSince")):
+        if params.get(name):
+            args[arg] = datetime.fromisoformat(str(params[name]).replace("Z", "+00:00"))
+    if params.get("RedirectLocation"):
+        args["WebsiteRedirectLocation"] = params["RedirectLocation"]
     if params.get("SSEAwsKmsKeyId"):
         args["ServerSideEncryption"] = "aws:kms"
         args["SSEKMSKeyId"] = params["SSEAwsKmsKeyId"]
@@ -137,6 +151,9 @@ def copy_object_args(params: Mapping[str, Any]) -> dict[str, Any]:
                      "ContentLanguage", "ContentType"):
             if meta.get(name):
                 args[name] = meta[name]
+        if meta.get("SSEAlgorithm") and not params.get("SSEAwsKmsKeyId"):
+            args["ServerSideEncryption"] = ("aws:kms" if meta["SSEAlgorithm"] == "KMS"
+                                            else "AES256")
         if meta.get("HttpExpiresDate"):
             args["Expires"] = datetime.fromisoformat(
                 str(meta["HttpExpiresDate"]).replace("Z", "+00:00"))
@@ -198,7 +215,7 @@ class CopyOperation(Operation):
         spec = {k: v for k, v in params.items() if not k.startswith("Batchops")}
         target = spec.get("TargetResource")
         if isinstance(target, str) and target.startswith("s3://") and "/" not in target[5:]:
-            spec["TargetResource"] = "arn:aws:s3:::" + target[5:]
+            spec["TargetResource"] = s3_url_to_arn(target)
         return {cls.amazon_name: spec}
 
     def __init__(self, params: Mapping[str, Any], resolver: Resolver, job_id: str = "") -> None:

@@ -216,7 +216,7 @@ def create_job(opts: JobOptions, home: str | None = None,
     manifest_arn = _manifest_arn(opts.manifest) if opts.manifest else ""
     job: dict[str, Any] = {
         "JobId": job_id,
-        "JobArn": f"arn:aws:s3:local:000000000000:job/{job_id}",
+        "JobArn": f"arn:aws:s3:local:{opts.account_id}:job/{job_id}",
         "ConfirmationRequired": opts.confirmation_required,
         "Status": NEW,
         "Operation": op.amazon_spec(params),
