@@ -220,8 +220,9 @@ def test_one_job_copies_between_two_endpoints_with_their_own_keys(
     dst = _bucket(b, "mig-dst")
     reports = _bucket(b, "mig-reports")
     m = write_manifest(tmp_path / "m.csv", [(src, k) for k in KEYS])
-    proc = cli("run", "--profile", "aws", "--manifest", str(m), "--operation", "copy",
-               "--target", f"s3://{dst}/copied?profile=minio",
+    b.client().put_object(Bucket=reports, Key="in/m.csv", Body=m.read_bytes())
+    proc = cli("run", "--profile", "aws", "--manifest", f"s3://{reports}/in/m.csv?profile=minio",
+               "--operation", "copy", "--target", f"s3://{dst}/copied?profile=minio",
                "--report", f"s3://{reports}/r?profile=minio", "--no-progress", "--json")
     assert proc.returncode == 0, proc.stderr
     got = b.client()

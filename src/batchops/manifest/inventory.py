@@ -147,17 +147,15 @@ def _parquet_part(path: str, key: str, out: BinaryIO) -> None:
             from None
 
 
-def fetch_manifest_object(url: str, dest: str,
-                          version: str | None = None) -> tuple[str, dict[str, Any]]:
-    """Download a manifest object (that `version` of it, if given) to `dest`; returns
-    (local path, {"ETag": ...})."""
+def fetch_manifest_object(url: str, dest: str, version: str | None,
+                          resolver: Resolver) -> tuple[str, dict[str, Any]]:
+    """Download a manifest object (that `version` of it, if given) to `dest`, with the
+    URL's own AWS settings or the job's; returns (local path, {"ETag": ...})."""
     import obstore as obs
-
-    from batchops.storage.locations import build_store
 
     loc = split_location(url)
     options: Any = {"version": version} if version else None
-    result = obs.get(build_store(loc.root), loc.prefix.rstrip("/"), options=options)
+    result = obs.get(resolver.store(loc), loc.prefix.rstrip("/"), options=options)
     with open(dest + ".tmp", "wb", opener=_owner_only) as out:
         for block in result.stream():
             out.write(block)

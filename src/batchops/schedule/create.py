@@ -50,7 +50,7 @@ from batchops.storage.locations import Location, Resolver, normalise_url, split_
 from batchops.storage.preflight import preflight
 
 
-def _fetch_manifest(location: str, job_dir: str, etag: str | None,
+def _fetch_manifest(location: str, job_dir: str, etag: str | None, resolver: Resolver,
                     version: str | None = None) -> str:
     """A local path for the manifest: remote manifests are copied into the job folder.
 
@@ -74,7 +74,7 @@ def _fetch_manifest(location: str, job_dir: str, etag: str | None,
         return path
     try:
         path, meta = fetch_manifest_object(url, os.path.join(job_dir, "manifest.source"),
-                                           version)
+                                           version, resolver)
     except FileNotFoundError:
         raise BadInputError(f"--manifest {location}: no such object") from None
     except Exception as exc:  # noqa: BLE001 - one sentence for any store error
@@ -305,7 +305,7 @@ def _prepare(store: JobStore, doc: dict[str, Any], opts: JobOptions, fresh: bool
             if descriptor:
                 job["GeneratedManifestDescriptor"] = descriptor
         else:
-            path = _fetch_manifest(opts.manifest, store.dir, opts.manifest_etag,
+            path = _fetch_manifest(opts.manifest, store.dir, opts.manifest_etag, resolver,
                                    opts.manifest_version)
             if opts.manifest_format == INVENTORY_FORMAT:
                 source = path
