@@ -133,7 +133,8 @@ HONOURED: Mapping[str, str] = MappingProxyType({
     "Report.Prefix": "tests/test_report_locations.py::test_manifest_from_s3_and_report_to_s3",
     "Report.Format": _COV + "test_specs_that_cannot_work_are_refused",
     "Report.Enabled": _COV + "test_account_and_role_are_the_jobs",
-    "Report.ReportScope": "tests/test_jobs.py::test_run_from_listing_and_retry_the_failures",
+    "Report.ReportScope":
+        "tests/test_copy.py::test_missing_objects_fail_with_404_and_are_not_retried",
     "Manifest": _LIFE + "test_bucket_and_object_arns_name_s3_buckets_and_objects",
     "Manifest.Spec": _LIFE + "test_bucket_and_object_arns_name_s3_buckets_and_objects",
     "Manifest.Spec.Format": _INV + "test_an_inventory_report_runs_every_listed_object",
