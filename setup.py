@@ -1,4 +1,4 @@
-"""Build the Cython core (the scheduler, the folder copy); everything else is declared in
+"""Build the Cython core (the scheduler, the folder copy, the latency histogram); everything else is declared in
 pyproject.toml."""
 
 from Cython.Build import cythonize
@@ -7,6 +7,7 @@ from setuptools import Extension, setup
 setup(
     ext_modules=cythonize(
         [Extension("batchops._scheduler", ["ext/batchops/_scheduler.pyx"]),
+         Extension("batchops._histogram", ["ext/batchops/_histogram.pyx"]),
          # _GNU_SOURCE: copy_file_range in glibc's unistd.h.
          Extension("batchops._localfs", ["ext/batchops/_localfs.pyx"],
                    define_macros=[("_GNU_SOURCE", "1")])],
