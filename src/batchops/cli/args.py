@@ -310,6 +310,64 @@ def build_parser() -> argparse.ArgumentParser:
             t.add_argument("--tags", required=True, metavar="JSON",
                            help='[{"Key": "k", "Value": "v"}, ...] or file://tags.json')
 
+    bench = command(
+        "bench", help="benchmark a store: throughput, latency percentiles, a picture",
+        description="Benchmark any store batchops reaches, as MinIO's warp does for S3: "
+                    "`batchops bench URL --workload W` prepares the objects the workload "
+                    "reads (not counted), measures, cleans the prefix up (unless --keep) "
+                    "and prints ops/s, MiB/s, latency percentiles and errors per operation. "
+                    "Nothing is retried: every error is counted by its code. "
+                    "`batchops bench compare BEFORE AFTER` compares two runs written with "
+                    "--out (or --json > file.json); `batchops bench show RESULTS` prints one "
+                    "again, second by second.",
+        epilog="examples:\n"
+               "  batchops bench s3://bucket/bench --workload get --size 1MiB --duration 30s\n"
+               "  batchops bench memory:// --workload put --size 4KiB --count 100000\n"
+               "  batchops bench file:///mnt/nfs/x --workload mixed --mix get=70,put=30 "
+               "--autoterm --out run.parquet --plot run.png\n"
+               "  batchops bench compare before.parquet after.parquet\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    bench.add_argument("target", metavar="URL|compare|show",
+                       help="the store URL (s3://bucket/prefix, gs://, az://, file:///, "
+                            "memory://), or compare/show")
+    bench.add_argument("results", nargs="*", metavar="RESULTS",
+                       help="compare: BEFORE AFTER; show: RESULTS (files written by --out)")
+    bench.add_argument("--workload", default="put", metavar="W",
+                       help="put, get, stat, delete, list, copy, mixed, multipart, or a "
+                            "Batch Operations operation: tagging, restore, checksum "
+                            "(default put)")
+    bench.add_argument("--size", default="4KiB", metavar="SIZE[,SIZE...]",
+                       help="object size, or a list used in turn (default 4KiB)")
+    bench.add_argument("--size-random", metavar="LOW..HIGH",
+                       help="random sizes between LOW and HIGH, e.g. 1KiB..8MiB")
+    bench.add_argument("--objects", type=int, default=1000, metavar="N",
+                       help="objects prepared per worker for reading workloads (default 1000)")
+    bench.add_argument("--concurrency", type=int, default=16, metavar="C",
+                       help="operations in flight per worker (default 16)")
+    bench.add_argument("--workers", type=int, default=1, metavar="W",
+                       help="worker processes (default 1)")
+    bench.add_argument("--duration", default="10s", metavar="TIME",
+                       help="how long to measure, e.g. 30s or 5m (default 10s)")
+    bench.add_argument("--count", type=int, default=0, metavar="N",
+                       help="measure N operations instead of a duration")
+    bench.add_argument("--warmup", default="0s", metavar="TIME",
+                       help="run this long before measuring (not counted)")
+    bench.add_argument("--autoterm", action="store_true",
+                       help="stop once throughput is stable: the last 7 seconds within "
+                            "7.5%% of their mean")
+    bench.add_argument("--mix", metavar="OP=W,...",
+                       help="mixed: weights of get, stat, put, delete "
+                            "(default get=45,stat=30,put=15,delete=10)")
+    bench.add_argument("--prefix", default="", metavar="P",
+                       help="a prefix below the URL for the benchmark's objects")
+    bench.add_argument("--keep", action="store_true", help="leave the objects in place")
+    bench.add_argument("--out", metavar="FILE.parquet",
+                       help="per-second segments and histograms, for Polars (see README)")
+    bench.add_argument("--plot", metavar="FILE.png",
+                       help="a picture: throughput and latency over time, latency by "
+                            "percentile")
+    _add_output_flags(bench)
+
     demo = command(
         "demo", help="make sample objects in a local folder and copy them with a job",
         description="Create a few thousand sample objects under a local folder, run a copy "

@@ -478,7 +478,87 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return _run_and_report(store, args, announced=True)
 
 
-COMMANDS = MappingProxyType({"run": cmd_run, "resume": cmd_resume, "describe-job": cmd_describe,
+def cmd_bench(args: argparse.Namespace) -> int:
+    from batchops.bench import report
+
+    if args.target in ("compare", "show"):
+        want = 2 if args.target == "compare" else 1
+        if len(args.results) != want:
+            raise SpecError(f"bench {args.target} takes {want} result file"
+                            f"{'s' if want > 1 else ''} (written by --out), not "
+                            f"{len(args.results)}")
+        docs = [report.read(path) for path in args.results]
+        if args.target == "show":
+            if args.json:
+                _json_out({k: v for k, v in docs[0].items() if k != "histograms"})
+            else:
+                print(report.show(docs[0]))
+            return errors.EXIT_OK
+        result = report.compare(docs[0], docs[1])
+        if args.json:
+            _json_out(result)
+        else:
+            print(report.compare_table(result))
+        return errors.EXIT_OK
+    if args.results:
+        raise SpecError(f"bench {args.target}: unexpected arguments {' '.join(args.results)}")
+    spec = _bench_spec(args)
+    from batchops.bench.driver import run_bench
+
+    live = not args.no_progress and sys.stderr.isatty()
+
+    def progress(p: dict[str, Any]) -> None:
+        if live:
+            left = f", {p['remaining']:.0f} s left" if p["remaining"] is not None else ""
+            sys.stderr.write(f"\r{p['second']} s: {p['ops']:,} ops, {p['ops_per_s']:,.0f} "
+                             f"ops/s, {p['mib_per_s']:.2f} MiB/s, p50 {p['p50_ms']:.2f} ms, "
+                             f"p99 {p['p99_ms']:.2f} ms, {p['errors']} errors{left}   ")
+            sys.stderr.flush()
+
+    doc = run_bench(spec, progress)
+    if live:
+        sys.stderr.write("\n")
+    if args.out:
+        report.write_parquet(doc, args.out)
+    if args.plot:
+        report.plot(doc, args.plot)
+    if args.json:
+        _json_out(doc)
+    else:
+        print(report.table(doc))
+    return errors.EXIT_OK
+
+
+def _bench_spec(args: argparse.Namespace) -> Any:
+    from batchops.bench.spec import BenchSpec, parse_duration, parse_mix, parse_size
+    from batchops.storage.locations import normalise_url
+
+    url = normalise_url(args.target, "bench URL")
+    if "://" not in url:
+        url = "s3://" + url
+    size_range = None
+    if args.size_random:
+        low, sep, high = args.size_random.partition("..")
+        if not sep:
+            raise SpecError(f"--size-random {args.size_random!r}: expected LOW..HIGH, "
+                            "e.g. 1KiB..8MiB")
+        size_range = (parse_size(low, "--size-random"), parse_size(high, "--size-random"))
+    if args.plot and not args.plot.endswith(".png"):
+        raise SpecError(f"--plot {args.plot}: the picture is a PNG; name it something.png")
+    extra: dict[str, Any] = {"mix": parse_mix(args.mix)} if args.mix else {}
+    spec = BenchSpec(
+        url=url, workload=args.workload,
+        sizes=tuple(parse_size(s, "--size") for s in args.size.split(",")),
+        size_range=size_range, objects=args.objects, concurrency=args.concurrency,
+        workers=args.workers, duration=parse_duration(args.duration, "--duration"),
+        count=args.count, warmup=parse_duration(args.warmup, "--warmup"),
+        autoterm=args.autoterm, prefix=args.prefix, keep=args.keep, **extra)
+    spec.check()
+    return spec
+
+
+COMMANDS = MappingProxyType({
+            "bench": cmd_bench, "run": cmd_run, "resume": cmd_resume, "describe-job": cmd_describe,
             "list-jobs": cmd_list, "demo": cmd_demo, "create-job": cmd_create_job,
             "runner": cmd_runner, "update-job-status": cmd_update_status,
             "update-job-priority": cmd_update_priority, "get-job-tagging": cmd_tagging,

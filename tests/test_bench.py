@@ -1,0 +1,157 @@
+"""`batchops bench` (issue 12), through the real CLI: every workload against memory://,
+a folder and the moto server, with counts checked against what the store holds (read
+back independently: boto3, the filesystem), clean-up, injected latency and errors, the
+Parquet output, the picture and `bench compare`."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from faultproxy import FaultProxy
+
+WORKLOADS = ("put", "get", "stat", "delete", "list", "copy", "mixed", "checksum")
+
+
+def bench(cli, url: str, *flags: str, code: int = 0) -> dict:  # type: ignore[no-untyped-def]
+    proc = cli("bench", url, *flags, "--json", "--no-progress", timeout=300)
+    assert proc.returncode == code, proc.stderr
+    return json.loads(proc.stdout) if code == 0 else {"stderr": proc.stderr}
+
+
+def _s3_keys(s3, bucket: str) -> list[str]:  # type: ignore[no-untyped-def]
+    keys = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        keys += [o["Key"] for o in page.get("Contents", [])]
+    return keys
+
+
+@pytest.mark.parametrize("workload", WORKLOADS)
+def test_every_workload_on_memory(cli, workload: str) -> None:
+    doc = bench(cli, "memory://", "--workload", workload, "--count", "40", "--objects", "40",
+                "--concurrency", "4", "--size", "1KiB")
+    ops = doc["operations"]
+    assert sum(op["ops"] for op in ops.values()) == 40, ops
+    assert all(not op["errors"] for op in ops.values()), ops
+    expected = {"mixed": {"get", "stat", "put", "delete"}}.get(workload, {workload})
+    assert set(ops) <= expected and ops
+    for op in ops.values():
+        lat = op["latency_ms"]
+        assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
+    assert doc["cpu"]["ms_per_op"] > 0 and doc["bound"] in ("client", "store")
+
+
+def test_put_counts_match_the_objects_in_s3_and_keep_keeps_them(cli, s3, bucket) -> None:
+    doc = bench(cli, f"s3://{bucket}/b", "--workload", "put", "--count", "37",
+                "--size", "3KiB", "--keep")
+    keys = _s3_keys(s3, bucket)
+    assert len(keys) == 37 and all(k.startswith("b/batchops-bench-") for k in keys)
+    assert {s3.head_object(Bucket=bucket, Key=k)["ContentLength"] for k in keys} == {3072}
+    assert doc["operations"]["put"]["ops"] == 37
+    assert doc["operations"]["put"]["bytes"] == 37 * 3072
+
+
+@pytest.mark.parametrize("workload", ["get", "stat", "delete", "list", "copy", "mixed",
+                                      "multipart", "tagging", "restore", "checksum"])
+def test_workloads_on_s3_leave_the_prefix_clean(cli, s3, bucket, workload: str) -> None:
+    s3.put_object(Bucket=bucket, Key="other/keep-me", Body=b"1")
+    size = "5MiB" if workload == "multipart" else "2KiB"
+    doc = bench(cli, f"s3://{bucket}", "--workload", workload, "--count", "12",
+                "--objects", "12", "--concurrency", "3", "--size", size, "--prefix", "bp")
+    ops = doc["operations"]
+    assert sum(op["ops"] for op in ops.values()) == 12 and not any(
+        op["errors"] for op in ops.values()), ops
+    if workload == "get":
+        assert ops["get"]["bytes"] == 12 * 2048 and "ttfb_ms" in ops["get"]
+    if workload in ("get", "stat", "delete", "copy", "tagging", "restore", "checksum"):
+        assert doc["prepare"]["objects"] == 12
+    assert _s3_keys(s3, bucket) == ["other/keep-me"]  # the benchmark's prefix is gone
+
+
+def test_tagging_runs_the_jobs_operation(cli, s3, bucket) -> None:
+    bench(cli, f"s3://{bucket}", "--workload", "tagging", "--count", "5", "--objects", "5",
+          "--keep")
+    keys = _s3_keys(s3, bucket)
+    assert len(keys) == 5
+    tagged = [k for k in keys if s3.get_object_tagging(Bucket=bucket, Key=k)["TagSet"]]
+    assert tagged and all(s3.get_object_tagging(Bucket=bucket, Key=k)["TagSet"] ==
+                          [{"Key": "bench", "Value": "1"}] for k in tagged)
+
+
+def test_a_folder_delete_and_clean_up(cli, tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    root.mkdir()
+    (root / "mine.txt").write_bytes(b"1")
+    doc = bench(cli, f"file://{root}", "--workload", "delete", "--objects", "25")
+    assert doc["operations"]["delete"]["ops"] == 25  # every prepared object, once
+    assert sorted(p.name for p in root.rglob("*") if p.is_file()) == ["mine.txt"]
+    doc = bench(cli, f"file://{root}", "--workload", "put", "--count", "9", "--keep")
+    files = [p for p in root.rglob("*") if p.is_file() and p.name != "mine.txt"]
+    assert len(files) == 9 and doc["operations"]["put"]["ops"] == 9
+
+
+def test_injected_latency_and_errors_show(cli, s3, bucket, s3_endpoint, monkeypatch) -> None:
+    with FaultProxy(s3_endpoint, latency=0.05, methods=["HEAD"]) as slow:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", slow.url)
+        doc = bench(cli, f"s3://{bucket}", "--workload", "stat", "--count", "20",
+                    "--objects", "5", "--concurrency", "2")
+    lat = doc["operations"]["stat"]["latency_ms"]
+    assert lat["min"] >= 50 and lat["p50"] >= 50, lat
+    with FaultProxy(s3_endpoint, internal_error=0.3, methods=["GET"], seed=3) as faulty:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", faulty.url)
+        doc = bench(cli, f"s3://{bucket}", "--workload", "get", "--count", "60",
+                    "--objects", "5", "--concurrency", "2")
+    get = doc["operations"]["get"]
+    assert get["errors"].get("InternalError", 0) == faulty.counts["internal_error"] > 0
+    assert get["ops"] + get["errors"]["InternalError"] == 60  # nothing dropped, no retry
+
+
+def test_out_plot_show_and_compare_a_known_slowdown(cli, s3, bucket, s3_endpoint, tmp_path,
+                                                    monkeypatch) -> None:
+    runs = []
+    for n, latency in enumerate((0.01, 0.02)):  # the second run: every HEAD twice as slow
+        with FaultProxy(s3_endpoint, latency=latency, methods=["HEAD"]) as proxy:
+            monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+            out = tmp_path / f"run{n}.parquet"
+            bench(cli, f"s3://{bucket}", "--workload", "stat", "--duration", "4s",
+                  "--objects", "3", "--concurrency", "1", "--out", str(out),
+                  "--plot", str(tmp_path / f"run{n}.png"))
+            runs.append(out)
+    frame = pl.read_parquet(runs[0])
+    assert set(frame.columns) == {"kind", "op", "second", "width_s", "ops", "bytes", "errors",
+                                  "p50_ms", "p90_ms", "p99_ms", "histogram", "run"}
+    segments = frame.filter(pl.col("kind") == "segment")
+    assert segments.height >= 3 and set(segments["op"]) == {"stat"}
+    assert frame.filter(pl.col("kind") == "histogram")["op"].to_list() == ["stat"]
+    png = (tmp_path / "run0.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+    width, height = struct.unpack(">II", png[16:24])
+    assert (width, height) == (1000, 1100)  # three panels stacked
+    compared = cli("bench", "compare", str(runs[0]), str(runs[1]), "--json")
+    assert compared.returncode == 0, compared.stderr
+    stat = json.loads(compared.stdout)["stat"]
+    assert stat["verdict"].startswith("slower by"), stat
+    assert -65 < stat["throughput_change_pct"] < -35, stat
+    assert stat["latency_p50_change_pct"] > 50, stat
+    shown = cli("bench", "show", str(runs[1]))
+    assert shown.returncode == 0 and "stat" in shown.stdout and "p99" in shown.stdout
+
+
+def test_bad_bench_flags_are_one_sentence(cli, tmp_path: Path) -> None:
+    for flags, words in ((["memory://", "--workload", "juggle"], "--workload"),
+                         (["memory://", "--size", "4 parsecs"], "--size"),
+                         (["memory://", "--duration", "soon"], "--duration"),
+                         (["memory://", "--mix", "get=x"], "--mix"),
+                         (["memory://", "--workload", "tagging"], "S3"),
+                         (["memory://", "--plot", "x.jpg"], "--plot"),
+                         (["compare", str(tmp_path / "nope.parquet")], "compare"),
+                         (["show", str(tmp_path / "nope.parquet")], "nope.parquet")):
+        proc = cli("bench", *flags)
+        assert proc.returncode == 2, (flags, proc.stderr)
+        lines = [x for x in proc.stderr.splitlines() if x.startswith("batchops:")]
+        assert len(lines) == 1 and words in lines[0] and "Traceback" not in proc.stderr, (
+            flags, proc.stderr)
