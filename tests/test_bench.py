@@ -141,6 +141,19 @@ def test_out_plot_show_and_compare_a_known_slowdown(cli, s3, bucket, s3_endpoint
     assert shown.returncode == 0 and "stat" in shown.stdout and "p99" in shown.stdout
 
 
+def test_workers_are_merged_and_shown_one_by_one(cli, tmp_path: Path) -> None:
+    out = tmp_path / "w.parquet"
+    doc = bench(cli, "memory://", "--workload", "put", "--count", "60", "--workers", "2",
+                "--out", str(out))
+    assert doc["operations"]["put"]["ops"] == 60
+    assert [w["ops"] for w in doc["workers"]] == [30, 30]
+    shown = cli("bench", "show", str(out))
+    assert shown.returncode == 0, shown.stderr
+    assert [line.split()[:2] for line in shown.stdout.splitlines()
+            if line.strip().startswith(("0 ", "1 ")) and len(line.split()) == 5] == [
+        ["0", "30"], ["1", "30"]]
+
+
 def test_bad_bench_flags_are_one_sentence(cli, tmp_path: Path) -> None:
     for flags, words in ((["memory://", "--workload", "juggle"], "--workload"),
                          (["memory://", "--size", "4 parsecs"], "--size"),

@@ -91,6 +91,13 @@ def merge(spec: dict[str, Any], results: list[dict[str, Any]]) -> dict[str, Any]
                                          default=0.0), 3)},
         "cleaned_objects": sum(r["cleaned"] for r in results),
         "prefixes": [r["prefix"] for r in results],
+        "workers": [{"worker": r["worker"],
+                     "ops": sum(k["ops"] for k in r["kinds"].values()),
+                     "ops_per_s": round(sum(k["ops"] for k in r["kinds"].values())
+                                        / max(r["elapsed"], 1e-9), 2),
+                     "errors": sum(sum(k["errors"].values()) for k in r["kinds"].values()),
+                     "cpu_s": round(r["cpu"]["user"] + r["cpu"]["sys"], 3)}
+                    for r in sorted(results, key=lambda r: r["worker"])],
         "cpu": {"user_s": round(cpu_user, 3), "sys_s": round(cpu_sys, 3),
                 "ms_per_op": round((cpu_user + cpu_sys) * 1000 / all_ops, 4) if all_ops else
                 None, "cores_busy": round(busy, 2), "cores": cores},
@@ -226,9 +233,14 @@ def compare_table(result: dict[str, Any]) -> str:
 
 
 def show(doc: dict[str, Any]) -> str:
-    """`bench show`: the summary, then per-second segments per operation."""
-    lines = [table(doc), "", f"{'second':>6} {'operation':<10} {'ops':>8} {'MiB':>9} "
-             f"{'errors':>6} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8}"]
+    """`bench show`: the summary, each worker, then per-second segments per operation."""
+    lines = [table(doc), "", f"{'worker':>6} {'ops':>10} {'ops/s':>10} {'errors':>7} "
+             f"{'CPU s':>7}"]
+    for w in doc.get("workers", []):
+        lines.append(f"{w['worker']:>6} {w['ops']:>10,} {w['ops_per_s']:>10,.1f} "
+                     f"{w['errors']:>7} {w['cpu_s']:>7.2f}")
+    lines += ["", f"{'second':>6} {'operation':<10} {'ops':>8} {'MiB':>9} "
+              f"{'errors':>6} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8}"]
     for s in doc["segments"]:
         lines.append(f"{s['second']:>6} {s['op']:<10} {s['ops']:>8,} "
                      f"{s['bytes'] / _MIB:>9.2f} {s['errors']:>6} {s['p50_ms']:>8.3f} "
