@@ -40,7 +40,8 @@ PLAIN_MEMORY = textwrap.dedent("""
     import asyncio, os, resource, sys, time
     import obstore as obs, uvloop
     from obstore.store import MemoryStore
-    workload, seconds, size, conc = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    workload, seconds = sys.argv[1], float(sys.argv[2])
+    size, conc = int(sys.argv[3]), int(sys.argv[4])
     store = MemoryStore(); payload = memoryview(os.urandom(size)); keys = []
     async def prep():
         for i in range(1000):
