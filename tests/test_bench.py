@@ -101,13 +101,41 @@ def test_injected_latency_and_errors_show(cli, s3, bucket, s3_endpoint, monkeypa
                     "--objects", "5", "--concurrency", "2")
     lat = doc["operations"]["stat"]["latency_ms"]
     assert lat["min"] >= 50 and lat["p50"] >= 50, lat
-    with FaultProxy(s3_endpoint, internal_error=0.3, methods=["GET"], seed=3) as faulty:
+    # HEAD only: preparation (PUT) and clean-up (LIST, DELETE) are not faulted.
+    with FaultProxy(s3_endpoint, internal_error=0.3, methods=["HEAD"], seed=3) as faulty:
         monkeypatch.setenv("AWS_ENDPOINT_URL", faulty.url)
-        doc = bench(cli, f"s3://{bucket}", "--workload", "get", "--count", "60",
+        doc = bench(cli, f"s3://{bucket}", "--workload", "stat", "--count", "60",
                     "--objects", "5", "--concurrency", "2")
-    get = doc["operations"]["get"]
-    assert get["errors"].get("InternalError", 0) == faulty.counts["internal_error"] > 0
-    assert get["ops"] + get["errors"]["InternalError"] == 60  # nothing dropped, no retry
+    stat = doc["operations"]["stat"]
+    injected = faulty.counts["internal_error"]
+    assert injected > 0 and sum(stat["errors"].values()) == injected, (stat, injected)
+    assert stat["ops"] + injected == 60 and stat["retries"] == 0  # none dropped or retried
+    with FaultProxy(s3_endpoint, internal_error=0.3, methods=["HEAD"], seed=4) as faulty:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", faulty.url)
+        doc = bench(cli, f"s3://{bucket}", "--workload", "stat", "--count", "60",
+                    "--objects", "5", "--concurrency", "2", "--retries", "5")
+    stat = doc["operations"]["stat"]
+    injected = faulty.counts["internal_error"]
+    assert injected > 0 and stat["retries"] + sum(stat["errors"].values()) == injected
+    assert stat["ops"] + sum(stat["errors"].values()) == 60 and stat["retries"] > 0
+
+
+def test_autoterm_stops_once_throughput_is_stable(cli) -> None:
+    doc = bench(cli, "memory://", "--workload", "put", "--duration", "60s", "--autoterm",
+                "--concurrency", "8")
+    assert 7 <= doc["elapsed_s"] < 45, doc["elapsed_s"]
+
+
+@pytest.mark.parametrize("workload", ["get", "stat", "list", "copy", "mixed", "checksum"])
+def test_workloads_on_a_folder_leave_it_clean(cli, tmp_path: Path, workload: str) -> None:
+    root = tmp_path / "store"
+    root.mkdir()
+    doc = bench(cli, f"file://{root}", "--workload", workload, "--count", "20",
+                "--objects", "10", "--concurrency", "2", "--size", "1KiB")
+    ops = doc["operations"]
+    assert sum(op["ops"] for op in ops.values()) == 20 and not any(
+        op["errors"] for op in ops.values()), ops
+    assert not [p for p in root.rglob("*") if p.is_file()]
 
 
 def test_out_plot_show_and_compare_a_known_slowdown(cli, s3, bucket, s3_endpoint, tmp_path,

@@ -47,9 +47,10 @@ def merge(spec: dict[str, Any], results: list[dict[str, Any]]) -> dict[str, Any]
                 bytes.fromhex(kind["hist"])))
             ttfbs.setdefault(name, Histogram()).merge(Histogram.from_bytes(
                 bytes.fromhex(kind["ttfb"])))
-            t = totals.setdefault(name, [0, 0])
+            t = totals.setdefault(name, [0, 0, 0])
             t[0] += kind["ops"]
             t[1] += kind["bytes"]
+            t[2] += kind.get("retries", 0)
             errors.setdefault(name, Counter()).update(kind["errors"])
             for s, (ops, nbytes, errs, h) in kind["seconds"].items():
                 seg = seconds.setdefault((name, int(s)), [0, 0, 0, Histogram()])
@@ -63,9 +64,9 @@ def merge(spec: dict[str, Any], results: list[dict[str, Any]]) -> dict[str, Any]
     all_ops = sum(t[0] for t in totals.values())
     operations: dict[str, Any] = {}
     for name in sorted(totals):
-        ops, nbytes = totals[name]
+        ops, nbytes, retries = totals[name]
         entry: dict[str, Any] = {
-            "ops": ops, "ops_per_s": round(ops / elapsed, 2),
+            "ops": ops, "retries": retries, "ops_per_s": round(ops / elapsed, 2),
             "mib_per_s": round(nbytes / elapsed / _MIB, 3), "bytes": nbytes,
             "errors": dict(errors[name]), "latency_ms": _latency(hists[name])}
         if ttfbs[name].count:
@@ -118,6 +119,8 @@ def table(doc: dict[str, Any]) -> str:
     for name, op in doc["operations"].items():
         lat = op["latency_ms"]
         errs = ", ".join(f"{c} {n}" for c, n in op["errors"].items()) or "0"
+        if op.get("retries"):
+            errs += f" ({op['retries']} retries)"
         lines.append(f"{name:<10} {op['ops']:>9,} {op['ops_per_s']:>10,.1f} "
                      f"{op['mib_per_s']:>9.2f} {lat['avg']:>8.3f} {lat['p50']:>8.3f} "
                      f"{lat['p90']:>8.3f} {lat['p99']:>8.3f} {lat['p99.9']:>8.3f} "

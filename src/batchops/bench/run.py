@@ -55,6 +55,7 @@ class Kind:
         self.ops = 0
         self.bytes = 0
         self.errors: Counter[str] = Counter()
+        self.retries = 0
         self.seconds: dict[int, list[Any]] = {}  # second → [ops, bytes, errors, Histogram]
 
     def second(self, s: int) -> list[Any]:
@@ -66,6 +67,7 @@ class Kind:
     def to_json(self) -> dict[str, Any]:
         return {"hist": self.hist.to_bytes().hex(), "ttfb": self.ttfb.to_bytes().hex(),
                 "ops": self.ops, "bytes": self.bytes, "errors": dict(self.errors),
+                "retries": self.retries,
                 "seconds": {str(s): [v[0], v[1], v[2], v[3].to_bytes().hex()]
                             for s, v in sorted(self.seconds.items())}}
 
@@ -222,10 +224,23 @@ class Worker:
             nonlocal left
             while left > 0:
                 left -= 1
-                await make()
+                await self.steady(make)
 
         await asyncio.gather(*(maker() for _ in range(self.spec.concurrency)))
         return time.monotonic() - t
+
+    @staticmethod
+    async def steady(make: Callable[[], Any], tries: int = 8) -> Any:
+        """Run an unmeasured call (preparation, clean-up), trying transient failures
+        again: they are not what the benchmark measures."""
+        for attempt in range(tries):
+            try:
+                return await make()
+            except Exception as exc:  # noqa: BLE001 - retryable ones are tried again
+                if attempt == tries - 1 or not classify(exc).retryable:
+                    raise
+                await asyncio.sleep(0.05 * (attempt + 1))
+        return None
 
     async def drive(self) -> None:
         """One coroutine of the measured (or warm-up) run."""
@@ -239,14 +254,26 @@ class Worker:
                 return
             name = self.pick()
             t0 = clock()
-            try:
-                moved = await self.one(name, t0)
-            except Exception as exc:  # noqa: BLE001 - every error is counted by its code
+            attempt = 0
+            moved: int | None | BaseException
+            while True:
+                try:
+                    moved = await self.one(name, t0)
+                    break
+                except Exception as exc:  # noqa: BLE001 - every error is counted by its code
+                    outcome = classify(exc)
+                    if outcome.retryable and attempt < self.spec.retries:
+                        attempt += 1  # the operation's latency includes its retries
+                        if self.measuring:
+                            self.kind(name).retries += 1
+                        continue
+                    moved = exc
+                    break
+            if isinstance(moved, BaseException):
                 if not self.measuring:
                     continue
-                code = classify(exc).error_code or type(exc).__name__
                 k = self.kind(name)
-                k.errors[code] += 1
+                k.errors[classify(moved).error_code or type(moved).__name__] += 1
                 k.second(int((clock() - self.start) // 1_000_000_000))[2] += 1
                 continue
             if moved is None:
@@ -323,11 +350,20 @@ class Worker:
 
     async def clean(self) -> int:
         """Remove everything this worker made (unless --keep)."""
-        keys = []
-        async for batch in obs.list(self.store, prefix=self.root, chunk_size=1000):
-            keys += [m["path"] for m in batch]
+        async def listed() -> list[str]:
+            keys = []
+            async for batch in obs.list(self.store, prefix=self.root, chunk_size=1000):
+                keys += [m["path"] for m in batch]
+            return keys
+
+        keys: list[str] = await self.steady(listed)
         for start in range(0, len(keys), 1000):
-            await obs.delete_async(self.store, keys[start:start + 1000])
+            part = keys[start:start + 1000]
+
+            async def remove(part: list[str] = part) -> None:
+                await obs.delete_async(self.store, part)
+
+            await self.steady(remove)
         return len(keys)
 
     async def run(self) -> dict[str, Any]:

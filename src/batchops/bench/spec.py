@@ -83,6 +83,7 @@ class BenchSpec:
     prefix: str = ""
     keep: bool = False
     part_size: int = 5 * 1024**2  # multipart
+    retries: int = 0  # retries of a retryable failure (counted apart); 0: none
 
     def check(self) -> None:
         if self.workload not in WORKLOADS:
@@ -94,6 +95,8 @@ class BenchSpec:
             raise SpecError("--objects must be at least 1")
         if self.count < 0 or (not self.count and self.duration <= 0):
             raise SpecError("--duration must be above 0 (or give --count N)")
+        if self.retries < 0:
+            raise SpecError("--retries cannot be negative")
         if self.warmup < 0:
             raise SpecError("--warmup cannot be negative")
         if self.size_range and not 0 < self.size_range[0] <= self.size_range[1]:
@@ -117,7 +120,8 @@ class BenchSpec:
                 "objects": self.objects, "concurrency": self.concurrency,
                 "workers": self.workers, "duration": self.duration, "count": self.count,
                 "warmup": self.warmup, "autoterm": self.autoterm, "mix": dict(self.mix),
-                "prefix": self.prefix, "keep": self.keep, "part_size": self.part_size}
+                "prefix": self.prefix, "keep": self.keep, "part_size": self.part_size,
+                "retries": self.retries}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> BenchSpec:

@@ -361,6 +361,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--prefix", default="", metavar="P",
                        help="a prefix below the URL for the benchmark's objects")
     bench.add_argument("--keep", action="store_true", help="leave the objects in place")
+    bench.add_argument("--retries", type=int, default=0, metavar="N",
+                       help="retry a retryable failure up to N times; retries are counted "
+                            "apart and an operation's latency includes them (default 0: "
+                            "none; bench never adapts its concurrency)")
     bench.add_argument("--out", metavar="FILE.parquet",
                        help="per-second segments and histograms, for Polars (see README)")
     bench.add_argument("--plot", metavar="FILE.png",
