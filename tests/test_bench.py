@@ -196,3 +196,20 @@ def test_bad_bench_flags_are_one_sentence(cli, tmp_path: Path) -> None:
         lines = [x for x in proc.stderr.splitlines() if x.startswith("batchops:")]
         assert len(lines) == 1 and words in lines[0] and "Traceback" not in proc.stderr, (
             flags, proc.stderr)
+
+
+def test_warmup_mix_and_deletes_read_back(cli, s3, bucket, tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    root.mkdir()
+    doc = bench(cli, f"file://{root}", "--workload", "put", "--warmup", "1s", "--count", "30",
+                "--keep", "--concurrency", "2")
+    assert doc["operations"]["put"]["ops"] == 30  # the warm-up's puts are not counted
+    assert len([p for p in root.rglob("*") if p.is_file()]) > 30  # but they happened
+    doc = bench(cli, "memory://", "--workload", "mixed", "--mix", "get=3,stat=1",
+                "--count", "400", "--objects", "20")
+    ops = doc["operations"]
+    assert set(ops) == {"get", "stat"} and ops["get"]["ops"] > ops["stat"]["ops"] > 0
+    doc = bench(cli, f"s3://{bucket}", "--workload", "delete", "--objects", "20",
+                "--count", "15", "--keep")
+    assert doc["operations"]["delete"]["ops"] == 15
+    assert len(_s3_keys(s3, bucket)) == 5  # read back: 20 made, 15 deleted
