@@ -64,6 +64,9 @@ def run_bench(spec: BenchSpec, on_progress: Progress | None = None) -> dict[str,
                         ticks[i] = doc["tick"]
                         if on_progress:
                             on_progress(_progress(spec, ticks, started))
+                    elif "phase" in doc:
+                        if on_progress and i == 0:
+                            on_progress({"phase": doc["phase"]})
                     elif "result" in doc:
                         results.append(doc["result"])
                     elif "error" in doc:

@@ -367,7 +367,9 @@ class Worker:
         return len(keys)
 
     async def run(self) -> dict[str, Any]:
+        self.emit({"phase": "preparing"})
         prepared = await self.prepare()
+        self.emit({"phase": "measuring"})
         try:
             elapsed, cpu = await self.measure()
         finally:

@@ -504,11 +504,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise SpecError(f"bench {args.target}: unexpected arguments {' '.join(args.results)}")
     spec = _bench_spec(args)
     from batchops.bench.driver import run_bench
+    from batchops.bench.spec import READS_OBJECTS
 
     live = not args.no_progress and sys.stderr.isatty()
 
     def progress(p: dict[str, Any]) -> None:
-        if live:
+        if live and p.get("phase") == "preparing" and spec.workload in READS_OBJECTS:
+            sys.stderr.write(f"preparing {spec.objects * spec.workers:,} objects "
+                             "(not counted)...\n")
+        elif live and "phase" not in p:
             left = f", {p['remaining']:.0f} s left" if p["remaining"] is not None else ""
             sys.stderr.write(f"\r{p['second']} s: {p['ops']:,} ops, {p['ops_per_s']:,.0f} "
                              f"ops/s, {p['mib_per_s']:.2f} MiB/s, p50 {p['p50_ms']:.2f} ms, "
