@@ -200,7 +200,9 @@ def test_flag_values_that_would_panic_a_client_are_one_sentence(
                          (["--target", "s3://dst?access_key_id=AKIA"], "TargetResource"),
                          (["--target", "s3://u:p@dst"], "TargetResource"),
                          (["--target", "az://acct/c?sv=2020&sig=abc"], "TargetResource"),
-                         (["--target", "arn:aws:s4:::x"], "TargetResource")):
+                         (["--target", "arn:aws:s4:::x"], "TargetResource"),
+                         (["--target", "s3://dst", "--report", "s3://u:pw@reports"],
+                          "--report")):
         proc = cli("run", *flags, "--manifest", str(m), "--operation", "copy",
                    *([] if "--target" in flags else ["--target", "s3://dst"]), "--no-progress")
         assert proc.returncode == 2, (flags, proc.stderr)

@@ -199,6 +199,11 @@ def create_job(opts: JobOptions, home: str | None = None,
                         "--dry-run to list what would be deleted")
     generator = validate_generator(opts.manifest_generator) if opts.manifest_generator \
         else None
+    # Every URL is checked before anything is made: a refused one leaves nothing behind.
+    given_report = normalise_url(opts.report, "--report") if opts.report else None
+    if given_report and "://" not in given_report:
+        given_report = "s3://" + given_report
+    manifest_arn = _manifest_arn(opts.manifest) if opts.manifest else ""
     job_id = str(uuid.uuid4())
     existing = _claim_token(opts, home, job_id)
     if existing:
@@ -209,11 +214,7 @@ def create_job(opts: JobOptions, home: str | None = None,
     except BaseException:
         _release_token(opts, home, job_id)
         raise
-    report_url = normalise_url(opts.report, "--report") if opts.report else \
-        "file://" + os.path.join(store.dir, "report")
-    if "://" not in report_url:
-        report_url = "s3://" + report_url
-    manifest_arn = _manifest_arn(opts.manifest) if opts.manifest else ""
+    report_url = given_report or "file://" + os.path.join(store.dir, "report")
     job: dict[str, Any] = {
         "JobId": job_id,
         "JobArn": f"arn:aws:s3:local:{opts.account_id}:job/{job_id}",
