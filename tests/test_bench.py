@@ -182,13 +182,14 @@ def test_workers_are_merged_and_shown_one_by_one(cli, tmp_path: Path) -> None:
         ["0", "30"], ["1", "30"]]
 
 
-def test_bad_bench_flags_are_one_sentence(cli, tmp_path: Path) -> None:
+def test_bad_bench_flags_are_one_sentence(cli, aws_env, tmp_path: Path) -> None:
     for flags, words in ((["memory://", "--workload", "juggle"], "--workload"),
                          (["memory://", "--size", "4 parsecs"], "--size"),
                          (["memory://", "--duration", "soon"], "--duration"),
                          (["memory://", "--mix", "get=x"], "--mix"),
                          (["memory://", "--workload", "tagging"], "S3"),
                          (["memory://", "--plot", "x.jpg"], "--plot"),
+                         (["s3://no-such-bench-bucket"], "does not exist"),
                          (["compare", str(tmp_path / "nope.parquet")], "compare"),
                          (["show", str(tmp_path / "nope.parquet")], "nope.parquet")):
         proc = cli("bench", *flags)

@@ -26,7 +26,15 @@ class BenchError(BatchopsError):
 
 
 def run_bench(spec: BenchSpec, on_progress: Progress | None = None) -> dict[str, Any]:
-    """Run the benchmark; return its summary document (report.merge)."""
+    """Run the benchmark; return its summary document (report.merge). An S3 store is
+    checked first (credentials, endpoint, bucket): bad input is one sentence, exit 2."""
+    from batchops.storage.locations import Resolver, is_s3, split_location
+
+    loc = split_location(spec.url)
+    if is_s3(loc):
+        from batchops.storage.preflight import preflight
+
+        preflight(Resolver(), [loc], {loc: "bench URL"})
     procs = []
     for index in range(spec.workers):
         proc = subprocess.Popen([sys.executable, "-P", "-m", "batchops.bench.run"],
