@@ -17,11 +17,12 @@ import asyncio
 import os
 import random
 import resource
+import statistics
 import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
@@ -34,16 +35,21 @@ from batchops.model.chunk import Chunk
 from batchops.storage.locations import Resolver, is_s3, split_location
 from batchops.storage.outcomes import classify
 
-#: Autoterm (as warp's): stop once the last SEGMENTS one-second totals are all within
-#: TOLERANCE of their mean.
-AUTOTERM_SEGMENTS = 7
 #: The parameters of the Batch Operations operations the job workloads run.
 JOB_PARAMS: Mapping[str, dict[str, Any]] = MappingProxyType({
     "tagging": {"TagSet": [{"Key": "bench", "Value": "1"}]},
     "restore": {"ExpirationInDays": 1, "GlacierJobTier": "BULK"},
     "checksum": {"ChecksumAlgorithm": "CRC32C"},
 })
-AUTOTERM_TOLERANCE = 0.075
+
+
+def is_stable(totals: Sequence[float], tolerance: float) -> bool:
+    """Autoterm's test (as warp's): every one-second total within `tolerance` (a
+    fraction) of their median, and some work done."""
+    if not totals:
+        return False
+    median = statistics.median(totals)
+    return median > 0 and all(abs(t - median) <= tolerance * median for t in totals)
 
 
 class Kind:
@@ -314,12 +320,12 @@ class Worker:
                 self.remaining = 0
 
     def _stable(self, now: int) -> bool:
-        seconds = range(now - AUTOTERM_SEGMENTS, now)
+        """Whether the last whole seconds (second 0 left out: it starts cold) are stable."""
+        seconds = range(now - self.spec.autoterm_segments, now)
         if seconds.start < 1:
             return False
         totals = [sum(k.seconds.get(s, [0])[0] for k in self.kinds.values()) for s in seconds]
-        mean = sum(totals) / len(totals)
-        return mean > 0 and all(abs(t - mean) <= AUTOTERM_TOLERANCE * mean for t in totals)
+        return is_stable(totals, self.spec.autoterm_tolerance)
 
     async def measure(self) -> tuple[float, dict[str, float]]:
         spec = self.spec

@@ -79,6 +79,8 @@ class BenchSpec:
     count: int = 0  # 0: run for `duration`
     warmup: float = 0.0
     autoterm: bool = False
+    autoterm_segments: int = 7  # as warp's --autoterm.dur, in one-second segments
+    autoterm_tolerance: float = 0.075  # as warp's --autoterm.pct, as a fraction
     mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MIX))
     prefix: str = ""
     keep: bool = False
@@ -97,6 +99,10 @@ class BenchSpec:
             raise SpecError("--duration must be above 0 (or give --count N)")
         if self.retries < 0:
             raise SpecError("--retries cannot be negative")
+        if self.autoterm_segments < 2:
+            raise SpecError("--autoterm-segments must be at least 2")
+        if not 0 < self.autoterm_tolerance < 1:
+            raise SpecError("--autoterm-pct must be above 0 and below 100")
         if self.warmup < 0:
             raise SpecError("--warmup cannot be negative")
         if self.size_range and not 0 < self.size_range[0] <= self.size_range[1]:
@@ -119,7 +125,9 @@ class BenchSpec:
                 "size_range": list(self.size_range) if self.size_range else None,
                 "objects": self.objects, "concurrency": self.concurrency,
                 "workers": self.workers, "duration": self.duration, "count": self.count,
-                "warmup": self.warmup, "autoterm": self.autoterm, "mix": dict(self.mix),
+                "warmup": self.warmup, "autoterm": self.autoterm,
+                "autoterm_segments": self.autoterm_segments,
+                "autoterm_tolerance": self.autoterm_tolerance, "mix": dict(self.mix),
                 "prefix": self.prefix, "keep": self.keep, "part_size": self.part_size,
                 "retries": self.retries}
 

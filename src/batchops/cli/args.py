@@ -353,8 +353,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--warmup", default="0s", metavar="TIME",
                        help="run this long before measuring (not counted)")
     bench.add_argument("--autoterm", action="store_true",
-                       help="stop once throughput is stable: the last 7 seconds within "
-                            "7.5%% of their mean")
+                       help="stop once throughput is stable (as warp's --autoterm): every "
+                            "one of the last --autoterm-segments seconds within "
+                            "--autoterm-pct of their median")
+    bench.add_argument("--autoterm-segments", type=int, default=7, metavar="N",
+                       help="seconds autoterm looks back over (default 7)")
+    bench.add_argument("--autoterm-pct", type=float, default=7.5, metavar="PCT",
+                       help="how far from the median a second may be, in %% (default 7.5)")
     bench.add_argument("--mix", metavar="OP=W,...",
                        help="mixed: weights of get, stat, put, delete "
                             "(default get=45,stat=30,put=15,delete=10)")

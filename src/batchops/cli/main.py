@@ -556,8 +556,9 @@ def _bench_spec(args: argparse.Namespace) -> Any:
         size_range=size_range, objects=args.objects, concurrency=args.concurrency,
         workers=args.workers, duration=parse_duration(args.duration, "--duration"),
         count=args.count, warmup=parse_duration(args.warmup, "--warmup"),
-        autoterm=args.autoterm, prefix=args.prefix, keep=args.keep, retries=args.retries,
-        **extra)
+        autoterm=args.autoterm, autoterm_segments=args.autoterm_segments,
+        autoterm_tolerance=args.autoterm_pct / 100, prefix=args.prefix, keep=args.keep,
+        retries=args.retries, **extra)
     spec.check()
     return spec
 
