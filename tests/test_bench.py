@@ -12,9 +12,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from faultproxy import FaultProxy
-
 from batchops.bench.run import is_stable
+from faultproxy import FaultProxy
 
 WORKLOADS = ("put", "get", "stat", "delete", "list", "copy", "mixed", "checksum")
 

@@ -179,7 +179,20 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--in-process", action="store_true",
                    help="run tasks in this process instead of worker processes (needed for "
                         "memory:// stores)")
+    _add_engine_flags(p)
     _add_output_flags(p)
+
+
+def _add_engine_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: worker processes on this machine (default); ray: workers "
+                        "are Ray actors across a cluster (pip install 'batchops[ray]'); "
+                        "the job folder ($BATCHOPS_HOME) must be on a path every node "
+                        "sees, and --workers counts actors (one CPU each)")
+    p.add_argument("--ray-address", metavar="ADDRESS",
+                   help="with --engine ray: the cluster to join (auto, ray://head:10001, "
+                        "head:6379; default: RAY_ADDRESS, else a local Ray instance is "
+                        "started)")
 
 
 def _add_output_flags(p: argparse.ArgumentParser) -> None:
@@ -225,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="write the report here from now on (a job whose report could "
                              "not be written keeps its work: resume it with another "
                              "location)")
+    _add_engine_flags(resume)
     _add_output_flags(resume)
 
     describe = command(
@@ -283,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "pauses the running one, which resumes afterwards. Exits 3 if a job "
                     "failed or could not run, 1 if a job had failed tasks, else 0.")
     runner.add_argument("--watch", action="store_true", help="keep waiting for new jobs")
+    _add_engine_flags(runner)
     runner.add_argument("--poll", type=float, default=1.0, metavar="SECONDS")
     runner.add_argument("--json", action="store_true", help="one JSON line per job run")
 

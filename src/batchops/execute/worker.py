@@ -55,7 +55,7 @@ def worker_main(worker_id: int, conn: Any) -> None:
     try:
         msg = conn.recv()
         if msg[0] == "config":
-            _Worker(msg[1], conn).serve()
+            WorkerCore(msg[1], conn).serve()
     except (EOFError, BrokenPipeError, ConnectionResetError):
         pass  # the parent went away: stop quietly, the checkpoint is on disk
     except BaseException as exc:  # noqa: BLE001 - reported, then the parent replaces us
@@ -67,7 +67,7 @@ def worker_main(worker_id: int, conn: Any) -> None:
         os._exit(code)
 
 
-class _Worker:
+class WorkerCore:
     """One worker process's threads (see the module docstring)."""
 
     def __init__(self, cfg: WorkerConfig, conn: Any) -> None:
@@ -270,4 +270,4 @@ def _die(where: str, exc: BaseException) -> None:
     os._exit(1)
 
 
-__all__ = ["child_main", "worker_main"]
+__all__ = ["WorkerCore", "child_main", "worker_main"]

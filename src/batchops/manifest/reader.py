@@ -53,7 +53,7 @@ from urllib.parse import unquote_plus
 
 import orjson
 
-from batchops.model.chunk import Chunk, chunk_count, encode_key
+from batchops.model.chunk import Chunk, ChunkRange, chunk_count, encode_key
 from batchops.model.errors import ManifestError
 from batchops.model.formats import CSV_FORMAT, JSONL_FORMAT
 
@@ -831,12 +831,26 @@ class ChunkReader:
 
     def read(self, index: int) -> Chunk:
         """Chunk `index`, parsed from its byte range alone."""
+        return self.read_range(self.range(index))
+
+    def range(self, index: int) -> ChunkRange:
+        """Chunk `index` as its byte range, unread."""
         start, end = self.byte_range(index)
         first_row = index * self.chunk_size
-        rows = min(self.chunk_size, self.info.total_tasks - first_row)
-        chunk = _parse_chunk(self.info, index, first_row, self._pread(start, end), start == 0)
-        if len(chunk) != rows:
-            raise self._damaged(f"chunk {index} has {len(chunk)} rows, not {rows}")
+        return ChunkRange(index, first_row, min(self.chunk_size, self.info.total_tasks -
+                                                first_row), start, end)
+
+    def read_range(self, ref: ChunkRange) -> Chunk:
+        """The chunk a ChunkRange names (sent by a coordinator elsewhere), checked
+        against this copy's size and its row count before it is used."""
+        if not 0 <= ref.start <= ref.end <= self._rows[-1] or \
+                ref.first_row != ref.index * self.chunk_size:
+            raise self._damaged(f"chunk {ref.index}'s range {ref.start}-{ref.end} is "
+                                "not in it")
+        chunk = _parse_chunk(self.info, ref.index, ref.first_row,
+                             self._pread(ref.start, ref.end), ref.start == 0)
+        if len(chunk) != ref.rows:
+            raise self._damaged(f"chunk {ref.index} has {len(chunk)} rows, not {ref.rows}")
         return chunk
 
 

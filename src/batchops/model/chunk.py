@@ -35,6 +35,19 @@ class Chunk:
         return len(self.keys)
 
 
+@dataclass(frozen=True, slots=True)
+class ChunkRange:
+    """A chunk named by its byte range [start, end) in the job's copy of the manifest:
+    what crosses the wire to a worker that reads the manifest itself (a Ray actor on
+    another machine), instead of its rows."""
+
+    index: int
+    first_row: int
+    rows: int
+    start: int
+    end: int
+
+
 def encode_key(key: str) -> str:
     """URL-encode a key the way Amazon's manifests and reports carry it."""
     return quote_plus(key, safe="/")

@@ -168,6 +168,10 @@ class WorkerConfig:
     #: path, before its worker is stopped and its chunk taken back; 0: no limit.
     task_timeout: float = 0.0
     aws: AwsSettings = field(default_factory=AwsSettings)
+    #: For workers that read their chunks from byte ranges themselves (Ray actors): the
+    #: job's prepared manifest (ManifestInfo.to_json()) and its chunk size.
+    manifest: dict[str, Any] | None = None
+    chunk_size: int = 0
 
 
 def fit_text(text: str) -> str:

@@ -2,8 +2,8 @@
 
     $BATCHOPS_HOME/jobs/<job-id>/
       job.json        {"Job": <Amazon's JobDescriptor>, "Batchops": <run settings>}
-      chunks/         one marker per finished chunk: the checkpoint
-      results/        report parts, one or two per chunk (succeeded / failed)
+      chunks/         one marker per finished chunk: the checkpoint (first writer wins)
+      results/        report parts, one or two per attempt at a chunk (succeeded / failed)
       control.json    what control commands ask of the job (priority, tags, cancel);
                       written by them, read by the process running the job
       log             one JSON line per event
@@ -11,13 +11,19 @@
 
 Every write is atomic: temporary file, fsync, rename, fsync of the folder. A chunk is
 done when its marker exists, and its marker is written only after its parts are
-durable. Files and folders are created readable by their owner only.
+durable. A chunk may run twice at once (a worker whose lease was taken back, on
+another machine of a cluster): each attempt names its parts by an attempt token, and
+the marker is created exclusively (link(2) of a durable temporary, which fails on a
+name that exists), so the first attempt to finish wins and the marker names its parts;
+publishing reads only the parts markers name. Files and folders are created readable
+by their owner only.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import secrets
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -71,6 +77,37 @@ def atomic_write(path: str, data: bytes, durable: bool = True) -> None:
         except OSError:
             pass
         raise JobStoreError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def create_exclusive(path: str, data: bytes) -> bool:
+    """Create `path` holding `data` unless it exists: True when this call created it.
+
+    The data goes to a durable temporary first, which is then linked to `path`; link(2)
+    refuses a name that exists, atomically, on local filesystems and on NFS alike, so of
+    two writers exactly one wins and nobody ever sees a half-written file."""
+    tmp = f"{path}.tmp.{os.getpid()}{secrets.randbelow(10**6):06d}"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        _fsync_dir(os.path.dirname(path) or ".")
+        return True
+    except OSError as exc:
+        raise JobStoreError(f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
 
 
 def makedirs(path: str) -> None:
@@ -221,6 +258,36 @@ class JobStore:
                         removed += 1
                     except FileNotFoundError:
                         pass
+        return removed
+
+    def commit_marker(self, chunk: int, marker: dict[str, Any]) -> dict[str, Any] | None:
+        """Create chunk `chunk`'s marker unless another attempt did first. Returns None
+        when this one won, else the winner's marker."""
+        path = self.marker_path(chunk)
+        if create_exclusive(path, orjson.dumps(marker)):
+            return None
+        with open(path, "rb") as f:
+            winner: dict[str, Any] = orjson.loads(f.read())
+        return winner
+
+    def sweep_unclaimed_parts(self) -> int:
+        """Remove report parts no marker names: those of attempts that stopped before they
+        committed, or lost to another attempt. Call it holding the job's lock, with no
+        worker running; returns how many went."""
+        claimed = {part.get("name") for marker in self.markers()
+                   for part in marker.get("parts") or () if isinstance(part, dict)}
+        removed = 0
+        try:
+            names = os.listdir(self.results_dir)
+        except FileNotFoundError:
+            return 0
+        for name in names:
+            if name.startswith("chunk-") and name.endswith(".csv") and name not in claimed:
+                try:
+                    os.unlink(os.path.join(self.results_dir, name))
+                    removed += 1
+                except FileNotFoundError:
+                    pass
         return removed
 
     def markers(self) -> Iterator[dict[str, Any]]:

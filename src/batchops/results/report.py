@@ -5,10 +5,13 @@ succeeded and one of failed rows:
 
     bucket,key,versionId,taskStatus,httpStatus,errorCode,resultMessage
 
-with keys URL-encoded, as Amazon's example rows are. Part names are deterministic, so
-a chunk that runs again after a crash replaces its parts: each manifest row appears
-in the report exactly once. The chunk's marker (the checkpoint) is written after its
-parts are durable.
+with keys URL-encoded, as Amazon's example rows are. Each attempt at a chunk names its
+parts by a token of its own, and commits by creating the chunk's marker, which names
+them, exclusively (first writer wins; results/jobstore.py). An attempt that finds a
+marker there already lost: it removes its parts and hands back the winner's marker.
+Publishing reads only the parts markers name, so each manifest row appears in the
+report exactly once, however many attempts ran. The marker (the checkpoint) is
+created after the parts are durable.
 
 At the end, `publish` puts the parts under `<report>/job-<id>/results/` and writes
 `<report>/job-<id>/manifest.json` listing them with their MD5.
@@ -58,8 +61,29 @@ def _plain_succeeded_csv(buckets: list[str], keys: list[str],
                     for b, k, v in zip(buckets, keys, versions, strict=True)]).encode()
 
 
-def part_name(chunk: int, status: str) -> str:
-    return f"chunk-{chunk:012d}-{status}.csv"
+def part_name(chunk: int, attempt: str, status: str) -> str:
+    return f"chunk-{chunk:012d}-{attempt}-{status}.csv"
+
+
+def _hold_commit(store: JobStore, chunk: int) -> None:
+    """Test hook: `BATCHOPS_TEST_HOLD_COMMIT=<chunk>:<seconds>` makes the first attempt
+    at that chunk to get here wait before it commits (the others go on), so that a test
+    can make two attempts race and see the first one lose."""
+    hook = os.environ.get("BATCHOPS_TEST_HOLD_COMMIT")
+    if not hook:
+        return
+    index, _, seconds = hook.partition(":")
+    if int(index) != chunk:
+        return
+    try:
+        fd = os.open(os.path.join(store.dir, f"hold.{chunk}"),
+                     os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
+    import time
+
+    time.sleep(float(seconds or 5))
 
 
 def write_chunk(
@@ -75,7 +99,13 @@ def write_chunk(
 
     `only`: the rows that ran, when a cancel stopped the chunk part way (the marker then
     says "partial"; a cancelled job is never resumed, so it is never run again).
+
+    When another attempt committed the chunk first, this one's parts are removed and
+    the winner's marker is returned, with "lost": True.
     """
+    import secrets
+
+    attempt = secrets.token_hex(4)
     buckets, keys, versions = chunk.buckets, chunk.report_keys, chunk.versions
     parts = []
     n = len(chunk)
@@ -101,7 +131,7 @@ def write_chunk(
         parts.append(("failed", _rows_csv(rows), len(failures)))
     listed = []
     for status, data, count in parts:
-        name = part_name(chunk.index, status)
+        name = part_name(chunk.index, attempt, status)
         atomic_write(os.path.join(store.results_dir, name), data)
         listed.append({"status": status, "name": name, "md5": hashlib.md5(data).hexdigest(),
                        "rows": count})
@@ -109,8 +139,16 @@ def write_chunk(
               "succeeded": succeeded, "failed": len(failures), "parts": listed}
     if only is not None:
         marker["partial"] = True
-    atomic_write(store.marker_path(chunk.index), orjson.dumps(marker))
-    return marker
+    _hold_commit(store, chunk.index)
+    winner = store.commit_marker(chunk.index, marker)
+    if winner is None:
+        return marker
+    for part in listed:
+        try:
+            os.unlink(os.path.join(store.results_dir, str(part["name"])))
+        except FileNotFoundError:
+            pass
+    return dict(winner, lost=True)
 
 
 def _put_file(store: Any, key: str, path: str) -> None:

@@ -9,12 +9,15 @@ starts workers, carries whole chunks to them and brings back what they say, as e
     ("timeout", wid, seconds)        a task outlived --task-timeout: the worker is going
     ("alive", wid, None)             a heartbeat (every event is one)
     ("died", wid, cause)             the worker is gone: its chunks must be taken back
+    ("started", wid, where)          where a worker runs (node, host, pid), for the log
 
 - `ProcessBackend`: fresh interpreters on this machine, one socket pair each
   (schedule/processes.py; obstore is not fork-safe, so never a fork).
 - `InProcessBackend`: one `Executor` on a uvloop event loop on a thread of this
   process (memory stores handed in by a library caller; tests; `run --in-process`).
-- A Ray backend (actors across a cluster) gives the same events.
+- `RayBackend` (schedule/raybackend.py, imported only for `--engine ray`): Ray actors
+  across a cluster, each running the same worker; they read their chunks from byte
+  ranges of the job's copy of the manifest (`by_range`).
 
 Markers on disk are the truth: a backend that stops, however it stops, loses nothing
 the checkpoint holds, and the coordinator reloads the checkpoint after `stop`.
@@ -28,7 +31,7 @@ import threading
 import time
 from typing import Any, Protocol
 
-from batchops.model.chunk import Chunk
+from batchops.model.chunk import Chunk, ChunkRange
 from batchops.model.spec import WorkerConfig
 from batchops.schedule.processes import Worker, spawn_worker
 
@@ -38,8 +41,32 @@ Event = tuple[str, int, Any]
 CANCEL_GRACE = 8.0
 
 
+def message_event(wid: int, msg: tuple[Any, ...]) -> Event:
+    """The event a worker's message (execute/worker.py) stands for."""
+    kind = msg[0]
+    if kind == "done":
+        marker = msg[1]
+        if "fatal" in marker:
+            return ("fatal", wid, marker["fatal"])
+        return ("done", wid, marker)
+    if kind == "progress":
+        return ("progress", wid, msg[1:4])
+    if kind == "fatal":
+        return ("fatal", wid, msg[1])
+    if kind == "timeout":
+        return ("timeout", wid, msg[2])
+    return ("alive", wid, None)
+
+
+def timeout_cause(seconds: float) -> str:
+    return f"a task ran longer than the task timeout ({seconds:g} s)"
+
+
 class WorkerBackend(Protocol):
     """What the coordinator needs of the workers, wherever they run."""
+
+    #: True when workers read their chunks themselves: send() gets ChunkRanges.
+    by_range: bool
 
     def start(self, cfg: WorkerConfig, n: int) -> list[int]:
         """Start `n` workers (or adopt ones started early); return their ids."""
@@ -47,9 +74,9 @@ class WorkerBackend(Protocol):
     def add(self) -> int:
         """Start one more worker (to replace one that died); return its id."""
 
-    def send(self, wid: int, chunk: Chunk) -> None:
-        """Hand a chunk to a worker (a dead worker's send is dropped: its death is an
-        event)."""
+    def send(self, wid: int, chunk: Chunk | ChunkRange) -> None:
+        """Hand a chunk to a worker: its rows, or its byte range where `by_range` (a dead
+        worker's send is dropped: its death is an event)."""
 
     def wait(self, timeout: float) -> list[Event]:
         """The events since the last call, waiting up to `timeout` for the first."""
@@ -65,6 +92,8 @@ class WorkerBackend(Protocol):
 
 class ProcessBackend:
     """Worker processes on this machine."""
+
+    by_range = False
 
     def __init__(self, prestarted: list[Worker] | None = None) -> None:
         self.workers: dict[int, Worker] = {}
@@ -102,7 +131,7 @@ class ProcessBackend:
         self.workers[wid] = spawn_worker(wid, self._cfg)
         return wid
 
-    def send(self, wid: int, chunk: Chunk) -> None:
+    def send(self, wid: int, chunk: Chunk | ChunkRange) -> None:
         try:
             self.workers[wid].conn.send(("chunk", chunk))
         except (BrokenPipeError, OSError):
@@ -129,23 +158,10 @@ class ProcessBackend:
     def _drain(w: Worker, events: list[Event]) -> None:
         try:
             while w.conn.poll():
-                msg = w.conn.recv()
-                kind = msg[0]
-                if kind == "done":
-                    marker = msg[1]
-                    if "fatal" in marker:
-                        events.append(("fatal", w.wid, marker["fatal"]))
-                    else:
-                        events.append(("done", w.wid, marker))
-                elif kind == "progress":
-                    events.append(("progress", w.wid, msg[1:4]))
-                elif kind == "fatal":
-                    events.append(("fatal", w.wid, msg[1]))
-                elif kind == "timeout":
-                    w.cause = f"a task ran longer than the task timeout ({msg[2]:g} s)"
-                    events.append(("timeout", w.wid, msg[2]))
-                else:
-                    events.append(("alive", w.wid, None))
+                event = message_event(w.wid, w.conn.recv())
+                if event[0] == "timeout":
+                    w.cause = timeout_cause(event[2])
+                events.append(event)
         except (EOFError, OSError):
             pass
 
@@ -180,6 +196,7 @@ class InProcessBackend:
     It never dies on its own and is never killed (a hung task times out instead)."""
 
     WID = 0
+    by_range = False
 
     def __init__(self, preset_stores: dict[str, Any] | None = None) -> None:
         self._preset = preset_stores
@@ -231,7 +248,7 @@ class InProcessBackend:
     def add(self) -> int:
         raise RuntimeError("the in-process worker is never replaced")
 
-    def send(self, wid: int, chunk: Chunk) -> None:
+    def send(self, wid: int, chunk: Chunk | ChunkRange) -> None:
         self._loop.call_soon_threadsafe(self._executor.submit, chunk)
 
     def wait(self, timeout: float) -> list[Event]:
@@ -266,4 +283,5 @@ class InProcessBackend:
         self._thread.join(CANCEL_GRACE + 2)
 
 
-__all__ = ["CANCEL_GRACE", "Event", "InProcessBackend", "ProcessBackend", "WorkerBackend"]
+__all__ = ["CANCEL_GRACE", "Event", "InProcessBackend", "ProcessBackend", "WorkerBackend",
+           "message_event", "timeout_cause"]

@@ -15,6 +15,7 @@ stops with its checkpoint (the markers) intact, Paused.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -29,7 +30,7 @@ from batchops.manifest.reader import (
     file_digest,
     iter_chunks,
 )
-from batchops.model.chunk import Chunk, chunk_count, default_workers
+from batchops.model.chunk import Chunk, ChunkRange, chunk_count, default_workers
 from batchops.model.errors import JobStateError, JobStoreError, ManifestError
 from batchops.model.spec import DEFAULT_TASK_TIMEOUT, AwsSettings, WorkerConfig, fit_text
 from batchops.model.status import (
@@ -81,8 +82,11 @@ class JobRun:
                  should_yield: Callable[[], str | None] | None = None,
                  prestarted: list[Worker] | None = None,
                  stop: threading.Event | None = None,
-                 aws: AwsSettings | None = None, report_url: str | None = None) -> None:
+                 aws: AwsSettings | None = None, report_url: str | None = None,
+                 engine: str = "local", ray_address: str | None = None) -> None:
         self.store = store
+        self.engine = engine  # "local" (worker processes) or "ray" (actors on a cluster)
+        self.ray_address = ray_address
         self.aws = aws  # `resume --profile/--region/--endpoint-url`: the job's from now on
         self.report_url = report_url  # `resume --report URL`: the job's from now on
         self.stop_event = stop or threading.Event()
@@ -120,7 +124,8 @@ class JobRun:
                                self.info.total_tasks,
                                int(self.settings["failure_min_tasks"]),
                                float(self.settings["failure_ratio"]))
-        self._held: dict[int, Chunk] = {}
+        self._held: dict[int, Chunk | ChunkRange] = {}
+        self._by_range = False  # the backend's workers read chunks from byte ranges
         self._reader: ChunkReader | None = None
         self._stream: Iterator[Chunk] | None = None
         self._ahead: ChunkPrefetcher | None = None
@@ -191,13 +196,15 @@ class JobRun:
 
     # -- chunk supply --------------------------------------------------------------------
 
-    def _next_chunk(self) -> Chunk | None:
+    def _next_chunk(self) -> Chunk | ChunkRange | None:
         c = self.sched.next_chunk()
         if c < 0:
             return None
         chunk = self._held.get(c)
         if chunk is None:
-            if self.info.rows_index:  # chunk c alone, from its byte range in the job's copy
+            if self._by_range and self._reader is not None:  # the worker reads it itself
+                chunk = self._reader.range(c)
+            elif self.info.rows_index:  # chunk c alone, from its byte range in the job's copy
                 if self._ahead is None:
                     self._ahead = ChunkPrefetcher(self.info, self.chunk_size,
                                                   lambda i: not self.sched.is_done(i))
@@ -214,6 +221,8 @@ class JobRun:
 
     def _on_marker(self, marker: dict[str, Any]) -> None:
         c = marker["chunk"]
+        if marker.get("lost"):  # another attempt committed it first: its counts stand
+            self.store.log("commit-lost", chunk=c)
         self.sched.complete(c, marker["succeeded"], marker["failed"])
         self._held.pop(c, None)
         stats = self.settings.setdefault("stats", {"retries": 0, "throttled": 0})
@@ -324,6 +333,11 @@ class JobRun:
             return self._finish(self.job.get("StatusUpdateReason"))
         self._check_manifest()
         self._load_checkpoint()
+        # Parts of attempts that never committed (the markers are checked by now).
+        self.store.sweep_unclaimed_parts()
+        # Workers' backend first (joining a Ray cluster can fail): the job's status is
+        # unchanged if it cannot be had.
+        backend = None if self.sched.finished else self._backend()
         self.job.pop("StatusUpdateReason", None)
         self.job.pop("FailureReasons", None)
         self.job.pop("TerminationDate", None)
@@ -334,8 +348,8 @@ class JobRun:
         self._set_status(ACTIVE)
         message: str | None = None
         try:
-            if not self.sched.finished:
-                self._dispatch(self._backend())
+            if backend is not None:
+                self._dispatch(backend)
         except _Stop as stop:
             message = str(stop)
         except KeyboardInterrupt:
@@ -444,6 +458,10 @@ class JobRun:
     def _backend(self) -> WorkerBackend:
         if self.in_process:
             return InProcessBackend(self.preset_stores)
+        if self.engine == "ray":
+            from batchops.schedule.raybackend import RayBackend
+
+            return RayBackend(self.ray_address)
         backend = ProcessBackend(self.prestarted)
         self.prestarted = []
         return backend
@@ -453,11 +471,16 @@ class JobRun:
         chunk is done or the job stops (a _Stop, KeyboardInterrupt, or a fatal error)."""
         n = 1 if self.in_process else int(self.settings["workers"]) or default_workers()
         n = max(1, min(n, self.sched.n_chunks - self.sched.chunks_done))
+        cfg = self.worker_config(n)
+        self._by_range = bool(getattr(backend, "by_range", False)) and self._reader is not None
+        if self._by_range:
+            cfg = dataclasses.replace(cfg, manifest=self.info.to_json(),
+                                      chunk_size=self.chunk_size)
         leased: dict[int, list[int]] = {}  # worker id -> its chunks, oldest first
         heard: dict[int, float] = {}  # worker id -> when it last said anything
         respawns = 0
         lease_seconds = float(os.environ.get("BATCHOPS_LEASE_SECONDS") or LEASE_SECONDS)
-        for wid in backend.start(self.worker_config(n), n):
+        for wid in backend.start(cfg, n):
             leased[wid] = []
         try:
             while not self.sched.finished:
@@ -475,6 +498,8 @@ class JobRun:
                         self.sched.progress(*data)
                     elif kind == "fatal":
                         self.fatal = data
+                    elif kind == "started":
+                        self.store.log("worker-started", worker=wid, **data)
                     elif kind == "died":
                         back = self.sched.release(wid)
                         leased.pop(wid, None)
@@ -522,6 +547,18 @@ class JobRun:
                     heard[wid] = time.monotonic()
                 chunks.append(chunk.index)
                 backend.send(wid, chunk)
+                if chunk.index == _duplicate_hook():
+                    self._send_twice(backend, leased, wid, chunk)
+
+    def _send_twice(self, backend: WorkerBackend, leased: dict[int, list[int]], wid: int,
+                    chunk: Chunk | ChunkRange) -> None:
+        """Test hook (BATCHOPS_TEST_DUPLICATE_CHUNK): run a chunk on a second worker at
+        the same time, as a worker whose lease was taken back would, to show that only
+        one attempt commits. The second attempt holds no lease of the scheduler's."""
+        other = next((w for w in leased if w != wid), None)
+        if other is not None:
+            self.store.log("duplicate-attempt", chunk=chunk.index, workers=[wid, other])
+            backend.send(other, chunk)
 
     def _count_death(self, chunk: int, cause: str) -> None:
         """A chunk's worker died while running it: after POISON_ATTEMPTS such deaths (over
@@ -538,6 +575,9 @@ class JobRun:
             held = nxt if nxt is not None and nxt.index == chunk else None
             if held is None:
                 return
+        if isinstance(held, ChunkRange):
+            assert self._reader is not None  # ranges come from it
+            held = self._reader.read_range(held)
         code = ("TaskTimeout" if "timeout" in cause else
                 "WorkerKilled" if "killed" in cause or "answering" in cause else
                 "WorkerCrashed")
@@ -551,12 +591,18 @@ class JobRun:
         self._on_marker(marker)
 
 
+def _duplicate_hook() -> int:
+    value = os.environ.get("BATCHOPS_TEST_DUPLICATE_CHUNK")
+    return int(value) if value else -1
+
+
 def run_job(store: JobStore, on_progress: ProgressFn | None = None, in_process: bool = False,
             preset_stores: dict[str, Any] | None = None,
             should_yield: Callable[[], str | None] | None = None,
             prestarted: list[Worker] | None = None,
             stop: threading.Event | None = None,
-            aws: AwsSettings | None = None, report_url: str | None = None) -> dict[str, Any]:
+            aws: AwsSettings | None = None, report_url: str | None = None,
+            engine: str = "local", ray_address: str | None = None) -> dict[str, Any]:
     """Run (or resume) a job to its end, or until it is cancelled or preempted; returns
     its final job document.
 
@@ -564,7 +610,7 @@ def run_job(store: JobStore, on_progress: ProgressFn | None = None, in_process: 
     SIGINT/SIGTERM) and the job stops soon after, Paused, its checkpoint intact.
     """
     run = JobRun(store, on_progress, in_process, preset_stores, should_yield, prestarted,
-                 stop, aws, report_url)
+                 stop, aws, report_url, engine, ray_address)
     try:
         return run.run()
     finally:

@@ -42,7 +42,8 @@ def runnable_jobs(home: str | None = None) -> list[tuple[int, str, str]]:
 def run_jobs(home: str | None = None, watch: bool = False, poll: float = 1.0,
              on_job: Callable[[str, dict[str, Any]], None] | None = None,
              stop: Callable[[], bool] = lambda: False,
-             stop_event: threading.Event | None = None) -> list[str]:
+             stop_event: threading.Event | None = None, engine: str = "local",
+             ray_address: str | None = None) -> list[str]:
     """Run jobs until none is left (or forever with `watch`), or until `stop()`; returns
     the ids run. `stop_event` is handed to the running job (set: it pauses soon)."""
     ran: list[str] = []
@@ -64,7 +65,8 @@ def run_jobs(home: str | None = None, watch: bool = False, poll: float = 1.0,
             return better[0][2] if better else None
 
         try:
-            doc = run_job(store, should_yield=higher, stop=stop_event)
+            doc = run_job(store, should_yield=higher, stop=stop_event, engine=engine,
+                          ray_address=ray_address)
         except BatchopsError as exc:
             broken.add(job_id)
             store.log("runner-error", error=str(exc))

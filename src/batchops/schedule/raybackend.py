@@ -1,0 +1,167 @@
+"""`--engine ray`: the job's workers are Ray actors, across a cluster.
+
+Ray does placement (each actor asks for `num_cpus`), transport (actor calls) and
+failure detection (a call on an actor that died raises); batchops adds no protocol of
+its own. Each actor runs the same worker as a local process (execute/rayworker.py) and
+the coordinator leases chunks to actors exactly as to processes: through the events of
+schedule/backends.py. An actor's death (its process killed, its node lost) is a "died"
+event and its chunks are leased again.
+
+Chunks cross the wire as byte ranges of the job's copy of the manifest, never as rows:
+the job store (and with it that copy, the markers and the report parts) must be on a
+path every node sees. Each actor keeps one call waiting for its messages (`events`),
+and `wait` takes whichever calls have returned.
+
+Credentials reach actors as Ray users expect: each node's own AWS configuration (the
+standard chain), or a Ray runtime environment; they are never put in the job store.
+The job's AWS settings (profile names, region, endpoint: no secrets) travel in the
+worker configuration, and the AWS_* variables that name configuration rather than
+keys are handed to the actors' runtime environment so that a laptop run behaves as a
+local one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+from batchops.model.chunk import Chunk, ChunkRange
+from batchops.model.errors import BatchopsError
+from batchops.model.spec import WorkerConfig
+from batchops.schedule.backends import CANCEL_GRACE, Event, message_event, timeout_cause
+
+#: Seconds an actor's `events` call waits for a message before it returns empty.
+POLL_SECONDS = 0.5
+#: Environment variables passed to actors: where configuration is, never keys.
+PASSED_VARIABLES = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION",
+                    "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_ENDPOINT_URL",
+                    "AWS_ENDPOINT_URL_S3", "AWS_EC2_METADATA_DISABLED", "BATCHOPS_HOME",
+                    "BATCHOPS_TEST_HOLD_COMMIT")
+
+
+class RayError(BatchopsError):
+    """Ray could not be reached or started (one sentence for the user)."""
+
+
+def connect(address: str | None) -> Any:
+    """Join the Ray cluster at `address` (`auto`, `ray://head:10001`, `host:6379`), or
+    start a local Ray instance when there is none; returns the `ray` module."""
+    try:
+        import ray
+    except ImportError:
+        raise RayError("--engine ray needs Ray: pip install 'batchops[ray]'") from None
+    if ray.is_initialized():
+        return ray
+    env = {k: os.environ[k] for k in PASSED_VARIABLES if k in os.environ}
+    try:
+        ray.init(address=address or None, runtime_env={"env_vars": env} if env else None,
+                 logging_level=logging.ERROR, log_to_driver=False, include_dashboard=False,
+                 configure_logging=True)
+    except Exception as exc:  # noqa: BLE001 - any failure to join is one sentence
+        where = f"--ray-address {address}" if address else "a local Ray instance"
+        raise RayError(f"cannot start or join {where}: {type(exc).__name__}: "
+                       f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+    return ray
+
+
+class RayBackend:
+    """Workers as Ray actors (see the module docstring)."""
+
+    by_range = True
+
+    def __init__(self, address: str | None = None, num_cpus: float = 1.0) -> None:
+        self.ray = connect(address)
+        from batchops.execute.rayworker import ChunkWorker
+
+        self._actor_class = self.ray.remote(num_cpus=num_cpus, max_concurrency=4,
+                                            max_restarts=0)(ChunkWorker)
+        self.actors: dict[int, Any] = {}
+        self._polls: dict[Any, int] = {}  # an actor's pending `events` call -> its id
+        self._cfg: WorkerConfig | None = None
+        self._next_wid = 0
+        self._causes: dict[int, str] = {}  # why an actor we stopped went, for the log
+
+    def start(self, cfg: WorkerConfig, n: int) -> list[int]:
+        self._cfg = cfg
+        for _ in range(n):
+            self.add()
+        return sorted(self.actors)
+
+    def add(self) -> int:
+        assert self._cfg is not None, "start() first"
+        wid = self._next_wid
+        self._next_wid += 1
+        actor = self._actor_class.remote(wid, self._cfg)
+        self.actors[wid] = actor
+        self._polls[actor.events.remote(POLL_SECONDS)] = wid
+        return wid
+
+    def send(self, wid: int, chunk: Chunk | ChunkRange) -> None:
+        actor = self.actors.get(wid)
+        if actor is not None:
+            actor.submit.remote(chunk)  # an actor that died: its poll says so
+
+    def wait(self, timeout: float) -> list[Event]:
+        if not self._polls:
+            time.sleep(timeout)
+            return []
+        ready, _ = self.ray.wait(list(self._polls), num_returns=1, timeout=timeout)
+        if ready:  # and whatever else has returned meanwhile
+            ready, _ = self.ray.wait(list(self._polls), num_returns=len(self._polls),
+                                     timeout=0)
+        events: list[Event] = []
+        for ref in ready:
+            wid = self._polls.pop(ref)
+            try:
+                messages = self.ray.get(ref)
+            except Exception as exc:  # noqa: BLE001 - RayActorError, ActorDiedError, ...
+                self.actors.pop(wid, None)
+                events.append(("died", wid, self._causes.pop(wid, None) or _death(exc)))
+                continue
+            for msg in messages:
+                if msg[0] == "started":
+                    events.append(("started", wid, msg[1]))
+                    continue
+                event = message_event(wid, msg)
+                events.append(event)
+                if event[0] == "timeout":
+                    self._causes[wid] = timeout_cause(event[2])
+            events.append(("alive", wid, None))
+            actor = self.actors.get(wid)
+            if actor is not None:
+                self._polls[actor.events.remote(POLL_SECONDS)] = wid
+        return events
+
+    def kill(self, wid: int) -> None:
+        actor = self.actors.get(wid)
+        if actor is not None:
+            self._causes.setdefault(wid, "its worker stopped answering")
+            self.ray.kill(actor, no_restart=True)
+
+    def stop(self, report: bool) -> None:
+        if report:  # each actor first writes what ran of its chunks in flight
+            calls = [a.stop_and_report.remote() for a in self.actors.values()]
+            self.ray.wait(calls, num_returns=len(calls), timeout=CANCEL_GRACE + 4)
+        for actor in self.actors.values():
+            try:
+                self.ray.kill(actor, no_restart=True)
+            except Exception:  # noqa: BLE001 - already gone
+                pass
+        self.actors.clear()
+        self._polls.clear()
+
+
+def _death(exc: BaseException) -> str:
+    """Why an actor is gone, in words."""
+    text = str(exc)
+    if "node" in text.lower() and ("died" in text.lower() or "dead" in text.lower()):
+        return "its Ray node was lost"
+    name = type(exc).__name__
+    if "ActorDied" in name or "RayActorError" in name or "ActorUnavailable" in name:
+        return "its Ray actor died (its process was killed or exited)"
+    return f"its Ray actor failed ({name})"
+
+
+__all__ = ["RayBackend", "RayError", "connect"]
