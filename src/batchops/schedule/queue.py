@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from batchops.model.errors import BatchopsError
+from batchops.model.errors import BatchopsError, JobLockedError
 from batchops.model.status import NEW, PAUSED, RESUMABLE
 from batchops.results.jobstore import JobStore
 from batchops.schedule.control import effective_priority
@@ -67,6 +67,11 @@ def run_jobs(home: str | None = None, watch: bool = False, poll: float = 1.0,
         try:
             doc = run_job(store, should_yield=higher, stop=stop_event, engine=engine,
                           ray_address=ray_address)
+        except JobLockedError:
+            # Another runner took it between our look and our lock: it is that runner's
+            # now, and no error of the job's.
+            time.sleep(min(poll, 0.2))
+            continue
         except BatchopsError as exc:
             broken.add(job_id)
             store.log("runner-error", error=str(exc))
