@@ -189,3 +189,59 @@ def test_local_report_path_is_unchanged(cli, tmp_path) -> None:
     job_id = json.loads(proc.stdout)["Job"]["JobId"]
     _, rows = read_report(report_manifest_path(Path(cli.home), job_id))
     assert [r[1] for r in rows] == ["a"]
+
+
+def _no_task_ran(cli, stderr: str) -> None:  # type: ignore[no-untyped-def]
+    """The job `run` created (its id is the first line) failed before any task."""
+    job_id = stderr.split()[1]
+    job = json.loads(cli("describe-job", "--job-id", job_id, check=True).stdout)["Job"]
+    progress = job["ProgressSummary"]
+    assert job["Status"] == "Failed", job
+    assert progress["NumberOfTasksSucceeded"] == progress["NumberOfTasksFailed"] == 0, job
+
+
+def test_a_missing_target_is_caught_whatever_the_number_of_manifest_buckets(
+        cli, s3, bucket, tmp_path) -> None:
+    """The target and report are always checked, not only the first buckets named."""
+    sources = [f"{bucket}-{i}" for i in range(9)]
+    for name in sources:
+        s3.create_bucket(Bucket=name)
+        s3.put_object(Bucket=name, Key="a", Body=b"1")
+    m = write_manifest(tmp_path / "m.csv", [(name, "a") for name in sources])
+    proc = cli("run", "--manifest", str(m), "--operation", "copy", "--target",
+               f"s3://{bucket}-no-such-target", "--no-progress", "--max-attempts", "1")
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    line = _one_line(proc.stderr)
+    assert "--target" in line and f"{bucket}-no-such-target does not exist" in line, line
+    _no_task_ran(cli, proc.stderr)
+
+
+def test_a_dry_run_checks_the_target_report_and_credentials_first(
+        cli, s3, bucket, keyed_stores, tmp_path, monkeypatch) -> None:
+    """A dry run is the rehearsal of the job: what the job would refuse, it refuses."""
+    s3.put_object(Bucket=bucket, Key="a", Body=b"1")
+    m = write_manifest(tmp_path / "m.csv", [(bucket, "a")])
+    proc = cli("run", "--manifest", str(m), "--operation", "copy", "--target",
+               "s3://no-such-target-bucket", "--dry-run", "--no-progress")
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    line = _one_line(proc.stderr)
+    assert "--target" in line and "no-such-target-bucket does not exist" in line, line
+    _no_task_ran(cli, proc.stderr)
+    proc = cli("run", "--manifest", str(m), "--operation", "put-tagging", "--tag", "t=1",
+               "--report", "s3://no-such-report-bucket/r", "--dry-run", "--no-progress")
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    line = _one_line(proc.stderr)
+    assert "--report" in line and "no-such-report-bucket does not exist" in line, line
+    _no_task_ran(cli, proc.stderr)
+    # Wrong keys at a server that checks them.
+    store = keyed_stores[0]
+    store.client().create_bucket(Bucket=bucket)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", store.endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", store.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+    proc = cli("run", "--manifest", str(m), "--operation", "put-tagging", "--tag", "t=1",
+               "--dry-run", "--no-progress")
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    line = _one_line(proc.stderr)
+    assert bucket in line and "signature" in line.lower(), line
+    _no_task_ran(cli, proc.stderr)

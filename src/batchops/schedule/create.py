@@ -319,9 +319,10 @@ def _prepare(store: JobStore, doc: dict[str, Any], opts: JobOptions, fresh: bool
             info = replace(info, source=source, size=size, digest=digest)
         op.check_locations(params, [resolver.location(b) for b in info.buckets])
         op.check_manifest(params, info)
-        if not (opts.dry_run or op.no_task_work):
-            preflight(resolver, *_locations_to_check(
-                resolver, info, params, settings["report_url"] if opts.report_enabled else None))
+        if not op.no_task_work:  # a dry run too: it is the rehearsal of the job
+            written, what, read = _locations_to_check(
+                resolver, info, params, settings["report_url"] if opts.report_enabled else None)
+            preflight(resolver, written, what, read)
             op.preflight(params, resolver)
     except BadInputError as exc:
         fail_job(store, doc, "ManifestInvalid" if isinstance(exc, ManifestError)
@@ -371,18 +372,21 @@ def _prepare(store: JobStore, doc: dict[str, Any], opts: JobOptions, fresh: bool
 
 
 def _locations_to_check(resolver: Resolver, info: ManifestInfo, params: dict[str, Any],
-                        report: str | None) -> tuple[list[Location], dict[Location, str]]:
-    """The buckets a job touches, each with the flag that named it: the manifest's
-    buckets, the target, the report location."""
+                        report: str | None
+                        ) -> tuple[list[Location], dict[Location, str], list[Location]]:
+    """The buckets a job touches, each with the flag that named it: where it writes (the
+    target, the report location: always checked), then the manifest's buckets (checked
+    up to a limit)."""
     what: dict[Location, str] = {}
-    for b in info.buckets:
-        what.setdefault(resolver.location(b), f"the manifest's bucket {b}")
     target = params.get("TargetResource")
     if isinstance(target, str) and target:
         what.setdefault(resolver.location(target), "--target (TargetResource)")
     if report:
         what.setdefault(split_location(report), "--report (Report.Bucket)")
-    return list(what), what
+    written = list(what)
+    for b in info.buckets:
+        what.setdefault(resolver.location(b), f"the manifest's bucket {b}")
+    return written, what, [resolver.location(b) for b in info.buckets]
 
 
 def fail_job(store: JobStore, doc: dict[str, Any], code: str, reason: str) -> None:
