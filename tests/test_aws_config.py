@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import sys
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -448,3 +449,103 @@ def test_container_credentials(cli, aws_home: Path, s3_endpoint: str, tmp_path: 
     assert served and set(served) == {"agent-token"}
     assert s3.get_object_tagging(Bucket=src, Key="a.txt")["TagSet"] == [
         {"Key": "from", "Value": "container"}]
+
+
+def _regional(endpoint: str, region: str, *buckets: str):  # type: ignore[no-untyped-def]
+    """A client of `region` (moto keeps each partition's buckets apart) and its buckets."""
+    import boto3
+
+    from conftest import ACCESS_KEY, SECRET_KEY
+
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name=region,
+                      aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY)
+    for name in buckets:
+        s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": region})
+    return s3
+
+
+def test_arns_keep_the_partition_of_the_job(cli, aws_env, s3_endpoint: str,
+                                            tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """An aws-cn job (its region, its ARNs) shows aws-cn ARNs: as given, or made from its
+    region by botocore's partition map."""
+    bucket = f"cn-{uuid.uuid4().hex[:12]}"
+    reports = f"{bucket}-reports"
+    s3 = _regional(s3_endpoint, "cn-north-1", bucket, reports)
+    s3.put_object(Bucket=bucket, Key="a", Body=b"1")
+    m = write_manifest(tmp_path / "m.csv", [(bucket, "a")])
+    s3.put_object(Bucket=bucket, Key="m.csv", Body=m.read_bytes())
+    etag = hashlib.md5(m.read_bytes()).hexdigest()
+    proc = cli("create-job", "--region", "cn-north-1", "--endpoint-url", s3_endpoint,
+               "--account-id", "123456789012",
+               "--operation", '{"S3PutObjectTagging": {"TagSet": [{"Key": "k", "Value": "v"}]}}',
+               "--manifest", json.dumps({"Spec": {"Format": "S3BatchOperations_CSV_20180820",
+                                                  "Fields": ["Bucket", "Key"]},
+                                         "Location": {"ObjectArn":
+                                                      f"arn:aws-cn:s3:::{bucket}/m.csv",
+                                                      "ETag": etag}}),
+               "--report", json.dumps({"Enabled": True, "Bucket": f"arn:aws-cn:s3:::{reports}",
+                                       "Prefix": "r", "Format": "Report_CSV_20180820",
+                                       "ReportScope": "AllTasks"}),
+               "--priority", "10", "--no-confirmation-required")
+    assert proc.returncode == 0, proc.stderr
+    job_id = json.loads(proc.stdout)["JobId"]
+    job = json.loads(cli("describe-job", "--job-id", job_id, check=True).stdout)["Job"]
+    assert job["Manifest"]["Location"]["ObjectArn"] == f"arn:aws-cn:s3:::{bucket}/m.csv"
+    assert job["Report"]["Bucket"] == f"arn:aws-cn:s3:::{reports}", job["Report"]
+    assert job["JobArn"].startswith("arn:aws-cn:s3:"), job["JobArn"]
+    run = cli("runner")
+    assert run.returncode == 0, run.stderr
+    assert s3.get_object_tagging(Bucket=bucket, Key="a")["TagSet"] == [{"Key": "k", "Value": "v"}]
+    assert any(o["Key"].endswith("manifest.json")
+               for o in s3.list_objects_v2(Bucket=reports, Prefix="r/")["Contents"])
+    # A generated manifest, written to an aws-cn bucket, is described by aws-cn ARNs.
+    gen = {"SourceBucket": f"arn:aws-cn:s3:::{bucket}", "EnableManifestOutput": True,
+           "Filter": {"KeyNameConstraint": {"MatchAnyPrefix": ["a"]}},
+           "ManifestOutputLocation": {"Bucket": f"arn:aws-cn:s3:::{reports}",
+                                      "ManifestPrefix": "gen",
+                                      "ManifestFormat": "S3InventoryReport_CSV_20211130"}}
+    proc = cli("create-job", "--region", "cn-north-1", "--endpoint-url", s3_endpoint,
+               "--operation", '{"S3PutObjectTagging": {"TagSet": []}}',
+               "--manifest-generator", json.dumps({"S3JobManifestGenerator": gen}),
+               "--report", '{"Enabled": false}', "--priority", "10",
+               "--no-confirmation-required")
+    assert proc.returncode == 0, proc.stderr
+    job = json.loads(cli("describe-job", "--job-id", json.loads(proc.stdout)["JobId"],
+                         check=True).stdout)["Job"]
+    arn = job["GeneratedManifestDescriptor"]["Location"]["ObjectArn"]
+    assert arn.startswith(f"arn:aws-cn:s3:::{reports}/gen/"), arn
+    doc = json.loads(s3.get_object(Bucket=reports, Key=arn.split("/", 1)[1])["Body"].read())
+    assert doc["destinationBucket"] == f"arn:aws-cn:s3:::{reports}", doc
+    # Given as URLs, with only the region to go by: aws-us-gov's ARNs for a GovCloud job,
+    # the target's (copy) and the bucket's in an invoke event (schema 1.0) too.
+    gov = f"gov-{uuid.uuid4().hex[:12]}"
+    s3 = _regional(s3_endpoint, "us-gov-west-1", gov, f"{gov}-dst", f"{gov}-reports")
+    s3.put_object(Bucket=gov, Key="a", Body=b"1")
+    m = write_manifest(tmp_path / "gov.csv", [(gov, "a")])
+    proc = cli("run", "--region", "us-gov-west-1", "--endpoint-url", s3_endpoint,
+               "--manifest", str(m), "--operation", "copy", "--target", f"s3://{gov}-dst",
+               "--report", f"s3://{gov}-reports/r", "--no-progress", "--json")
+    assert proc.returncode == 0, proc.stderr
+    job = json.loads(proc.stdout)["Job"]
+    assert job["Report"]["Bucket"] == f"arn:aws-us-gov:s3:::{gov}-reports", job["Report"]
+    assert job["Operation"]["S3PutObjectCopy"]["TargetResource"] == \
+        f"arn:aws-us-gov:s3:::{gov}-dst", job["Operation"]
+    assert s3.get_object(Bucket=f"{gov}-dst", Key="a")["Body"].read() == b"1"
+    script = tmp_path / "handler.py"
+    events = tmp_path / "events.jsonl"
+    script.write_text(
+        "import json, sys\n"
+        "event = json.load(sys.stdin)\n"
+        f"open({str(events)!r}, 'a').write(json.dumps(event) + '\\n')\n"
+        "task = event['tasks'][0]\n"
+        "print(json.dumps({'invocationSchemaVersion': event['invocationSchemaVersion'],\n"
+        "                  'invocationId': event['invocationId'],\n"
+        "                  'results': [{'taskId': task['taskId'], 'resultCode': 'Succeeded',\n"
+        "                               'resultString': 'ok'}]}))\n")
+    proc = cli("run", "--region", "us-gov-west-1", "--endpoint-url", s3_endpoint,
+               "--manifest", str(m), "--operation", "invoke", "--function",
+               f"command:{json.dumps([sys.executable, str(script)])}",
+               "--invocation-schema", "1.0", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    event = json.loads(events.read_text().splitlines()[0])
+    assert event["tasks"][0]["s3BucketArn"] == f"arn:aws-us-gov:s3:::{gov}", event

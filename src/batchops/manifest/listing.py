@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from batchops.model.arns import s3_url_to_arn
+from batchops.model.arns import given_partition, s3_url_to_arn
 from batchops.model.chunk import encode_key
 from batchops.model.errors import SpecError
 from batchops.storage.locations import Resolver, is_s3, normalise_url, s3_bucket, split_location
@@ -301,7 +301,9 @@ def _write_output(gen: dict[str, Any], job_id: str, data_path: str, source_bucke
         data = f.read()
     data_key = f"{base}data/manifest-{job_id}.csv.gz"
     obs.put(store, data_key, data)
-    bucket_arn = s3_url_to_arn(loc.root)
+    partition = given_partition(out["Bucket"]) or (
+        resolver.context(loc).partition if is_s3(loc) else "aws")
+    bucket_arn = s3_url_to_arn(loc.root, partition)
     manifest = orjson.dumps({
         "sourceBucket": source_bucket, "destinationBucket": bucket_arn,
         "version": "2021-11-30", "creationTimestamp": str(int(
@@ -313,6 +315,6 @@ def _write_output(gen: dict[str, Any], job_id: str, data_path: str, source_bucke
     manifest_key = f"{base}manifest.json"
     obs.put(store, manifest_key, manifest)
     os.unlink(data_path)
-    arn = s3_url_to_arn(f"{loc.root}/{manifest_key}")
+    arn = s3_url_to_arn(f"{loc.root}/{manifest_key}", partition)
     return {"Format": GENERATED_FORMAT,
             "Location": {"ObjectArn": arn, "ETag": hashlib.md5(manifest).hexdigest()}}

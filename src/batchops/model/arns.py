@@ -30,11 +30,23 @@ def s3_arn_to_url(value: str, what: str) -> str:
 
 
 def s3_url_to_arn(url: str, partition: str = "aws") -> str:
-    """`s3://bucket[/key]` → `arn:aws:s3:::bucket[/key]`; other URLs are kept as they are
-    (a store URL names a bucket where Amazon's document wants an ARN)."""
+    """`s3://bucket[/key]` → `arn:PARTITION:s3:::bucket[/key]`; other URLs are kept as
+    they are (a store URL names a bucket where Amazon's document wants an ARN). Callers
+    pass the partition of the ARN the user gave, or of the bucket's region
+    (`AwsContext.partition`)."""
     if url.startswith("s3://"):
         return f"arn:{partition}:s3:::{url[len('s3://'):].split('?', 1)[0]}"
     return url
+
+
+def given_partition(value: object) -> str | None:
+    """The partition of an ARN a user gave (`arn:aws-cn:s3:::b` → `aws-cn`); None when
+    `value` is not an ARN."""
+    from botocore.utils import ArnParser
+
+    if isinstance(value, str) and ArnParser.is_arn(value):
+        return value.split(":", 2)[1]
+    return None
 
 
 def is_s3_arn(value: str) -> bool:

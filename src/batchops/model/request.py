@@ -97,8 +97,12 @@ def validate_operation(operation: dict[str, Any]) -> None:
     check_request({"Operation": operation}, shape, "--operation")
 
 
-def _arn_to_url(value: str) -> str:
-    return s3_arn_to_url(value, "create-job") if value.startswith("arn:") else value
+def _checked_arn(value: str) -> str:
+    """An S3 ARN is checked and kept as given (its partition is the job's: `aws-cn`
+    ARNs stay `aws-cn` in DescribeJob); creating the job turns it into a URL."""
+    if value.startswith("arn:"):
+        s3_arn_to_url(value, "create-job")
+    return value
 
 
 def options_from_request(request: dict[str, Any], **extra: Any) -> JobOptions:
@@ -123,13 +127,13 @@ def options_from_request(request: dict[str, Any], **extra: Any) -> JobOptions:
                             "[Bucket, Key, VersionId]")
         if fmt not in (CSV_FORMAT, INVENTORY_FORMAT):
             raise SpecError(f"create-job: Manifest.Spec.Format {fmt!r} is not supported")
-        location = _arn_to_url(str(loc.get("ObjectArn", "")))
+        location = _checked_arn(str(loc.get("ObjectArn", "")))
         etag = loc.get("ETag") or None
         version = loc.get("ObjectVersionId") or None
     report = request.get("Report") or {}
     report_url = None
     if report.get("Bucket"):
-        report_url = _arn_to_url(report["Bucket"])
+        report_url = _checked_arn(report["Bucket"])
         if report.get("Prefix"):
             report_url = report_url.rstrip("/") + "/" + report["Prefix"].strip("/")
     return JobOptions(

@@ -80,8 +80,9 @@ class Operation:
         runs (raise BadInputError in one sentence)."""
 
     @classmethod
-    def amazon_spec(cls, params: Mapping[str, Any]) -> dict[str, Any]:
-        """The `Operation` member of Amazon's job shape for these parameters."""
+    def amazon_spec(cls, params: Mapping[str, Any], partition: str = "aws") -> dict[str, Any]:
+        """The `Operation` member of Amazon's job shape for these parameters (with ARNs
+        of the job's `partition`)."""
         return {cls.amazon_name: dict(params)}
 
     def sync_capable(self, chunk: Chunk) -> bool:

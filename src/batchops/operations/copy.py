@@ -211,11 +211,11 @@ class CopyOperation(Operation):
                                     f"the source {loc.root} is not an S3 bucket")
 
     @classmethod
-    def amazon_spec(cls, params: Mapping[str, Any]) -> dict[str, Any]:
+    def amazon_spec(cls, params: Mapping[str, Any], partition: str = "aws") -> dict[str, Any]:
         spec = {k: v for k, v in params.items() if not k.startswith("Batchops")}
         target = spec.get("TargetResource")
         if isinstance(target, str) and target.startswith("s3://") and "/" not in target[5:]:
-            spec["TargetResource"] = s3_url_to_arn(target)
+            spec["TargetResource"] = s3_url_to_arn(target, partition)
         return {cls.amazon_name: spec}
 
     def __init__(self, params: Mapping[str, Any], resolver: Resolver, job_id: str = "") -> None:

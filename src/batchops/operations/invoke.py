@@ -124,7 +124,7 @@ class InvokeOperation(Operation):
         return out
 
     @classmethod
-    def amazon_spec(cls, params: Mapping[str, Any]) -> dict[str, Any]:
+    def amazon_spec(cls, params: Mapping[str, Any], partition: str = "aws") -> dict[str, Any]:
         return {cls.amazon_name: {k: v for k, v in params.items() if k != _IMPORT_PATH}}
 
     def __init__(self, params: Mapping[str, Any], resolver: Resolver, job_id: str = "") -> None:
@@ -150,8 +150,9 @@ class InvokeOperation(Operation):
             task["s3Bucket"] = bucket
             job["userArguments"] = self.params.get("UserArguments") or {}
         else:
-            task["s3BucketArn"] = s3_url_to_arn(f"s3://{bucket}") if loc.scheme == "s3" \
-                else bucket
+            task["s3BucketArn"] = s3_url_to_arn(
+                f"s3://{bucket}", self.resolver.context(loc).partition) \
+                if loc.scheme == "s3" else bucket
         return {"invocationSchemaVersion": self._version, "invocationId": str(uuid.uuid4()),
                 "job": job, "tasks": [task]}
 

@@ -34,7 +34,7 @@ class ReplicateOperation(CopyOperation):
         return super().validate(params, resolver)
 
     @classmethod
-    def amazon_spec(cls, params: Mapping[str, Any]) -> dict[str, Any]:
+    def amazon_spec(cls, params: Mapping[str, Any], partition: str = "aws") -> dict[str, Any]:
         return {cls.amazon_name: {}}
 
     async def run(self, chunk: Chunk, i: int) -> str | None:

@@ -23,7 +23,7 @@ import orjson
 from batchops.manifest.inventory import fetch_manifest_object, normalise_inventory
 from batchops.manifest.listing import generate, validate_generator
 from batchops.manifest.reader import ManifestInfo, prepare, write_chunk_index
-from batchops.model.arns import s3_url_to_arn
+from batchops.model.arns import given_partition, s3_url_to_arn
 from batchops.model.chunk import auto_chunk_size
 from batchops.model.errors import (
     BadInputError,
@@ -88,18 +88,37 @@ def _fetch_manifest(location: str, job_dir: str, etag: str | None, resolver: Res
     return path
 
 
-def report_spec(url: str, scope: str, enabled: bool) -> dict[str, Any]:
+def report_spec(url: str, scope: str, enabled: bool, partition: str = "aws") -> dict[str, Any]:
+    """Amazon's Report member for a report URL (an S3 bucket as an ARN of `partition`)."""
     loc = split_location(url)
-    spec: dict[str, Any] = {"Bucket": s3_url_to_arn(loc.root), "Format": "Report_CSV_20180820",
+    spec: dict[str, Any] = {"Bucket": s3_url_to_arn(loc.root, partition),
+                            "Format": "Report_CSV_20180820",
                             "Enabled": enabled, "ReportScope": scope}
     if loc.prefix:
         spec["Prefix"] = loc.prefix.rstrip("/")
     return spec
 
 
-def _manifest_arn(location: str) -> str:
+def _manifest_arn(location: str, partition: str) -> str:
     url = normalise_url(location, "--manifest")
-    return s3_url_to_arn(url) if "://" in url else "file://" + os.path.abspath(location)
+    if given_partition(location):
+        return location  # the ARN as the user gave it
+    return s3_url_to_arn(url, partition) if "://" in url else \
+        "file://" + os.path.abspath(location)
+
+
+def _job_partition(opts: JobOptions, resolver: Resolver, urls: list[str | None]) -> str:
+    """The AWS partition of the job's ARNs: that of the first ARN the user gave (manifest,
+    report, target), else, as botocore maps regions to partitions, that of the first S3
+    location's region, else of the job's --region; `aws` for a job on no S3 at all."""
+    for given in (opts.manifest, opts.report, opts.params.get("TargetResource")):
+        partition = given_partition(given)
+        if partition:
+            return partition
+    for url in urls:
+        if url and url.startswith(("s3://", "s3a://")):
+            return resolver.context(split_location(url)).partition
+    return resolver.context(None).partition if opts.aws else "aws"
 
 
 TOKEN_WAIT = 30.0  # seconds a create-job waits for the one that claimed its token
@@ -203,7 +222,11 @@ def create_job(opts: JobOptions, home: str | None = None,
     given_report = normalise_url(opts.report, "--report") if opts.report else None
     if given_report and "://" not in given_report:
         given_report = "s3://" + given_report
-    manifest_arn = _manifest_arn(opts.manifest) if opts.manifest else ""
+    target = params.get("TargetResource")
+    partition = _job_partition(opts, resolver, [
+        normalise_url(opts.manifest, "--manifest") if opts.manifest else None, given_report,
+        target if isinstance(target, str) else None])
+    manifest_arn = _manifest_arn(opts.manifest, partition) if opts.manifest else ""
     job_id = str(uuid.uuid4())
     existing = _claim_token(opts, home, job_id)
     if existing:
@@ -217,15 +240,15 @@ def create_job(opts: JobOptions, home: str | None = None,
     report_url = given_report or "file://" + os.path.join(store.dir, "report")
     job: dict[str, Any] = {
         "JobId": job_id,
-        "JobArn": f"arn:aws:s3:local:{opts.account_id}:job/{job_id}",
+        "JobArn": f"arn:{partition}:s3:local:{opts.account_id}:job/{job_id}",
         "ConfirmationRequired": opts.confirmation_required,
         "Status": NEW,
-        "Operation": op.amazon_spec(params),
+        "Operation": op.amazon_spec(params, partition),
         "Priority": opts.priority,
         "ProgressSummary": {"TotalNumberOfTasks": 0, "NumberOfTasksSucceeded": 0,
                             "NumberOfTasksFailed": 0,
                             "Timers": {"ElapsedTimeInActiveSeconds": 0}},
-        "Report": report_spec(report_url, opts.report_scope, opts.report_enabled),
+        "Report": report_spec(report_url, opts.report_scope, opts.report_enabled, partition),
         "CreationTime": now_iso(),
     }
     if opts.description:

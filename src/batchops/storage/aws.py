@@ -78,6 +78,18 @@ class AwsContext:
         self._credentials: Any = None
         self._signer: Any = None
 
+    @property
+    def partition(self) -> str:
+        """The AWS partition of this context's region (`aws`, `aws-cn`, `aws-us-gov`, ...)
+        as botocore maps regions to partitions; `aws` for a region botocore does not
+        know (an S3-compatible store's own name)."""
+        from botocore.exceptions import UnknownRegionError
+
+        try:
+            return str(self.session.get_partition_for_region(self.region))
+        except UnknownRegionError:
+            return "aws"
+
     @staticmethod
     def _configured_endpoint(session: Any, scoped: dict[str, Any]) -> str | None:
         """botocore's own lookup of a configured S3 endpoint (environment, `services`
