@@ -5,6 +5,7 @@ Parquet output, the picture and `bench compare`."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import struct
 from pathlib import Path
@@ -12,7 +13,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from batchops.bench.run import is_stable
+from batchops.bench import report
+from batchops.bench.run import Worker, is_stable
+from batchops.bench.spec import BenchSpec
 from faultproxy import FaultProxy
 
 WORKLOADS = ("put", "get", "stat", "delete", "list", "copy", "mixed", "checksum")
@@ -29,6 +32,10 @@ def _s3_keys(s3, bucket: str) -> list[str]:  # type: ignore[no-untyped-def]
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
         keys += [o["Key"] for o in page.get("Contents", [])]
     return keys
+
+
+def _files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file()]
 
 
 @pytest.mark.parametrize("workload", WORKLOADS)
@@ -109,7 +116,8 @@ def test_injected_latency_and_errors_show(cli, s3, bucket, s3_endpoint, monkeypa
                     "--objects", "5", "--concurrency", "2")
     stat = doc["operations"]["stat"]
     injected = faulty.counts["internal_error"]
-    assert injected > 0 and sum(stat["errors"].values()) == injected, (stat, injected)
+    # A HEAD's error response has no body: its status is the only code there is.
+    assert injected > 0 and stat["errors"] == {"HTTP500": injected}, (stat, injected)
     assert stat["ops"] + injected == 60 and stat["retries"] == 0  # none dropped or retried
     with FaultProxy(s3_endpoint, internal_error=0.3, methods=["HEAD"], seed=4) as faulty:
         monkeypatch.setenv("AWS_ENDPOINT_URL", faulty.url)
@@ -118,7 +126,24 @@ def test_injected_latency_and_errors_show(cli, s3, bucket, s3_endpoint, monkeypa
     stat = doc["operations"]["stat"]
     injected = faulty.counts["internal_error"]
     assert injected > 0 and stat["retries"] + sum(stat["errors"].values()) == injected
+    assert set(stat["errors"]) <= {"HTTP500"}, stat
     assert stat["ops"] + sum(stat["errors"].values()) == 60 and stat["retries"] > 0
+
+
+def test_get_errors_are_counted_by_their_code(cli, s3, bucket, s3_endpoint,
+                                              monkeypatch) -> None:
+    # GET errors carry S3's XML body, so the code is S3's. (The proxy faults every GET:
+    # the preflight's and the clean-up's LIST too, which are tried again, so the count
+    # measured is at most the count injected.)
+    with FaultProxy(s3_endpoint, internal_error=0.3, methods=["GET"], seed=3) as faulty:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", faulty.url)
+        doc = bench(cli, f"s3://{bucket}", "--workload", "get", "--count", "40",
+                    "--objects", "5", "--concurrency", "2")
+    get = doc["operations"]["get"]
+    errors = get["errors"].get("InternalError", 0)
+    assert set(get["errors"]) == {"InternalError"} and 0 < errors <= faulty.counts[
+        "internal_error"], (get, faulty.counts)
+    assert get["ops"] + errors == 40 and get["bytes"] == get["ops"] * 4096
 
 
 def test_autoterm_rule() -> None:
@@ -179,6 +204,17 @@ def test_out_plot_show_and_compare_a_known_slowdown(cli, s3, bucket, s3_endpoint
     assert stat["verdict"].startswith("slower by"), stat
     assert -65 < stat["throughput_change_pct"] < -35, stat
     assert stat["latency_p50_change_pct"] > 50, stat
+    # Latency carries its spread and a verdict too: every HEAD took longer.
+    for name in ("p50", "p90", "p99"):
+        verdict = stat[f"latency_{name}_verdict"]
+        assert verdict.startswith("slower by") and verdict.count("%") == 2, stat
+        assert stat[f"latency_{name}_uncertainty_pct"] >= 0, stat
+    assert f"slower by {stat['latency_p50_change_pct']:.0f} % ±" in stat["latency_p50_verdict"]
+    table = cli("bench", "compare", str(runs[0]), str(runs[1]))
+    assert table.returncode == 0, table.stderr
+    p50 = [line for line in table.stdout.splitlines() if "p50 ms" in line]
+    assert len(p50) == 1 and "slower by" in p50[0], table.stdout
+    assert "two standard errors" in table.stdout and "per-second" in table.stdout
     shown = cli("bench", "show", str(runs[1]))
     assert shown.returncode == 0 and "stat" in shown.stdout and "p99" in shown.stdout
 
@@ -228,3 +264,170 @@ def test_warmup_mix_and_deletes_read_back(cli, s3, bucket, tmp_path: Path) -> No
                 "--count", "15", "--keep")
     assert doc["operations"]["delete"]["ops"] == 15
     assert len(_s3_keys(s3, bucket)) == 5  # read back: 20 made, 15 deleted
+
+
+def test_aws_flags_reach_the_driver_and_every_worker(cli, s3, bucket, s3_endpoint,
+                                                     monkeypatch) -> None:
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    doc = bench(cli, f"s3://{bucket}/f", "--endpoint-url", s3_endpoint, "--workload", "put",
+                "--count", "10", "--workers", "2", "--size", "1KiB", "--keep")
+    assert doc["operations"]["put"]["ops"] == 10 and [w["ops"] for w in doc["workers"]] == [
+        5, 5]
+    assert len(_s3_keys(s3, bucket)) == 10  # both workers wrote through the flag's endpoint
+    assert doc["spec"]["aws"] == {"endpoint_url": s3_endpoint}  # names only: no keys
+    doc = bench(cli, f"s3://{bucket}/g", "--endpoint-url", s3_endpoint, "--region",
+                "us-east-1", "--workload", "get", "--count", "10", "--objects", "3",
+                "--workers", "2")
+    assert doc["operations"]["get"]["ops"] == 10 and not doc["operations"]["get"]["errors"]
+    # The flag wins over the environment: a closed port, with the right endpoint set.
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+    failed = bench(cli, f"s3://{bucket}", "--endpoint-url", "http://127.0.0.1:9",
+                   "--count", "1", code=2)
+    assert "127.0.0.1:9" in failed["stderr"], failed
+
+
+def test_runner_refuses_aws_flags_and_demo_takes_none(cli) -> None:
+    proc = cli("runner", "--region", "eu-west-1")
+    assert proc.returncode == 2 and "runner does not take" in proc.stderr, proc.stderr
+    assert "resume JOB_ID" in proc.stderr
+    assert "not taken by runner yet" in cli("runner", "--help").stdout
+    demo = cli("demo", "--help").stdout
+    assert "--profile" not in demo and "--endpoint-url" not in demo and "Local folders" in demo
+    assert cli("demo", "--profile", "x").returncode == 2
+
+
+def test_bench_help_describes_its_own_json_and_aws_flags(cli) -> None:
+    text = cli("bench", "--help").stdout
+    assert "DescribeJob" not in text and "--bucket-map" not in text, text
+    assert "one JSON document" in text and "for an s3:// URL" in text
+    assert "two standard errors" in text and "per-second" in text  # what compare's ± is
+    assert "DescribeJob JSON" in cli("run", "--help").stdout  # the jobs' text is theirs
+
+
+def test_copy_runs_the_jobs_copy_operation_on_a_folder_and_s3(cli, s3, bucket,
+                                                              tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    root.mkdir()
+    doc = bench(cli, f"file://{root}", "--workload", "copy", "--count", "15", "--objects", "4",
+                "--size", "2KiB", "--concurrency", "3", "--keep")
+    assert doc["operations"]["copy"]["ops"] == 15 and not doc["operations"]["copy"]["errors"]
+    copies = [p for p in _files(root) if p.parent.name == "copies"]
+    sources = [p for p in _files(root) if p.parent.name != "copies"]
+    assert len(copies) == 15 and len(sources) == 4, (copies, sources)
+    assert {p.read_bytes() for p in copies} <= {p.read_bytes() for p in sources}
+    doc = bench(cli, f"s3://{bucket}/c", "--workload", "copy", "--count", "12", "--objects",
+                "3", "--size", "2KiB", "--concurrency", "3", "--keep")
+    assert doc["operations"]["copy"]["ops"] == 12 and not doc["operations"]["copy"]["errors"]
+    keys = _s3_keys(s3, bucket)
+    copied = [k for k in keys if "/copies/" in k]
+    assert len(copied) == 12 and len(keys) == 15, keys
+    assert all(k.startswith("c/batchops-bench-") for k in keys)
+    assert {s3.head_object(Bucket=bucket, Key=k)["ContentLength"] for k in copied} == {2048}
+
+
+def test_copy_on_memory_is_the_jobs_operation_and_its_copies_are_there() -> None:
+    # memory:// lives in the worker's process: run one worker here, and read its store.
+    import obstore as obs
+
+    spec = BenchSpec(url="memory://", workload="copy", count=25, objects=5, concurrency=4,
+                     sizes=(1024,), keep=True)
+    worker = Worker(spec, 0, lambda doc: None)
+    result = asyncio.run(worker.run())
+    assert type(worker.job_op).__name__ == "CopyOperation"
+    assert result["kinds"]["copy"]["ops"] == 25 and not result["kinds"]["copy"]["errors"]
+    keys = [m["path"] for batch in obs.list(worker.store, prefix=worker.root) for m in batch]
+    assert len([k for k in keys if k.startswith(worker.root + "copies/")]) == 25
+    assert len(keys) == 30
+
+
+@pytest.mark.parametrize("where", ["memory", "folder"])
+def test_mixed_reads_never_race_deletes(cli, tmp_path: Path, where: str) -> None:
+    url = "memory://" if where == "memory" else f"file://{tmp_path}"
+    doc = bench(cli, url, "--workload", "mixed", "--mix", "get=40,stat=10,put=10,delete=40",
+                "--count", "1500", "--objects", "30", "--concurrency", "16", "--size", "1KiB")
+    ops = doc["operations"]
+    assert sum(op["ops"] for op in ops.values()) == 1500, ops
+    assert all(not op["errors"] for op in ops.values()), ops
+    assert ops["delete"]["ops"] <= 30 + ops["put"]["ops"]  # the reserve, then the run's PUTs
+    assert doc["prepare"]["objects"] == 60  # 30 to read, 30 for the deletes
+
+
+@pytest.mark.parametrize("where", ["memory", "folder"])
+def test_multipart_on_memory_and_a_folder(cli, tmp_path: Path, where: str) -> None:
+    root = tmp_path / "store"
+    root.mkdir()
+    url = "memory://" if where == "memory" else f"file://{root}"
+    doc = bench(cli, url, "--workload", "multipart", "--size", "5MiB", "--count", "4",
+                "--concurrency", "2", "--keep")
+    mp = doc["operations"]["multipart"]
+    assert mp["ops"] == 4 and not mp["errors"] and mp["bytes"] == 4 * 5 * 1024**2, mp
+    if where == "folder":
+        assert sorted(p.stat().st_size for p in _files(root)) == [5 * 1024**2] * 4
+
+
+def test_size_lists_and_random_sizes_are_counted_as_written(cli, tmp_path: Path) -> None:
+    root = tmp_path / "list"
+    root.mkdir()
+    doc = bench(cli, f"file://{root}", "--workload", "put", "--size", "1KiB,4KiB",
+                "--count", "10", "--concurrency", "2", "--keep")
+    sizes = sorted(p.stat().st_size for p in _files(root))
+    assert sizes == [1024] * 5 + [4096] * 5, sizes  # each size in turn
+    assert doc["operations"]["put"]["bytes"] == sum(sizes)
+    root = tmp_path / "random"
+    root.mkdir()
+    doc = bench(cli, f"file://{root}", "--workload", "put", "--size-random", "1KiB..8KiB",
+                "--count", "20", "--concurrency", "2", "--keep")
+    sizes = [p.stat().st_size for p in _files(root)]
+    assert len(sizes) == 20 and all(1024 <= n <= 8192 for n in sizes) and len(set(sizes)) > 1
+    assert doc["operations"]["put"]["bytes"] == sum(sizes)
+
+
+def test_get_counts_and_bytes_match_what_was_prepared(cli, tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    root.mkdir()
+    doc = bench(cli, f"file://{root}", "--workload", "get", "--size", "3KiB", "--objects", "7",
+                "--count", "20", "--concurrency", "2", "--keep")
+    assert doc["prepare"]["objects"] == 7
+    assert sorted(p.stat().st_size for p in _files(root)) == [3072] * 7
+    get = doc["operations"]["get"]
+    assert get["ops"] == 20 and get["bytes"] == 20 * 3072 and not get["errors"], get
+    assert get["ttfb_ms"]["max"] <= get["latency_ms"]["max"]
+    doc = bench(cli, "memory://", "--workload", "get", "--size", "5KiB", "--objects", "4",
+                "--count", "30", "--concurrency", "3")
+    get = doc["operations"]["get"]
+    assert doc["prepare"]["objects"] == 4 and get["ops"] == 30 and get["bytes"] == 30 * 5120
+
+
+def test_client_cpu_counts_the_workers_and_the_driver(cli) -> None:
+    doc = bench(cli, "memory://", "--workload", "put", "--duration", "2s", "--workers", "2",
+                "--concurrency", "4")
+    cpu = doc["cpu"]
+    assert cpu["workers_s"] == pytest.approx(sum(w["cpu_s"] for w in doc["workers"]), abs=0.01)
+    assert cpu["driver_s"] >= 0 and "driver" in cpu["counted"]
+    total = cpu["user_s"] + cpu["sys_s"]
+    assert total == pytest.approx(cpu["workers_s"] + cpu["driver_s"], abs=0.01)
+    ops = doc["operations"]["put"]["ops"]
+    assert cpu["ms_per_op"] == pytest.approx(total * 1000 / ops, rel=0.01)
+    shown = cli("bench", "memory://", "--count", "50", "--no-progress")
+    assert shown.returncode == 0 and "driver" in shown.stdout, shown.stdout
+
+
+def test_plot_draws_the_three_panels_one_colour_per_operation(cli, tmp_path: Path) -> None:
+    doc = bench(cli, "memory://", "--workload", "mixed", "--duration", "3s", "--objects", "20",
+                "--concurrency", "2")
+    ops = sorted(doc["operations"])
+    assert ops == ["delete", "get", "put", "stat"]
+    panels = report.plot(doc, str(tmp_path / "run.png"))
+    assert (tmp_path / "run.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    top, middle, bottom = panels
+    assert top["title"].startswith("throughput over time") and top["xlabel"] == "second"
+    assert top["ylabel"] == "operations per second"
+    assert middle["title"].startswith("latency percentiles over time")
+    assert (middle["xlabel"], middle["ylabel"]) == ("second", "ms")
+    assert bottom["title"].startswith("latency distribution per operation")
+    assert (bottom["xlabel"], bottom["ylabel"]) == ("percentile", "ms")
+    colour = {line["label"]: line["colour"] for line in top["lines"]}
+    assert sorted(colour) == ops and len(set(colour.values())) == 4
+    assert {line["label"]: line["colour"] for line in bottom["lines"]} == colour
+    assert {line["label"]: line["colour"] for line in middle["lines"]} == {
+        f"{op} {p}": colour[op] for op in ops for p in ("p50", "p90", "p99")}

@@ -1,8 +1,16 @@
 """`batchops bench`: start the workers (fresh interpreters, as a job's), show their
-progress live, merge their results."""
+progress live, merge their results.
+
+The workers get the spec as JSON on stdin, AWS settings included (names only: a
+profile, a region, an endpoint; never keys). This process's own CPU time while the
+workers measure (from the first worker's start of measuring to the last one's end) is
+part of the client CPU reported: it reads the workers' pipes and draws the live
+display.
+"""
 
 from __future__ import annotations
 
+import resource
 import selectors
 import subprocess
 import sys
@@ -34,7 +42,7 @@ def run_bench(spec: BenchSpec, on_progress: Progress | None = None) -> dict[str,
     if is_s3(loc):
         from batchops.storage.preflight import preflight
 
-        preflight(Resolver(), [loc], {loc: "bench URL"})
+        preflight(Resolver(aws=spec.aws), [loc], {loc: "bench URL"})
     procs = []
     for index in range(spec.workers):
         proc = subprocess.Popen([sys.executable, "-P", "-m", "batchops.bench.run"],
@@ -55,6 +63,10 @@ def run_bench(spec: BenchSpec, on_progress: Progress | None = None) -> dict[str,
         sel.register(proc.stdout, selectors.EVENT_READ, i)
         buffers[i] = b""
     open_pipes = len(procs)
+    # This process's CPU over the measured window: rusage at the first worker's
+    # "measuring" and at the last one's "measured".
+    cpu_marks: list[resource.struct_rusage] = []
+    measured = 0
     try:
         while open_pipes:
             for key, _ in sel.select(timeout=1.0):
@@ -73,6 +85,12 @@ def run_bench(spec: BenchSpec, on_progress: Progress | None = None) -> dict[str,
                         if on_progress:
                             on_progress(_progress(spec, ticks, started))
                     elif "phase" in doc:
+                        if doc["phase"] == "measuring" and not cpu_marks:
+                            cpu_marks.append(resource.getrusage(resource.RUSAGE_SELF))
+                        elif doc["phase"] == "measured":
+                            measured += 1
+                            if measured == len(procs):
+                                cpu_marks.append(resource.getrusage(resource.RUSAGE_SELF))
                         if on_progress and i == 0:
                             on_progress({"phase": doc["phase"]})
                     elif "result" in doc:
@@ -92,7 +110,12 @@ def run_bench(spec: BenchSpec, on_progress: Progress | None = None) -> dict[str,
             failure = (err.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
     if failure is not None or len(results) != len(procs):
         raise BenchError(f"bench {spec.url}: a worker failed: {failure or 'no result'}")
-    return merge(spec.to_json(), results)
+    driver = {"user": 0.0, "sys": 0.0}
+    if len(cpu_marks) == 2:
+        before, after = cpu_marks
+        driver = {"user": after.ru_utime - before.ru_utime,
+                  "sys": after.ru_stime - before.ru_stime}
+    return merge(spec.to_json(), results, driver)
 
 
 def _progress(spec: BenchSpec, ticks: dict[int, dict[str, Any]],

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import math
 import statistics
+import textwrap
 from collections import Counter
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -24,6 +25,9 @@ from batchops._histogram import Histogram
 from batchops.model.errors import SpecError
 
 PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p99.9", 99.9))
+#: What the client CPU figure counts (printed with it: see `merge`).
+CPU_COUNTED = ("user + sys of the workers over their measured seconds and of the driver "
+               "over the same window")
 _MIB = 1024 * 1024
 
 
@@ -34,8 +38,16 @@ def _latency(h: Histogram) -> dict[str, float]:
     return {k: round(v, 4) for k, v in out.items()}
 
 
-def merge(spec: dict[str, Any], results: list[dict[str, Any]]) -> dict[str, Any]:
-    """The run's summary document from its workers' results."""
+def merge(spec: dict[str, Any], results: list[dict[str, Any]],
+          driver_cpu: dict[str, float] | None = None) -> dict[str, Any]:
+    """The run's summary document from its workers' results and the driver's CPU time
+    over the measured window (`{"user": s, "sys": s}`).
+
+    Client CPU (`cpu`): user + sys of the process tree, that is every worker over its
+    measured seconds plus the driver (the `batchops bench` process, which reads the
+    workers' pipes and draws the display) from the first worker's start of measuring
+    to the last one's end; `ms_per_op` is that total over the operations measured.
+    Preparation, warm-up and clean-up are not counted."""
     hists: dict[str, Histogram] = {}
     ttfbs: dict[str, Histogram] = {}
     totals: dict[str, list[int]] = {}
@@ -59,8 +71,11 @@ def merge(spec: dict[str, Any], results: list[dict[str, Any]]) -> dict[str, Any]
                 seg[2] += errs
                 seg[3].merge(Histogram.from_bytes(bytes.fromhex(h)))
     elapsed = max((r["elapsed"] for r in results), default=0.0) or 1e-9
-    cpu_user = sum(r["cpu"]["user"] for r in results)
-    cpu_sys = sum(r["cpu"]["sys"] for r in results)
+    workers_user = sum(r["cpu"]["user"] for r in results)
+    workers_sys = sum(r["cpu"]["sys"] for r in results)
+    driver = driver_cpu or {"user": 0.0, "sys": 0.0}
+    cpu_user = workers_user + driver["user"]
+    cpu_sys = workers_sys + driver["sys"]
     all_ops = sum(t[0] for t in totals.values())
     operations: dict[str, Any] = {}
     for name in sorted(totals):
@@ -84,6 +99,7 @@ def merge(spec: dict[str, Any], results: list[dict[str, Any]]) -> dict[str, Any]
 
     cores = os.cpu_count() or 1
     busy = (cpu_user + cpu_sys) / elapsed
+    workers_busy = (workers_user + workers_sys) / elapsed
     return {
         "Batchops": "bench", "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "spec": spec, "elapsed_s": round(elapsed, 3),
@@ -100,10 +116,14 @@ def merge(spec: dict[str, Any], results: list[dict[str, Any]]) -> dict[str, Any]
                      "cpu_s": round(r["cpu"]["user"] + r["cpu"]["sys"], 3)}
                     for r in sorted(results, key=lambda r: r["worker"])],
         "cpu": {"user_s": round(cpu_user, 3), "sys_s": round(cpu_sys, 3),
+                "workers_s": round(workers_user + workers_sys, 3),
+                "driver_s": round(driver["user"] + driver["sys"], 3),
                 "ms_per_op": round((cpu_user + cpu_sys) * 1000 / all_ops, 4) if all_ops else
-                None, "cores_busy": round(busy, 2), "cores": cores},
-        # Client-bound when the workers kept (nearly) every core they could use busy.
-        "bound": "client" if busy >= 0.85 * min(cores, len(results)) else "store",
+                None, "cores_busy": round(busy, 2), "cores": cores,
+                "counted": CPU_COUNTED},
+        # Client-bound when the workers kept (nearly) every core they could use busy
+        # (the driver, mostly waiting on pipes, is left out of this test).
+        "bound": "client" if workers_busy >= 0.85 * min(cores, len(results)) else "store",
         "operations": operations, "segments": segments,
         "histograms": {n: h.to_bytes().hex() for n, h in hists.items()},
     }
@@ -131,9 +151,13 @@ def table(doc: dict[str, Any]) -> str:
                          f"{t['p50']:>8.3f} {t['p90']:>8.3f} {t['p99']:>8.3f} "
                          f"{t['p99.9']:>8.3f} {t['max']:>8.3f}")
     cpu = doc["cpu"]
-    lines.append(f"client CPU: {cpu['ms_per_op']} ms per operation, "
+    split = (f" (workers {cpu['workers_s']} s + driver {cpu['driver_s']} s)"
+             if "driver_s" in cpu else "")
+    lines.append(f"client CPU: {cpu['ms_per_op']} ms per operation{split}, "
                  f"{cpu['cores_busy']} of {cpu['cores']} cores busy: "
                  f"{doc['bound']}-bound")
+    if "counted" in cpu:
+        lines.append(f"  (counted: {cpu['counted']})")
     return "\n".join(lines)
 
 
@@ -190,48 +214,105 @@ def _rates(doc: dict[str, Any], op: str) -> list[float]:
     return [float(segs.get(s, 0.0)) for s in range(0, max(segs) + 1)]
 
 
+def _latencies(doc: dict[str, Any], op: str, name: str) -> list[float]:
+    """`op`'s latency percentile `name` (p50, p90, p99), one figure per second that had
+    operations (same rule as _rates for a last, partial second)."""
+    return [float(s[f"{name}_ms"]) for s in doc["segments"]
+            if s["op"] == op and s["ops"] > 0 and s["width_s"] >= 0.5]
+
+
 def _spread(values: list[float]) -> tuple[float, float]:
     mean = statistics.fmean(values) if values else 0.0
     se = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0
     return mean, se
 
 
+#: What `compare`'s ± is, printed under its table (and in `bench --help`).
+SPREAD_NOTE = ("± is two standard errors of the change, from the spread of the per-second "
+               "figures within each run (each second one sample); two runs are all it has, "
+               "so a difference between runs that no second shows (another time of day, "
+               "another machine) is not in it: repeat the pair to see that. A verdict needs "
+               "at least 2 seconds in each run.")
+
+
+def _delta(before: list[float], after: list[float], higher_is_faster: bool,
+           points: tuple[float, float] | None = None) -> dict[str, Any]:
+    """The change from `before` to `after` (per-second figures), its uncertainty and a
+    verdict. `points`: the figures to compare (default: the means of the seconds)."""
+    (m0, s0), (m1, s1) = _spread(before), _spread(after)
+    a, b = points or (m0, m1)
+    if not (a > 0 and b > 0 and m0 > 0 and m1 > 0):
+        return {}
+    delta = (b / a - 1) * 100
+    out: dict[str, Any] = {"change_pct": round(delta, 2)}
+    if len(before) < 2 or len(after) < 2:
+        out["verdict"] = "too few seconds to tell (each run needs 2 or more)"
+        return out
+    unc = 2 * 100 * (b / a) * math.sqrt((s0 / m0) ** 2 + (s1 / m1) ** 2)
+    out["uncertainty_pct"] = round(unc, 2)
+    if abs(delta) <= unc:
+        out["verdict"] = "no significant difference"
+    else:
+        word = "faster" if (delta > 0) == higher_is_faster else "slower"
+        out["verdict"] = f"{word} by {abs(delta):.0f} % ± {unc:.0f} %"
+    return out
+
+
 def compare(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
-    """Per operation: throughput and latency deltas with their uncertainty (two standard
-    errors of the per-second rates), and a verdict."""
+    """Per operation: throughput and latency (p50, p90, p99) deltas, each with its
+    uncertainty (see SPREAD_NOTE) and a verdict ("slower by 48 % ± 3 %": for latency,
+    slower means it took longer)."""
     out: dict[str, Any] = {}
     for op in sorted(set(before["operations"]) & set(after["operations"])):
-        (m0, s0), (m1, s1) = _spread(_rates(before, op)), _spread(_rates(after, op))
-        entry: dict[str, Any] = {"ops_per_s": [round(m0, 2), round(m1, 2)]}
-        if m0 > 0 and m1 > 0:
-            delta = (m1 / m0 - 1) * 100
-            unc = 2 * 100 * (m1 / m0) * math.sqrt((s0 / m0) ** 2 + (s1 / m1) ** 2)
-            entry["throughput_change_pct"] = round(delta, 2)
-            entry["uncertainty_pct"] = round(unc, 2)
-            if abs(delta) <= unc:
-                entry["verdict"] = "no significant difference"
-            else:
-                word = "faster" if delta > 0 else "slower"
-                entry["verdict"] = f"{word} by {abs(delta):.0f} % ± {unc:.0f} %"
+        r0, r1 = _rates(before, op), _rates(after, op)
+        entry: dict[str, Any] = {"ops_per_s": [round(_spread(r0)[0], 2),
+                                               round(_spread(r1)[0], 2)]}
+        thr = _delta(r0, r1, higher_is_faster=True)
+        if "change_pct" in thr:
+            entry["throughput_change_pct"] = thr["change_pct"]
+        if "uncertainty_pct" in thr:
+            entry["uncertainty_pct"] = thr["uncertainty_pct"]
+        if "verdict" in thr:
+            entry["verdict"] = thr["verdict"]
         h0 = Histogram.from_bytes(bytes.fromhex(before["histograms"][op]))
         h1 = Histogram.from_bytes(bytes.fromhex(after["histograms"][op]))
-        for name, q in (("p50", 50.0), ("p99", 99.0)):
+        for name, q in (("p50", 50.0), ("p90", 90.0), ("p99", 99.0)):
+            # The figures compared are the whole run's (its merged histogram); the
+            # uncertainty comes from the same percentile second by second.
             a, b = h0.percentile(q) / 1e6, h1.percentile(q) / 1e6
             entry[f"latency_{name}_ms"] = [round(a, 4), round(b, 4)]
-            if a:
-                entry[f"latency_{name}_change_pct"] = round((b / a - 1) * 100, 2)
+            lat = _delta(_latencies(before, op, name), _latencies(after, op, name),
+                         higher_is_faster=False, points=(a, b))
+            for key, value in lat.items():
+                entry[f"latency_{name}_{key}"] = value
         out[op] = entry
     return out
 
 
+def _change(change: float | None, unc: float | None) -> str:
+    if change is None:
+        return ""
+    return f"{change:+.0f} %" + (f" ± {unc:.0f} %" if unc is not None else "")
+
+
 def compare_table(result: dict[str, Any]) -> str:
-    lines = [f"{'operation':<10} {'ops/s before':>13} {'after':>10} {'p50 ms':>17} "
-             f"{'p99 ms':>17}  verdict"]
+    """`bench compare` for a terminal: per operation, throughput then latency."""
+    lines = [f"{'operation':<10} {'figure':<7} {'before':>11} {'after':>11} {'change':>15}  "
+             "verdict"]
     for op, e in result.items():
-        p50, p99 = e["latency_p50_ms"], e["latency_p99_ms"]
-        lines.append(f"{op:<10} {e['ops_per_s'][0]:>13,.1f} {e['ops_per_s'][1]:>10,.1f} "
-                     f"{p50[0]:>8.3f}→{p50[1]:<8.3f} {p99[0]:>8.3f}→{p99[1]:<8.3f}  "
-                     f"{e.get('verdict', 'no throughput to compare')}")
+        o0, o1 = e["ops_per_s"]
+        lines.append(f"{op:<10} {'ops/s':<7} {o0:>11,.1f} {o1:>11,.1f} "
+                     f"{_change(e.get('throughput_change_pct'), e.get('uncertainty_pct')):>15}"
+                     f"  {e.get('verdict', 'no throughput to compare')}")
+        for name in ("p50", "p90", "p99"):
+            if f"latency_{name}_ms" not in e:
+                continue  # (a result from before p90 was compared)
+            a, b = e[f"latency_{name}_ms"]
+            change = _change(e.get(f"latency_{name}_change_pct"),
+                             e.get(f"latency_{name}_uncertainty_pct"))
+            lines.append(f"{'':<10} {name + ' ms':<7} {a:>11.3f} {b:>11.3f} {change:>15}  "
+                         f"{e.get(f'latency_{name}_verdict', 'no latency to compare')}")
+    lines += ["", *textwrap.wrap(SPREAD_NOTE, 88)]
     return "\n".join(lines)
 
 
@@ -251,9 +332,18 @@ def show(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def plot(doc: dict[str, Any], path: str) -> None:
-    """Three panels: throughput over time, latency percentiles over time, and each
-    operation's latency by percentile (from its whole-run histogram)."""
+#: The line style of each latency percentile drawn over time (the colour is the
+#: operation's, as in the other panels).
+_PERCENTILE_STYLES: tuple[tuple[str, Literal["-", "-.", "--"]], ...] = (
+    ("p50", "-"), ("p90", "-."), ("p99", "--"))
+
+
+def plot(doc: dict[str, Any], path: str) -> list[dict[str, Any]]:
+    """Draw the run as a PNG at `path`, three panels: throughput over time per operation,
+    latency percentiles (p50, p90, p99) over time, and each operation's latency by
+    percentile (from its whole-run histogram). Each operation has one colour in all
+    three. Returns what was drawn, panel by panel (title, axis labels, and each line's
+    label and colour), for tests and for callers that want to caption it."""
     if not path.endswith(".png"):
         raise SpecError(f"--plot {path}: the picture is a PNG; name it something.png")
     try:
@@ -262,37 +352,63 @@ def plot(doc: dict[str, Any], path: str) -> None:
         raise SpecError("--plot needs matplotlib: pip install 'batchops[bench]'") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator, NullLocator
 
     fig, (top, middle, bottom) = plt.subplots(3, 1, figsize=(10, 11))
-    title = f"batchops bench: {doc['spec']['workload']} on {doc['spec']['url']}"
-    fig.suptitle(title)
+    fig.suptitle(f"batchops bench: {doc['spec']['workload']} on {doc['spec']['url']}")
     ops = sorted(doc["operations"])
+    colours = {op: f"C{i % 10}" for i, op in enumerate(ops)}
     for op in ops:
-        segs = [s for s in doc["segments"] if s["op"] == op]
+        # A last, partial second under half a second is left out of both time panels
+        # (as compare does): its few operations make a rate and percentiles of noise.
+        segs = [s for s in doc["segments"] if s["op"] == op and s["width_s"] >= 0.5]
         xs = [s["second"] for s in segs]
-        top.plot(xs, [s["ops"] / s["width_s"] if s["width_s"] >= 0.5 else None for s in segs],
-                 marker=".", label=op)
-        middle.plot(xs, [s["p50_ms"] for s in segs], marker=".", label=f"{op} p50")
-        middle.plot(xs, [s["p99_ms"] for s in segs], linestyle="--", label=f"{op} p99")
+        colour = colours[op]
+        top.plot(xs, [s["ops"] / s["width_s"] for s in segs], marker=".", color=colour,
+                 label=op)
+        for name, style in _PERCENTILE_STYLES:
+            middle.plot(xs, [s[f"{name}_ms"] for s in segs], linestyle=style, marker=".",
+                        markersize=4, color=colour, label=f"{op} {name}")
         h = Histogram.from_bytes(bytes.fromhex(doc["histograms"][op]))
         qs = [100 * (1 - 10 ** (-k / 20)) for k in range(0, 81)]
         bottom.plot([1 / (1 - q / 100) for q in qs], [h.percentile(q) / 1e6 for q in qs],
-                    label=op)
-    top.set_title("throughput")
+                    color=colour, label=op)
+    top.set_title("throughput over time, per operation")
     top.set_xlabel("second")
     top.set_ylabel("operations per second")
-    middle.set_title("latency over time")
+    middle.set_title("latency percentiles over time (p50 solid, p90 dash-dot, p99 dashed)")
     middle.set_xlabel("second")
     middle.set_ylabel("ms")
-    bottom.set_title("latency by percentile (whole run)")
+    bottom.set_title("latency distribution per operation (by percentile, whole run)")
     bottom.set_xscale("log")
     bottom.set_xticks([1, 2, 10, 100, 1000, 10000])
     bottom.set_xticklabels(["0", "50", "90", "99", "99.9", "99.99"])
+    bottom.xaxis.set_minor_locator(NullLocator())
+    for ax in (top, middle):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     bottom.set_xlabel("percentile")
     bottom.set_ylabel("ms")
     for ax in (top, middle, bottom):
+        ax.set_ylim(0, ax.get_ylim()[1] * 1.3)  # headroom: the legends sit above the lines
+    for ax in (top, bottom):
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize="small")
-    fig.tight_layout()
+        ax.legend(fontsize="small", loc="best")
+    middle.grid(True, alpha=0.3)
+    # Two small legends instead of one entry per (operation, percentile): the colours
+    # (operations) and the line styles (percentiles).
+    by_op = middle.legend(handles=[Line2D([], [], color=colours[op], label=op) for op in ops],
+                          fontsize="small", loc="upper left")
+    middle.add_artist(by_op)
+    middle.legend(handles=[Line2D([], [], color="black", linestyle=style, label=name)
+                           for name, style in _PERCENTILE_STYLES],
+                  fontsize="small", loc="upper right")
+    panels = [{"title": ax.get_title(), "xlabel": ax.get_xlabel(), "ylabel": ax.get_ylabel(),
+               "lines": [{"label": line.get_label(),
+                          "colour": matplotlib.colors.to_hex(line.get_color())}
+                         for line in ax.get_lines()]}
+              for ax in (top, middle, bottom)]
+    fig.tight_layout(rect=(0, 0, 1, 0.98))  # (room for the title above the panels)
     fig.savefig(path, dpi=100)
     plt.close(fig)
+    return panels

@@ -7,6 +7,16 @@ code and its latency is not mixed into the successes'. GET bodies are streamed a
 dropped, their bytes counted, and the time to the first block is kept apart. Payloads
 are slices of one random buffer: no operation allocates its own.
 
+The Batch Operations workloads (copy, tagging, restore, checksum) run one task of the
+job's own operation (`batchops.operations`) per operation measured, on a one-row chunk.
+`copy` copies within the same store, to `copies/` under the worker's prefix (each task's
+destination given on its row, as a JSON Lines manifest gives it), so the clean-up
+removes the copies with the rest.
+
+`mixed` reads (GET, HEAD) only the objects prepared for reading, which nothing deletes;
+its DELETEs take objects from a pool of their own (a reserve prepared for them, then
+the objects the run itself PUT), so no read ever races a delete.
+
 A worker prints JSON lines on stdout: `{"tick": ...}` once a second while it measures,
 then `{"result": ...}` (histograms as hex of `Histogram.to_bytes`).
 """
@@ -37,6 +47,7 @@ from batchops.storage.outcomes import classify
 
 #: The parameters of the Batch Operations operations the job workloads run.
 JOB_PARAMS: Mapping[str, dict[str, Any]] = MappingProxyType({
+    "copy": {},  # no TargetResource: each task's row names its destination
     "tagging": {"TagSet": [{"Key": "bench", "Value": "1"}]},
     "restore": {"ExpirationInDays": 1, "GlacierJobTier": "BULK"},
     "checksum": {"ChecksumAlgorithm": "CRC32C"},
@@ -88,7 +99,7 @@ class Worker:
             else ""
         self.bucket = "bench"
         self.resolver = Resolver(((self.bucket, loc.root + (f"?{query}" if query else "")),),
-                                 concurrency=spec.concurrency)
+                                 concurrency=spec.concurrency, aws=spec.aws)
         self.loc = self.resolver.location(self.bucket)
         self.store = self.resolver.store(self.loc, create=True)
         run = uuid.uuid4().hex[:8]
@@ -97,7 +108,11 @@ class Worker:
         self.payload = memoryview(os.urandom(spec.max_size()))
         self.rng = random.Random(index)
         self.pool: list[tuple[str, int]] = []  # objects there to read: (key, size)
+        # mixed: the objects its deletes take (never read), apart from `pool`
+        self.doomed: list[tuple[str, int]] = []
+        self.prepared = 0
         self.seq = 0
+        self.size_turn = 0
         self.kinds: dict[str, Kind] = {}
         self.job_op: Any = None
         self.start = 0
@@ -111,8 +126,8 @@ class Worker:
         spec = self.spec
         if spec.size_range:
             return self.rng.randint(*spec.size_range)
-        self.seq += 1
-        return spec.sizes[self.seq % len(spec.sizes)]
+        self.size_turn += 1  # (not `seq`: key() moves it too, and would skip sizes)
+        return spec.sizes[(self.size_turn - 1) % len(spec.sizes)]
 
     def key(self, what: str) -> str:
         self.seq += 1
@@ -120,7 +135,10 @@ class Worker:
 
     # -- operations: each returns the bytes it moved -------------------------------------
 
-    async def put(self, multipart: bool = False) -> int:
+    async def put(self, multipart: bool = False,
+                  into: list[tuple[str, int]] | None = None) -> int:
+        """PUT one object; it joins `into` (default: the pool of objects to read; mixed
+        puts its own into the deletes' pool)."""
         size = self.size()
         key = self.key("obj")
         if multipart:
@@ -128,7 +146,7 @@ class Worker:
                                 chunk_size=self.spec.part_size, max_concurrency=4)
         else:
             await obs.put_async(self.store, key, self.payload[:size], use_multipart=False)
-        self.pool.append((key, size))
+        (self.pool if into is None else into).append((key, size))
         return size
 
     async def get(self, t0: int) -> int:
@@ -149,9 +167,11 @@ class Worker:
         return 0
 
     async def delete(self) -> int | None:
-        if not self.pool:
+        pool = self.doomed if self.spec.workload == "mixed" else self.pool
+        if not pool:
             return None  # nothing left to delete: this coroutine is done
-        key, _ = self.pool.pop(self.rng.randrange(len(self.pool)))
+        # Taken out of the pool before the call: no other coroutine picks it meanwhile.
+        key, _ = pool.pop(self.rng.randrange(len(pool)))
         await obs.delete_async(self.store, key)
         return 0
 
@@ -160,16 +180,15 @@ class Worker:
             pass
         return 0
 
-    async def copy(self) -> int:
-        key, size = self.rng.choice(self.pool)
-        await obs.copy_async(self.store, key, self.key("copy"))
-        return size
-
     async def job_task(self) -> int:
-        """One task of a Batch Operations operation, through the job's own code."""
-        i = self.rng.randrange(len(self.pool))
-        key, size = self.pool[i]
-        chunk = Chunk(0, 0, [self.bucket], [key], [None], [key])
+        """One task of a Batch Operations operation, through the job's own code (copy:
+        to a new key under `copies/`, on the same store)."""
+        key, size = self.rng.choice(self.pool)
+        if self.spec.workload == "copy":
+            chunk = Chunk(0, 0, [self.bucket], [key], [None], [key], [self.bucket],
+                          [self.key("copies/copy")])
+        else:
+            chunk = Chunk(0, 0, [self.bucket], [key], [None], [key])
         await self.job_op.run(chunk, 0)
         return size
 
@@ -179,16 +198,23 @@ class Worker:
             k = self.kinds[name] = Kind()
         return k
 
-    def pick(self) -> str:
+    def pick(self) -> str | None:
+        """The next operation (None: nothing is left to do). In mixed, a delete is drawn
+        only while its pool holds an object: the other operations are drawn meanwhile."""
         w = self.spec.workload
         if w != "mixed":
             return w
-        names = list(self.spec.mix)
-        return self.rng.choices(names, weights=[self.spec.mix[n] for n in names])[0]
+        mix = {n: v for n, v in self.spec.mix.items() if v > 0}
+        if not self.doomed:
+            mix.pop("delete", None)
+        if not mix:
+            return None  # a deletes-only mix whose pool is empty: done
+        names = list(mix)
+        return self.rng.choices(names, weights=[mix[n] for n in names])[0]
 
     async def one(self, name: str, t0: int) -> int | None:
         if name == "put":
-            return await self.put()
+            return await self.put(into=self.doomed if self.spec.workload == "mixed" else None)
         if name == "multipart":
             return await self.put(multipart=True)
         if name == "get":
@@ -199,8 +225,6 @@ class Worker:
             return await self.delete()
         if name == "list":
             return await self.listing()
-        if name == "copy":
-            return await self.copy()
         return await self.job_task()
 
     # -- phases ---------------------------------------------------------------------------
@@ -226,13 +250,19 @@ class Worker:
             make = self.put
         left = n
 
-        async def maker() -> None:
+        async def maker(make: Callable[[], Any]) -> None:
             nonlocal left
             while left > 0:
                 left -= 1
                 await self.steady(make)
 
-        await asyncio.gather(*(maker() for _ in range(self.spec.concurrency)))
+        await asyncio.gather(*(maker(make) for _ in range(self.spec.concurrency)))
+        if self.spec.workload == "mixed" and self.spec.mix.get("delete", 0) > 0:
+            # The deletes' own reserve (as many again), so they can start at once.
+            left = n
+            await asyncio.gather(*(maker(lambda: self.put(into=self.doomed))
+                                   for _ in range(self.spec.concurrency)))
+        self.prepared = len(self.pool) + len(self.doomed)
         return time.monotonic() - t
 
     @staticmethod
@@ -259,6 +289,8 @@ class Worker:
             elif time.monotonic() >= self.stop_at:
                 return
             name = self.pick()
+            if name is None:
+                return
             t0 = clock()
             attempt = 0
             moved: int | None | BaseException
@@ -285,6 +317,8 @@ class Worker:
             if moved is None:
                 if self.spec.workload == "delete":
                     return
+                if self.spec.count and self.measuring:
+                    self.remaining += 1  # nothing was done: not one of the N
                 continue
             if not self.measuring:
                 continue
@@ -336,9 +370,11 @@ class Worker:
             params: dict[str, Any] = JOB_PARAMS[spec.workload]
             self.job_op = op(op.validate(params, self.resolver), self.resolver)
         if spec.warmup and spec.workload != "delete":  # (a warm-up would use up the objects)
+            self.emit({"phase": "warming up"})
             self.stop_at = time.monotonic() + spec.warmup
             self.remaining = 0
             await asyncio.gather(*(self.drive() for _ in range(spec.concurrency)))
+        self.emit({"phase": "measuring"})
         self.measuring = True
         self.remaining = -(-spec.count // spec.workers) if spec.count else 0
         self.stop_at = time.monotonic() + spec.duration
@@ -349,6 +385,9 @@ class Worker:
         await asyncio.gather(*(self.drive() for _ in range(spec.concurrency)))
         elapsed = (time.perf_counter_ns() - self.start) / 1e9
         after = resource.getrusage(resource.RUSAGE_SELF)
+        self.emit({"phase": "measured"})
+        if self.job_op is not None:
+            self.job_op.sync_chunk_done()  # (folders the job's code held open)
         done.set()
         await ticker
         return elapsed, {"user": after.ru_utime - before.ru_utime,
@@ -375,14 +414,13 @@ class Worker:
     async def run(self) -> dict[str, Any]:
         self.emit({"phase": "preparing"})
         prepared = await self.prepare()
-        self.emit({"phase": "measuring"})
         try:
             elapsed, cpu = await self.measure()
         finally:
             cleaned = 0 if self.spec.keep else await self.clean()
         await self.resolver.aclose()
         return {"worker": self.index, "prefix": self.root, "prepare_seconds": prepared,
-                "prepared": self.spec.objects if self.spec.workload in READS_OBJECTS else 0,
+                "prepared": self.prepared,
                 "elapsed": elapsed, "cpu": cpu, "cleaned": cleaned,
                 "kinds": {n: k.to_json() for n, k in self.kinds.items()},
                 "s3": is_s3(self.loc)}

@@ -8,6 +8,7 @@ from types import MappingProxyType
 from typing import Any
 
 from batchops.model.errors import SpecError
+from batchops.model.spec import AwsSettings
 
 #: Workloads and the operations each performs (mixed: by --mix).
 WORKLOADS = ("put", "get", "stat", "delete", "list", "copy", "mixed", "multipart", "tagging",
@@ -16,8 +17,8 @@ WORKLOADS = ("put", "get", "stat", "delete", "list", "copy", "mixed", "multipart
 READS_OBJECTS = frozenset({"get", "stat", "delete", "list", "copy", "mixed", "tagging",
                            "restore", "checksum"})
 #: Workloads that run a Batch Operations operation's own code, and that operation.
-JOB_OPERATIONS = MappingProxyType({"tagging": "put-tagging", "restore": "restore",
-                                   "checksum": "compute-checksum"})
+JOB_OPERATIONS = MappingProxyType({"copy": "copy", "tagging": "put-tagging",
+                                   "restore": "restore", "checksum": "compute-checksum"})
 MIX_OPERATIONS = ("get", "stat", "put", "delete")
 DEFAULT_MIX = MappingProxyType({"get": 45.0, "stat": 30.0, "put": 15.0, "delete": 10.0})
 
@@ -86,6 +87,9 @@ class BenchSpec:
     keep: bool = False
     part_size: int = 5 * 1024**2  # multipart
     retries: int = 0  # retries of a retryable failure (counted apart); 0: none
+    #: --profile, --region, --endpoint-url (names only, never keys: the spec goes to the
+    #: workers as JSON and into the results)
+    aws: AwsSettings = AwsSettings()
 
     def check(self) -> None:
         if self.workload not in WORKLOADS:
@@ -129,11 +133,12 @@ class BenchSpec:
                 "autoterm_segments": self.autoterm_segments,
                 "autoterm_tolerance": self.autoterm_tolerance, "mix": dict(self.mix),
                 "prefix": self.prefix, "keep": self.keep, "part_size": self.part_size,
-                "retries": self.retries}
+                "retries": self.retries, "aws": self.aws.to_json()}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> BenchSpec:
         values = dict(data)
         values["sizes"] = tuple(values.get("sizes") or (4096,))
         values["size_range"] = tuple(values["size_range"]) if values.get("size_range") else None
+        values["aws"] = AwsSettings.from_json(values.get("aws"))
         return cls(**values)

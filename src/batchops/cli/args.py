@@ -195,10 +195,18 @@ def _add_engine_flags(p: argparse.ArgumentParser) -> None:
                         "started)")
 
 
-def _add_output_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true",
-                   help="print the final job as DescribeJob JSON instead of a summary")
+def _add_output_flags(p: argparse.ArgumentParser,
+                      json_help: str = "print the final job as DescribeJob JSON instead "
+                                       "of a summary") -> None:
+    p.add_argument("--json", action="store_true", help=json_help)
     p.add_argument("--no-progress", action="store_true", help="no progress display")
+
+
+def _retitle_aws_flags(p: argparse.ArgumentParser, title: str) -> None:
+    """Give `p`'s AWS flag group (from `command()`) a title that fits that command."""
+    for group in p._action_groups:
+        if group.title and group.title.startswith("AWS settings"):
+            group.title = title
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -300,6 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_engine_flags(runner)
     runner.add_argument("--poll", type=float, default=1.0, metavar="SECONDS")
     runner.add_argument("--json", action="store_true", help="one JSON line per job run")
+    _retitle_aws_flags(runner, "AWS settings: not taken by runner yet (refused, exit 2); "
+                               "give them to create-job, or to `resume JOB_ID`")
 
     ujs = command("update-job-status", help="confirm (Ready) or cancel a job",
                          description="Ready confirms a Suspended job; Cancelled stops a job "
@@ -325,16 +335,26 @@ def build_parser() -> argparse.ArgumentParser:
             t.add_argument("--tags", required=True, metavar="JSON",
                            help='[{"Key": "k", "Value": "v"}, ...] or file://tags.json')
 
+    import textwrap
+
+    bench_about = (
+        "Benchmark any store batchops reaches, as MinIO's warp does for S3: `batchops bench "
+        "URL --workload W` prepares the objects the workload reads (not counted), measures, "
+        "cleans the prefix up (unless --keep) and prints ops/s, MiB/s, latency percentiles "
+        "and errors per operation. Nothing is retried: every error is counted by its code.",
+        "Client CPU per operation is user + sys of the worker processes over their measured "
+        "seconds plus this process's over the same window (preparation, warm-up and "
+        "clean-up left out), divided by the operations.",
+        "`batchops bench compare BEFORE AFTER` compares two runs written with --out (or "
+        "--json > file.json): per operation, the change in ops/s and in p50, p90 and p99 "
+        "latency, each with a ± and a verdict (\"slower by 48 % ± 3 %\", or \"no "
+        "significant difference\"). The ± is two standard errors from the spread of the "
+        "per-second figures inside the two runs: two runs are all it has, so it cannot see "
+        "what changes from one run to the next (repeat the pair for that).",
+        "`batchops bench show RESULTS` prints one run again, second by second.")
     bench = command(
         "bench", help="benchmark a store: throughput, latency percentiles, a picture",
-        description="Benchmark any store batchops reaches, as MinIO's warp does for S3: "
-                    "`batchops bench URL --workload W` prepares the objects the workload "
-                    "reads (not counted), measures, cleans the prefix up (unless --keep) "
-                    "and prints ops/s, MiB/s, latency percentiles and errors per operation. "
-                    "Nothing is retried: every error is counted by its code. "
-                    "`batchops bench compare BEFORE AFTER` compares two runs written with "
-                    "--out (or --json > file.json); `batchops bench show RESULTS` prints one "
-                    "again, second by second.",
+        description="\n\n".join(textwrap.fill(para, 79) for para in bench_about),
         epilog="examples:\n"
                "  batchops bench s3://bucket/bench --workload get --size 1MiB --duration 30s\n"
                "  batchops bench memory:// --workload put --size 4KiB --count 100000\n"
@@ -348,8 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("results", nargs="*", metavar="RESULTS",
                        help="compare: BEFORE AFTER; show: RESULTS (files written by --out)")
     bench.add_argument("--workload", default="put", metavar="W",
-                       help="put, get, stat, delete, list, copy, mixed, multipart, or a "
-                            "Batch Operations operation: tagging, restore, checksum "
+                       help="put, get, stat, delete, list, mixed, multipart, or a "
+                            "Batch Operations operation, run by the job's own code: copy "
+                            "(to copies/ on the same store), tagging, restore, checksum "
                             "(default put)")
     bench.add_argument("--size", default="4KiB", metavar="SIZE[,SIZE...]",
                        help="object size, or a list used in turn (default 4KiB)")
@@ -377,7 +398,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="how far from the median a second may be, in %% (default 7.5)")
     bench.add_argument("--mix", metavar="OP=W,...",
                        help="mixed: weights of get, stat, put, delete "
-                            "(default get=45,stat=30,put=15,delete=10)")
+                            "(default get=45,stat=30,put=15,delete=10); deletes take "
+                            "objects of their own (a reserve prepared for them, then the "
+                            "run's PUTs), so no GET or HEAD races a delete")
     bench.add_argument("--prefix", default="", metavar="P",
                        help="a prefix below the URL for the benchmark's objects")
     bench.add_argument("--keep", action="store_true", help="leave the objects in place")
@@ -390,13 +413,21 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--plot", metavar="FILE.png",
                        help="a picture: throughput and latency over time, latency by "
                             "percentile")
-    _add_output_flags(bench)
+    _add_output_flags(bench, json_help=(
+        "print the run as one JSON document instead of the table: the spec, per-operation "
+        "ops, bytes, errors by code and latency percentiles (ms), client CPU, every "
+        "per-second segment and the merged histograms (`bench compare`/`show` read it "
+        "back from a .json file); with compare or show, their result as JSON"))
+    _retitle_aws_flags(bench, "AWS settings (as aws-cli's; for an s3:// URL, unless its "
+                              "query sets its own: s3://b/p?profile=P&region=R)")
 
-    demo = command(
+    # Not `command()`: the demo copies between two local folders, where an AWS profile,
+    # region or endpoint means nothing, so it takes none.
+    demo = sub.add_parser(
         "demo", help="make sample objects in a local folder and copy them with a job",
         description="Create a few thousand sample objects under a local folder, run a copy "
                     "job on them with live progress, and print the job id, the summary and "
-                    "where the report is.")
+                    "where the report is. Local folders only: no AWS settings.")
     demo.add_argument("--dir", default=None, metavar="FOLDER",
                       help="where to make the sample objects (default: $BATCHOPS_HOME/demo)")
     demo.add_argument("--objects", type=int, default=5000, metavar="N")

@@ -343,6 +343,12 @@ def _check_engine(args: argparse.Namespace) -> None:
 
         if importlib.util.find_spec("ray") is None:
             raise SpecError("--engine ray needs Ray: pip install 'batchops[ray]'")
+        from batchops.schedule.raybackend import RayError, connect
+
+        try:  # join (or start) Ray now: a cluster that cannot be had stops us here
+            connect(args.ray_address)
+        except RayError as exc:
+            raise SpecError(str(exc)) from None
     elif args.ray_address:
         raise SpecError("--ray-address needs --engine ray")
 
@@ -423,6 +429,12 @@ def cmd_runner(args: argparse.Namespace) -> int:
     from batchops.schedule.queue import run_jobs
 
     _check_engine(args)
+    if _aws_from_args(args):
+        # schedule.queue.run_jobs cannot hand settings to the jobs it runs yet; refused
+        # rather than ignored.
+        raise SpecError("runner does not take --profile, --region or --endpoint-url yet: "
+                        "give them to create-job (each job keeps its own), or run one job "
+                        "with new settings by `batchops resume JOB_ID --profile ...`")
     worst = [errors.EXIT_OK]
 
     def report(job_id: str, doc: dict[str, Any]) -> None:
@@ -575,7 +587,7 @@ def _bench_spec(args: argparse.Namespace) -> Any:
         count=args.count, warmup=parse_duration(args.warmup, "--warmup"),
         autoterm=args.autoterm, autoterm_segments=args.autoterm_segments,
         autoterm_tolerance=args.autoterm_pct / 100, prefix=args.prefix, keep=args.keep,
-        retries=args.retries, **extra)
+        retries=args.retries, aws=_aws_from_args(args), **extra)
     spec.check()
     return spec
 
