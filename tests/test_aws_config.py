@@ -549,3 +549,51 @@ def test_arns_keep_the_partition_of_the_job(cli, aws_env, s3_endpoint: str,
     assert proc.returncode == 0, proc.stderr
     event = json.loads(events.read_text().splitlines()[0])
     assert event["tasks"][0]["s3BucketArn"] == f"arn:aws-us-gov:s3:::{gov}", event
+
+
+#: Listing, under its IAM name (s3:ListBucket, what S3 checks) and under the API operation
+#: names that moto checks instead (it authorises "s3:ListObjectsV2", not "s3:ListBucket").
+_LISTING = ["s3:ListBucket", "s3:ListBucketVersions", "s3:ListObjects", "s3:ListObjectsV2",
+            "s3:ListObjectVersions"]
+
+
+def test_a_copy_job_needs_no_list_permission(cli, stores, aws_home: Path, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """A user who may read and write objects but not list the buckets: preflight (a GET
+    of a key no one has) and the copy (CopyObject) pass; nothing lists."""
+    a, _ = stores
+    name = f"nolist-{uuid.uuid4().hex[:8]}"
+    iam = a.client("iam")
+    iam.create_user(UserName=name)
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    iam.put_user_policy(UserName=name, PolicyName="objects-only", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [
+            # IAM's names, and moto's (API operation names) for HEAD and CopyObject
+            {"Effect": "Allow", "Resource": "*",
+             "Action": ["s3:GetObject", "s3:PutObject", "s3:GetObjectTagging",
+                        "s3:PutObjectTagging", "s3:HeadObject", "s3:CopyObject"]},
+            {"Effect": "Deny", "Resource": "*", "Action": _LISTING}]}))
+    src = _bucket(a, f"{name}-src", KEYS)
+    dst = _bucket(a, f"{name}-dst")
+    _profiles(aws_home, f"[default]\nregion = us-east-1\nendpoint_url = {a.endpoint}\n",
+              f"[default]\naws_access_key_id = {key['AccessKeyId']}\n"
+              f"aws_secret_access_key = {key['SecretAccessKey']}\n")
+    import boto3
+    from botocore.exceptions import ClientError
+
+    user = boto3.client("s3", endpoint_url=a.endpoint, region_name="us-east-1",
+                        aws_access_key_id=key["AccessKeyId"],
+                        aws_secret_access_key=key["SecretAccessKey"])
+    with pytest.raises(ClientError, match="AccessDenied"):  # the server does refuse a LIST
+        user.list_objects_v2(Bucket=src)
+    with pytest.raises(ClientError, match="AccessDenied"):
+        user.list_objects_v2(Bucket=dst)
+    assert user.get_object(Bucket=src, Key="a.txt")["Body"].read() == b"alpha"
+    m = write_manifest(tmp_path / "m.csv", [(src, k) for k in KEYS])
+    proc = cli("run", "--manifest", str(m), "--operation", "copy", "--target", f"s3://{dst}",
+               "--no-progress", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["Job"]["ProgressSummary"]["NumberOfTasksSucceeded"] == \
+        len(KEYS)
+    s3 = a.client()
+    assert {k: s3.get_object(Bucket=dst, Key=k)["Body"].read() for k in KEYS} == KEYS
