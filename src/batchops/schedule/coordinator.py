@@ -333,8 +333,6 @@ class JobRun:
             return self._finish(self.job.get("StatusUpdateReason"))
         self._check_manifest()
         self._load_checkpoint()
-        # Parts of attempts that never committed (the markers are checked by now).
-        self.store.sweep_unclaimed_parts()
         # Workers' backend first (joining a Ray cluster can fail): the job's status is
         # unchanged if it cannot be had.
         backend = None if self.sched.finished else self._backend()
@@ -452,6 +450,10 @@ class JobRun:
             self.store.log("report-unwritable", error=str(exc))
             raise JobStoreError(message) from None
         self.settings["report_manifest"] = url
+        # Parts no marker names (attempts that never committed, or lost): only now, with
+        # every chunk committed, since an attempt of a dead run on another machine may
+        # still be writing parts that its marker will name.
+        self.store.sweep_unclaimed_parts()
 
     # -- dispatch ---------------------------------------------------------------------------
 

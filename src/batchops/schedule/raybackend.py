@@ -54,6 +54,8 @@ def connect(address: str | None) -> Any:
         raise RayError("--engine ray needs Ray: pip install 'batchops[ray]'") from None
     if ray.is_initialized():
         return ray
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    _probe(address)
     env = {k: os.environ[k] for k in PASSED_VARIABLES if k in os.environ}
     try:
         ray.init(address=address or None, runtime_env={"env_vars": env} if env else None,
@@ -66,6 +68,24 @@ def connect(address: str | None) -> Any:
     return ray
 
 
+def _probe(address: str | None, timeout: float = 5.0) -> None:
+    """Refuse an address nothing answers at, in one sentence, within `timeout` (Ray's
+    own client tries again for minutes)."""
+    if not address or address == "auto" or address.startswith("local"):
+        return
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        raise RayError(f"--ray-address {address}: expected auto, host:port or "
+                       "ray://host:port")
+    import socket
+
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise RayError(f"cannot join --ray-address {address}: nothing answers there "
+                       f"({exc.strerror or exc}); is the cluster up (`ray status`)?") from None
+
+
 class RayBackend:
     """Workers as Ray actors (see the module docstring)."""
 
@@ -75,13 +95,17 @@ class RayBackend:
         self.ray = connect(address)
         from batchops.execute.rayworker import ChunkWorker
 
+        # SPREAD: actors go to as many nodes as the cluster has (a node lost takes as few
+        # of them as it can); no restarts: a dead actor's chunks are leased again instead.
         self._actor_class = self.ray.remote(num_cpus=num_cpus, max_concurrency=4,
-                                            max_restarts=0)(ChunkWorker)
+                                            max_restarts=0,
+                                            scheduling_strategy="SPREAD")(ChunkWorker)
         self.actors: dict[int, Any] = {}
         self._polls: dict[Any, int] = {}  # an actor's pending `events` call -> its id
         self._cfg: WorkerConfig | None = None
         self._next_wid = 0
         self._causes: dict[int, str] = {}  # why an actor we stopped went, for the log
+        self._nodes: dict[int, str] = {}  # the node each actor runs on
 
     def start(self, cfg: WorkerConfig, n: int) -> list[int]:
         self._cfg = cfg
@@ -118,10 +142,12 @@ class RayBackend:
                 messages = self.ray.get(ref)
             except Exception as exc:  # noqa: BLE001 - RayActorError, ActorDiedError, ...
                 self.actors.pop(wid, None)
-                events.append(("died", wid, self._causes.pop(wid, None) or _death(exc)))
+                events.append(("died", wid, self._causes.pop(wid, None) or
+                               self._death(wid, exc)))
                 continue
             for msg in messages:
                 if msg[0] == "started":
+                    self._nodes[wid] = msg[1].get("node", "")
                     events.append(("started", wid, msg[1]))
                     continue
                 event = message_event(wid, msg)
@@ -133,6 +159,23 @@ class RayBackend:
             if actor is not None:
                 self._polls[actor.events.remote(POLL_SECONDS)] = wid
         return events
+
+    def _death(self, wid: int, exc: BaseException) -> str:
+        """Why an actor is gone, in words: its node's state (from Ray's node table), else
+        the error's type."""
+        node = self._nodes.pop(wid, "")
+        try:
+            alive = {n["NodeID"]: n["Alive"] for n in self.ray.nodes()}
+        except Exception:  # noqa: BLE001 - only for the log
+            alive = {}
+        if node and alive.get(node) is False:
+            return f"its Ray node {node[:12]} was lost"
+        name = type(exc).__name__
+        if name in ("ActorDiedError", "RayActorError"):
+            return "its Ray actor died (its process was killed or exited)"
+        if name == "ActorUnavailableError":
+            return "its Ray actor became unreachable"
+        return f"its Ray actor failed ({name})"
 
     def kill(self, wid: int) -> None:
         actor = self.actors.get(wid)
@@ -151,17 +194,6 @@ class RayBackend:
                 pass
         self.actors.clear()
         self._polls.clear()
-
-
-def _death(exc: BaseException) -> str:
-    """Why an actor is gone, in words."""
-    text = str(exc)
-    if "node" in text.lower() and ("died" in text.lower() or "dead" in text.lower()):
-        return "its Ray node was lost"
-    name = type(exc).__name__
-    if "ActorDied" in name or "RayActorError" in name or "ActorUnavailable" in name:
-        return "its Ray actor died (its process was killed or exited)"
-    return f"its Ray actor failed ({name})"
 
 
 __all__ = ["RayBackend", "RayError", "connect"]
