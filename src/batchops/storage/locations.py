@@ -272,7 +272,10 @@ def build_store(root: str, create: bool = False, aws: AwsContext | None = None) 
         return LocalStore(path)
     retry: Any = {"max_retries": 0, "retry_timeout": timedelta(seconds=60)}
     if scheme in ("s3", "s3a"):
-        return S3Store(urlsplit(root).netloc, **_s3_kwargs(aws or AwsContext(AwsSettings())))
+        # conditional_put: PutMode.Create sends If-None-Match: * (job store markers and
+        # leases: first writer wins), an e_tag mode If-Match.
+        return S3Store(urlsplit(root).netloc, conditional_put="etag",
+                       **_s3_kwargs(aws or AwsContext(AwsSettings())))
     if scheme in ("az", "azure"):
         # az://ACCOUNT/CONTAINER: obstore's from_url would take the account for the
         # container; the rest of the settings come from AZURE_* variables.
