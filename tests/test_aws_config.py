@@ -597,3 +597,151 @@ def test_a_copy_job_needs_no_list_permission(cli, stores, aws_home: Path, tmp_pa
         len(KEYS)
     s3 = a.client()
     assert {k: s3.get_object(Bucket=dst, Key=k)["Body"].read() for k in KEYS} == KEYS
+
+
+def _temporary(store: KeyedStore, who: str) -> dict[str, str]:
+    """Temporary credentials the server checks (its STS's AssumeRole of a role allowed
+    everything), as an instance role or an SSO permission set hands them out."""
+    iam = store.client("iam")
+    name = f"{who}-{uuid.uuid4().hex[:8]}"
+    role = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                 "Principal": {"AWS": "*"}}]}))["Role"]
+    iam.put_role_policy(RoleName=name, PolicyName="all", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*",
+                                                 "Resource": "*"}]}))
+    creds = store.client("sts").assume_role(RoleArn=role["Arn"],
+                                            RoleSessionName=who)["Credentials"]
+    return {k: creds[k] for k in ("AccessKeyId", "SecretAccessKey", "SessionToken")}
+
+
+class _Loopback:
+    """A small HTTP server on loopback answering GET/PUT with `answer(method, path,
+    headers) -> (status, body)`; records what it was asked."""
+
+    def __init__(self, answer) -> None:  # type: ignore[no-untyped-def]
+        import http.server
+        import threading
+
+        self.asked: list[tuple[str, str, dict[str, str]]] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _reply(self) -> None:
+                outer.asked.append((self.command, self.path, dict(self.headers)))
+                status, body = answer(self.command, self.path, self.headers)
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_PUT = _reply  # noqa: N815 - http.server's names
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def __enter__(self) -> _Loopback:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_instance_metadata_credentials(cli, stores, aws_home: Path, tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """On EC2 with nothing configured: botocore asks the instance metadata service
+    (IMDSv2: a session token first), here a loopback server named by
+    AWS_EC2_METADATA_SERVICE_ENDPOINT, handing out temporary credentials (with a session
+    token) that the server checks."""
+    a, _ = stores
+    src = _bucket(a, f"imds-src-{uuid.uuid4().hex[:8]}", KEYS)
+    expires = (datetime.now(UTC) + timedelta(hours=6)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    role = "batchops-instance-role"
+    keys = _temporary(a, "instance")
+
+    def imds(method: str, path: str, headers) -> tuple[int, bytes]:  # type: ignore[no-untyped-def]
+        if method == "PUT" and path == "/latest/api/token":
+            return 200, b"imds-session-token"
+        if headers.get("X-aws-ec2-metadata-token") != "imds-session-token":
+            return 401, b""
+        if path == "/latest/meta-data/iam/security-credentials/":
+            return 200, role.encode()
+        if path == f"/latest/meta-data/iam/security-credentials/{role}":
+            return 200, json.dumps({
+                "Code": "Success", "Type": "AWS-HMAC", "AccessKeyId": keys["AccessKeyId"],
+                "SecretAccessKey": keys["SecretAccessKey"], "Token": keys["SessionToken"],
+                "Expiration": expires, "LastUpdated": expires}).encode()
+        return 404, b""
+
+    m = write_manifest(tmp_path / "m.csv", [(src, k) for k in KEYS])
+    with _Loopback(imds) as service:
+        monkeypatch.delenv("AWS_EC2_METADATA_DISABLED")
+        monkeypatch.setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", service.url + "/")
+        proc = cli("run", "--endpoint-url", a.endpoint, "--manifest", str(m), "--operation",
+                   "put-tagging", "--tag", "from=imds", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert a.client().get_object_tagging(Bucket=src, Key="a.txt")["TagSet"] == [
+        {"Key": "from", "Value": "imds"}]
+    asked = [(method, path) for method, path, _ in service.asked]
+    assert ("PUT", "/latest/api/token") in asked, asked
+    assert ("GET", f"/latest/meta-data/iam/security-credentials/{role}") in asked, asked
+
+
+@pytest.mark.parametrize("form", ["sso-session", "legacy"])
+def test_sso_credentials(cli, stores, aws_home: Path, tmp_path: Path, form: str) -> None:  # type: ignore[no-untyped-def]
+    """An `aws sso login` profile: botocore reads the cached token under ~/.aws/sso/cache
+    and calls the portal's GetRoleCredentials, here a loopback server named by the
+    profile's services section (`sso = endpoint_url = ...`), as is S3's endpoint."""
+    a, _ = stores
+    src = _bucket(a, f"sso-src-{uuid.uuid4().hex[:8]}", KEYS)
+    start = "https://batchops-test.awsapps.com/start"
+    expires = int((datetime.now(UTC) + timedelta(hours=1)).timestamp() * 1000)
+    keys = _temporary(a, "sso")
+
+    def portal(method: str, path: str, headers) -> tuple[int, bytes]:  # type: ignore[no-untyped-def]
+        if method == "GET" and path.startswith("/federation/credentials?") and \
+                headers.get("x-amz-sso_bearer_token") == "cached-sso-token":
+            return 200, json.dumps({"roleCredentials": {
+                "accessKeyId": keys["AccessKeyId"], "secretAccessKey": keys["SecretAccessKey"],
+                "sessionToken": keys["SessionToken"], "expiration": expires}}).encode()
+        return 401, b'{"message": "Session token not found or invalid"}'
+
+    with _Loopback(portal) as service:
+        sso = ("sso_session = corp\n" if form == "sso-session" else
+               f"sso_start_url = {start}\nsso_region = us-east-1\n")
+        config = (f"[profile dev]\n{sso}sso_account_id = 123456789012\n"
+                  "sso_role_name = Copier\nregion = us-east-1\nservices = loopback\n\n"
+                  f"[services loopback]\nsso =\n  endpoint_url = {service.url}\n"
+                  f"s3 =\n  endpoint_url = {a.endpoint}\n")
+        if form == "sso-session":
+            config += (f"\n[sso-session corp]\nsso_start_url = {start}\n"
+                       "sso_region = us-east-1\nsso_registration_scopes = sso:account:access\n")
+        _profiles(aws_home, config)
+        cache = aws_home / ".aws" / "sso" / "cache"
+        cache.mkdir(parents=True)
+        named = "corp" if form == "sso-session" else start
+        (cache / f"{hashlib.sha1(named.encode()).hexdigest()}.json").write_text(json.dumps({
+            "startUrl": start, "region": "us-east-1", "accessToken": "cached-sso-token",
+            "expiresAt": (datetime.now(UTC) + timedelta(hours=1)).strftime(
+                "%Y-%m-%dT%H:%M:%SZ")}))
+        m = write_manifest(tmp_path / "m.csv", [(src, k) for k in KEYS])
+        proc = cli("run", "--profile", "dev", "--manifest", str(m), "--operation",
+                   "put-tagging", "--tag", "from=sso", "--no-progress")
+        assert proc.returncode == 0, proc.stderr
+        assert a.client().get_object_tagging(Bucket=src, Key="a.txt")["TagSet"] == [
+            {"Key": "from", "Value": "sso"}]
+        assert any(path.startswith("/federation/credentials?role_name=Copier&account_id="
+                                   "123456789012") for _, path, _ in service.asked)
+        # A login the portal no longer takes: one sentence naming the profile, no task.
+        token = next(cache.iterdir())
+        token.write_text(token.read_text().replace("cached-sso-token", "revoked-sso-token"))
+        proc = cli("run", "--profile", "dev", "--manifest", str(m), "--operation",
+                   "put-tagging", "--tag", "from=revoked", "--no-progress")
+    assert proc.returncode == 2, proc.stderr
+    line = _one_line(proc.stderr)
+    assert "--profile dev: cannot get AWS credentials" in line and "invalid" in line, line

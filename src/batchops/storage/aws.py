@@ -108,11 +108,11 @@ class AwsContext:
         """botocore's credentials object for this profile (refreshable where temporary),
         or None when unsigned requests were asked for (AWS_SKIP_SIGNATURE)."""
         if self._credentials is None and not _skip_signature():
-            from botocore.exceptions import BotoCoreError
+            from botocore.exceptions import BotoCoreError, ClientError
 
             try:
                 creds = self.session.get_credentials()
-            except BotoCoreError as exc:
+            except (BotoCoreError, ClientError) as exc:  # ClientError: STS, SSO portal
                 raise BadInputError(f"{self.where}: cannot get AWS credentials: "
                                     f"{_sentence(exc)}") from None
             if creds is None:
@@ -129,11 +129,11 @@ class AwsContext:
         creds = self.credentials()
         if creds is None:
             return
-        from botocore.exceptions import BotoCoreError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             frozen = creds.get_frozen_credentials()
-        except BotoCoreError as exc:
+        except (BotoCoreError, ClientError) as exc:  # ClientError: STS, SSO portal
             raise BadInputError(f"{self.where}: cannot get AWS credentials: "
                                 f"{_sentence(exc)}") from None
         if not frozen.access_key or not frozen.secret_key:
