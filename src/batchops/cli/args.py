@@ -223,6 +223,11 @@ def build_parser() -> argparse.ArgumentParser:
         """A command, with aws-cli's --profile, --region and --endpoint-url."""
         p = sub.add_parser(name, **kw)
         _add_aws_flags(p)
+        if name not in ("bench", "demo"):
+            p.add_argument("--job-store", metavar="URL",
+                           help="where jobs are kept: a folder, or an object-store prefix "
+                                "every node of a cluster reaches (s3://bucket/prefix); "
+                                "default: BATCHOPS_HOME, else ~/.batchops")
         return p
 
     run = command(

@@ -354,7 +354,7 @@ def _check_engine(args: argparse.Namespace) -> None:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from batchops.results.jobstore import JobStore
+    from batchops.results.stores import open_job_store
 
     _check_engine(args)
     aws = _aws_from_args(args)  # given: the job's settings from now on
@@ -364,14 +364,14 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
         report = normalise_url(args.report, "--report")
         report = report if "://" in report else "s3://" + report
-    return _run_and_report(JobStore.open(args.job_id), args, aws=aws or None, report=report)
+    return _run_and_report(open_job_store(args.job_id), args, aws=aws or None, report=report)
 
 
 def cmd_describe(args: argparse.Namespace) -> int:
-    from batchops.results.jobstore import JobStore
+    from batchops.results.stores import open_job_store
     from batchops.schedule.control import describe
 
-    store = JobStore.open(args.job_id)
+    store = open_job_store(args.job_id)
     out = describe(store)
     if args.extended:
         settings = store.read()["Batchops"]
@@ -459,28 +459,28 @@ def cmd_runner(args: argparse.Namespace) -> int:
 
 
 def cmd_update_status(args: argparse.Namespace) -> int:
-    from batchops.results.jobstore import JobStore
+    from batchops.results.stores import open_job_store
     from batchops.schedule.control import update_job_status
 
-    _json_out(update_job_status(JobStore.open(args.job_id), args.requested_job_status,
+    _json_out(update_job_status(open_job_store(args.job_id), args.requested_job_status,
                                 args.status_update_reason))
     return errors.EXIT_OK
 
 
 def cmd_update_priority(args: argparse.Namespace) -> int:
-    from batchops.results.jobstore import JobStore
+    from batchops.results.stores import open_job_store
     from batchops.schedule.control import update_job_priority
 
-    _json_out(update_job_priority(JobStore.open(args.job_id), args.priority))
+    _json_out(update_job_priority(open_job_store(args.job_id), args.priority))
     return errors.EXIT_OK
 
 
 def cmd_tagging(args: argparse.Namespace) -> int:
     from batchops.model.request import load_json_arg
-    from batchops.results.jobstore import JobStore
+    from batchops.results.stores import open_job_store
     from batchops.schedule.control import delete_job_tagging, job_tags, put_job_tagging
 
-    store = JobStore.open(args.job_id)
+    store = open_job_store(args.job_id)
     if args.command == "get-job-tagging":
         _json_out({"Tags": job_tags(store)})
     elif args.command == "put-job-tagging":
@@ -602,10 +602,17 @@ COMMANDS = MappingProxyType({
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "job_store", None):  # the job home, for this process and its workers
+        os.environ["BATCHOPS_HOME"] = args.job_store
     args.signals = _Signals()
     if threading.current_thread() is threading.main_thread():
         args.signals.install()
     try:
+        home = os.environ.get("BATCHOPS_HOME", "")
+        if hasattr(args, "job_store") and "://" in home and not home.startswith("file://"):
+            from batchops.results.objectjobs import check_home
+
+            check_home(home, "--job-store" if args.job_store else "BATCHOPS_HOME")
         return COMMANDS[args.command](args)
     except BatchopsError as exc:
         print(f"batchops: {exc}", file=sys.stderr)

@@ -37,8 +37,8 @@ from batchops.model.spec import WorkerConfig
 from batchops.operations import get_operation
 from batchops.operations.base import Operation
 from batchops.operations.dryrun import DryRunOperation
-from batchops.results.jobstore import JobStore
 from batchops.results.report import write_chunk
+from batchops.results.stores import job_store
 from batchops.storage.locations import Resolver
 from batchops.storage.outcomes import Outcome, classify
 
@@ -80,7 +80,7 @@ class TaskLoop:
 
     def __init__(self, cfg: WorkerConfig, preset_stores: dict[str, Any] | None = None) -> None:
         self.cfg = cfg
-        self.store = JobStore(cfg.job_id, cfg.home)
+        self.store = job_store(cfg.job_id, cfg.home)
         self.resolver = Resolver(cfg.bucket_map, preset_stores, cfg.concurrency, cfg.aws)
         op = get_operation(cfg.operation)(cfg.params, self.resolver, cfg.job_id)
         # A dry run checks each source is there (and does nothing else).

@@ -6,10 +6,11 @@ The coordinator's `RayBackend` (schedule/raybackend.py) makes this class a Ray a
 chunk). Inside, `WorkerCore` runs exactly as in a worker process: the sync path on its
 own thread, the event loop thread for remote stores, the finisher, the heartbeats and
 the task watchdog. Chunks arrive as byte ranges (`ChunkRange`) of the job's copy of the
-manifest, which every node sees (a shared path), and are read here; the driver never
-sends rows. A worker that must end (a stop, an unexpected error) ends its process, as
-a local worker does; Ray reports the actor dead and the coordinator takes its chunks
-back. The backend ends actors it no longer needs with `ray.kill`.
+manifest, read here: from a path every node sees, or with ranged GETs when the job
+store is on an object store; the driver never sends rows. A worker that must end (a
+stop, an unexpected error) ends its process, as a local worker does; Ray reports the
+actor dead and the coordinator takes its chunks back. The backend ends actors it no
+longer needs with `ray.kill`.
 
 This module does not import Ray: the backend applies `ray.remote` to `ChunkWorker`.
 """
@@ -24,9 +25,10 @@ import threading
 from typing import Any
 
 from batchops.execute.worker import WorkerCore
-from batchops.manifest.reader import ChunkReader, ManifestInfo
+from batchops.manifest.reader import ChunkReader, ManifestInfo, relocated
 from batchops.model.chunk import Chunk, ChunkRange
 from batchops.model.spec import WorkerConfig
+from batchops.results.stores import job_store
 
 
 class _Pipe:
@@ -51,8 +53,12 @@ class ChunkWorker:
     def __init__(self, wid: int, cfg: WorkerConfig) -> None:
         self.wid = wid
         self.pipe = _Pipe()
-        self.reader = (ChunkReader(ManifestInfo.from_json(cfg.manifest), cfg.chunk_size)
-                       if cfg.manifest else None)
+        self.reader = None
+        if cfg.manifest:  # the job's copy where this node finds it (a shared path, or
+            # ranged GETs of a job store on an object store)
+            info, fetch = relocated(ManifestInfo.from_json(cfg.manifest),
+                                    job_store(cfg.job_id, cfg.home).manifest_source)
+            self.reader = ChunkReader(info, cfg.chunk_size, fetch)
         where = {"pid": os.getpid(), "host": socket.gethostname(), "node": _node_id()}
         self.pipe.send(("started", where))
         self.worker = WorkerCore(cfg, self.pipe)

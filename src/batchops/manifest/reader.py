@@ -47,7 +47,7 @@ import sys
 import threading
 from array import array
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
@@ -747,19 +747,24 @@ class ChunkReader:
     job's copy (`chunks.idx` when it was written for this chunk size, else derived from
     `rows.idx`). Nothing before the chunk is read."""
 
-    def __init__(self, info: ManifestInfo, chunk_size: int) -> None:
+    def __init__(self, info: ManifestInfo, chunk_size: int,
+                 fetch: Callable[[int, int], bytes] | None = None) -> None:
+        """`fetch(start, end)`: read the copy's bytes from elsewhere (ranged GETs of a job
+        store on an object store) instead of from the local file `info.path`."""
         self.info = info
         self.chunk_size = chunk_size
         self.n_chunks = chunk_count(info.total_tasks, chunk_size)
         self._jsonl = info.format == JSONL_FORMAT
         self._group: tuple[int, bytes] = (-1, b"")
         self._fd = -1
+        self._fetch = fetch
         try:
             self._rows = _read_index(info.rows_index)
-            self._fd = os.open(info.path, os.O_RDONLY)
+            if fetch is None:
+                self._fd = os.open(info.path, os.O_RDONLY)
         except (OSError, ValueError) as exc:
             raise self._damaged(f"cannot read it ({exc.__class__.__name__})") from None
-        size = os.fstat(self._fd).st_size
+        size = os.fstat(self._fd).st_size if fetch is None else self._rows[-1]
         expected = -(-info.total_tasks // info.row_stride) + 1
         if len(self._rows) != expected or self._rows[-1] != size:
             self.close()
@@ -796,6 +801,17 @@ class ChunkReader:
         self.close()
 
     def _pread(self, start: int, end: int) -> bytes:
+        if self._fetch is not None:
+            if start >= end:
+                return b""
+            try:
+                data = self._fetch(start, end)
+            except Exception as exc:  # noqa: BLE001 - a store error: one sentence
+                raise self._damaged(f"cannot read bytes {start}-{end} "
+                                    f"({exc.__class__.__name__})") from None
+            if len(data) != end - start:
+                raise self._damaged("it is shorter than its index")
+            return data
         parts = []
         while start < end:
             data = os.pread(self._fd, end - start, start)
@@ -866,9 +882,9 @@ class ChunkPrefetcher:
     """
 
     def __init__(self, info: ManifestInfo, chunk_size: int, wanted: Callable[[int], bool],
-                 depth: int = 4) -> None:
-        self._ahead = ChunkReader(info, chunk_size)
-        self._here = ChunkReader(info, chunk_size)
+                 depth: int = 4, fetch: Callable[[int, int], bytes] | None = None) -> None:
+        self._ahead = ChunkReader(info, chunk_size, fetch)
+        self._here = ChunkReader(info, chunk_size, fetch)
         self.n_chunks = self._ahead.n_chunks
         self._wanted = wanted
         self._depth = depth
@@ -947,6 +963,20 @@ class ChunkPrefetcher:
         self._thread.join(5)
         self._ahead.close()
         self._here.close()
+
+
+def relocated(info: ManifestInfo, source: Callable[[dict[str, str]], tuple[
+        dict[str, str], Callable[[int, int], bytes] | None]]
+        ) -> tuple[ManifestInfo, Callable[[int, int], bytes] | None]:
+    """`info` with its files where this machine finds them, and a ranged reader of the
+    copy when it is not local: `source` is a job store's `manifest_source`."""
+    if not info.path:
+        return info, None
+    paths = {"source": info.source, "path": info.path, "rows_index": info.rows_index,
+             "chunks_index": chunk_index_path(info)}
+    local, fetch = source(paths)
+    return replace(info, source=local["source"], path=local["path"],
+                   rows_index=local["rows_index"]), fetch
 
 
 def chunk_index_path(info: ManifestInfo) -> str:

@@ -25,7 +25,7 @@ import fcntl
 import os
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -146,7 +146,11 @@ def _scrubbed(value: Any) -> Any:
 
 
 class JobStore:
-    """One job's folder."""
+    """One job's folder. The same interface over an object store's keys is
+    results/objectjobs.py; results/stores.py picks one by the job home's URL."""
+
+    #: Set (by a lease's holder) when another process took the job over: stop.
+    lost = False
 
     def __init__(self, job_id: str, home: str | None = None) -> None:
         self.job_id = job_id
@@ -188,6 +192,13 @@ class JobStore:
         except FileNotFoundError:
             return []
         return [n for n in names if os.path.isfile(os.path.join(root, n, "job.json"))]
+
+    def exists(self) -> bool:
+        return os.path.isfile(self.job_path)
+
+    def default_report_url(self) -> str:
+        """Where the report goes when the job names no location: inside the job."""
+        return "file://" + os.path.join(self.dir, "report")
 
     def destroy(self) -> None:
         """Remove a job folder that was never completed (failed creation)."""
@@ -289,6 +300,40 @@ class JobStore:
                 except FileNotFoundError:
                     pass
         return removed
+
+    def put_part(self, name: str, data: bytes) -> None:
+        """Write a report part (durable on return)."""
+        atomic_write(os.path.join(self.results_dir, name), data)
+
+    def read_part(self, name: str) -> bytes:
+        with open(os.path.join(self.results_dir, name), "rb") as f:
+            return f.read()
+
+    def part_file(self, name: str) -> str | None:
+        """A report part's local file (None where parts are not local files)."""
+        return os.path.join(self.results_dir, name)
+
+    def delete_part(self, name: str) -> None:
+        try:
+            os.unlink(os.path.join(self.results_dir, name))
+        except FileNotFoundError:
+            pass
+
+    def save_manifest(self, paths: list[str]) -> None:
+        """Keep the job's manifest copy where every reader finds it (a folder: it is)."""
+
+    def manifest_source(self, paths: dict[str, str]
+                        ) -> tuple[dict[str, str], Callable[[int, int], bytes] | None]:
+        """Local paths of the manifest's files, and a ranged reader of the copy when it
+        is not a local file (a folder: the paths as they are, no reader)."""
+        return paths, None
+
+    def log_lines(self) -> list[bytes]:
+        try:
+            with open(os.path.join(self.dir, "log"), "rb") as f:
+                return f.read().splitlines()
+        except FileNotFoundError:
+            return []
 
     def markers(self) -> Iterator[dict[str, Any]]:
         """Every finished chunk's marker, in chunk order."""

@@ -132,7 +132,7 @@ def write_chunk(
     listed = []
     for status, data, count in parts:
         name = part_name(chunk.index, attempt, status)
-        atomic_write(os.path.join(store.results_dir, name), data)
+        store.put_part(name, data)
         listed.append({"status": status, "name": name, "md5": hashlib.md5(data).hexdigest(),
                        "rows": count})
     marker = {"chunk": chunk.index, "first_row": chunk.first_row, "rows": len(ran),
@@ -144,10 +144,7 @@ def write_chunk(
     if winner is None:
         return marker
     for part in listed:
-        try:
-            os.unlink(os.path.join(store.results_dir, str(part["name"])))
-        except FileNotFoundError:
-            pass
+        store.delete_part(str(part["name"]))
     return dict(winner, lost=True)
 
 
@@ -196,10 +193,21 @@ def publish(job: JobStore, report_url: str, scope: str,
         for part in marker["parts"]:
             if scope == "FailedTasksOnly" and part["status"] != "failed":
                 continue
-            src = os.path.join(job.results_dir, part["name"])
+            src = job.part_file(part["name"])
             key = base + "results/" + part["name"]
             try:
-                if local_root is not None:
+                if src is None:  # a job store on an object store: the part's bytes
+                    data = job.read_part(part["name"])
+                    if local_root is not None:
+                        dest = os.path.join(local_root, key)
+                        makedirs(os.path.dirname(dest))
+                        atomic_write(dest, data)
+                    else:
+                        import obstore as obs
+
+                        assert store is not None  # built above for a store not a folder
+                        obs.put(store, key, data)
+                elif local_root is not None:
                     dest = os.path.join(local_root, key)
                     makedirs(os.path.dirname(dest))
                     if not _same_file(src, dest):  # published before a kill: as it is

@@ -27,6 +27,7 @@ from batchops.model.status import (
     check_transition,
 )
 from batchops.results.jobstore import JobStore, now_iso
+from batchops.results.stores import job_ids, job_store
 from batchops.schedule.failpoints import failpoint
 
 
@@ -154,9 +155,9 @@ def list_jobs(home: str | None = None, statuses: tuple[str, ...] = (),
               max_results: int | None = None, next_token: str | None = None) -> dict[str, Any]:
     """ListJobs' output: `{"Jobs": [JobListDescriptor...], "NextToken"?}`, newest first."""
     out = []
-    for job_id in JobStore.all_ids(home):
+    for job_id in job_ids(home):
         try:
-            job = describe(JobStore(job_id, home))["Job"]
+            job = describe(job_store(job_id, home))["Job"]
         except BatchopsError:
             continue
         if statuses and job["Status"] not in statuses:

@@ -29,6 +29,7 @@ from batchops.manifest.reader import (
     ManifestInfo,
     file_digest,
     iter_chunks,
+    relocated,
 )
 from batchops.model.chunk import Chunk, ChunkRange, chunk_count, default_workers
 from batchops.model.errors import JobStateError, JobStoreError, ManifestError
@@ -116,9 +117,12 @@ class JobRun:
                 self.settings["options"]["aws"] = self.aws.to_json()
         self.job = self.doc["Job"]
         self.prepared = bool(self.settings.get("manifest"))
+        self._fetch: Callable[[int, int], bytes] | None = None
         self.info = manifest_info(self.doc) if self.prepared else ManifestInfo(
             location="", source="", path="", format="", columns=0, size=0, digest="",
             total_tasks=0)
+        if self.prepared:  # its files where this machine finds them (a store elsewhere)
+            self.info, self._fetch = relocated(self.info, self.store.manifest_source)
         self.chunk_size = max(1, int(self.settings["chunk_size"] or 1))
         self.sched = Scheduler(chunk_count(self.info.total_tasks, self.chunk_size),
                                self.info.total_tasks,
@@ -141,7 +145,8 @@ class JobRun:
         manifest. A job prepared before the copy existed digests its manifest again."""
         if self.info.rows_index:
             if self._reader is None:
-                self._reader = ChunkReader(self.info, self.chunk_size)  # or ManifestError
+                self._reader = ChunkReader(self.info, self.chunk_size,  # or ManifestError
+                                           self._fetch)
             return
         try:
             size, digest = file_digest(self.info.source)
@@ -207,7 +212,8 @@ class JobRun:
             elif self.info.rows_index:  # chunk c alone, from its byte range in the job's copy
                 if self._ahead is None:
                     self._ahead = ChunkPrefetcher(self.info, self.chunk_size,
-                                                  lambda i: not self.sched.is_done(i))
+                                                  lambda i: not self.sched.is_done(i),
+                                                  fetch=self._fetch)
                 chunk = self._ahead.read(c)
             else:  # prepared before rows.idx: stream, in the scheduler's order
                 if self._stream is None:
@@ -275,6 +281,10 @@ class JobRun:
     def _tick(self) -> None:
         if self.stop_event.is_set():
             raise KeyboardInterrupt
+        if self.store.lost:  # our lease on the job expired and another process took it
+            self.fatal = ("another process took this job over (its lease expired here); "
+                          "this one stops")
+            raise _Stop(self.fatal)
         self._check_control()
         self._update_status()
         if self.sched.threshold_exceeded():

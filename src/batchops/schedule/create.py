@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import shutil
 import time
 import uuid
 from collections.abc import Callable
@@ -22,7 +21,12 @@ import orjson
 
 from batchops.manifest.inventory import fetch_manifest_object, normalise_inventory
 from batchops.manifest.listing import generate, validate_generator
-from batchops.manifest.reader import ManifestInfo, prepare, write_chunk_index
+from batchops.manifest.reader import (
+    ManifestInfo,
+    chunk_index_path,
+    prepare,
+    write_chunk_index,
+)
 from batchops.model.arns import given_partition, s3_url_to_arn
 from batchops.model.chunk import auto_chunk_size
 from batchops.model.errors import (
@@ -45,6 +49,8 @@ from batchops.model.status import (
 )
 from batchops.operations import get_operation
 from batchops.results.jobstore import JobStore, atomic_write, batchops_home, makedirs, now_iso
+from batchops.results.objectjobs import cache_folder, is_remote_home
+from batchops.results.stores import create_job_store, job_store, open_job_store
 from batchops.schedule.failpoints import failpoint
 from batchops.storage.locations import Location, Resolver, normalise_url, split_location
 from batchops.storage.preflight import preflight
@@ -124,6 +130,15 @@ def _job_partition(opts: JobOptions, resolver: Resolver, urls: list[str | None])
 TOKEN_WAIT = 30.0  # seconds a create-job waits for the one that claimed its token
 
 
+def _token_folder(home: str | None) -> str:
+    """Where ClientRequestTokens are claimed: the job home, or for a job store on an
+    object store, this machine's cache of it (tokens are then idempotent per machine)."""
+    home = home or batchops_home()
+    if is_remote_home(home):
+        return os.path.join(cache_folder(home), "tokens")
+    return os.path.join(home, "tokens")
+
+
 def _claim_token(opts: JobOptions, home: str | None, job_id: str) -> str | None:
     """Idempotency: claim the ClientRequestToken for `job_id`, atomically (a hard link of
     a complete file: of two concurrent create-job calls, exactly one wins). Returns None
@@ -131,7 +146,7 @@ def _claim_token(opts: JobOptions, home: str | None, job_id: str) -> str | None:
     and request."""
     if not opts.client_request_token:
         return None
-    folder = os.path.join(home or batchops_home(), "tokens")
+    folder = _token_folder(home)
     makedirs(folder)
     name = hashlib.sha256(opts.client_request_token.encode()).hexdigest()
     path = os.path.join(folder, name + ".json")
@@ -156,8 +171,8 @@ def _claim_token(opts: JobOptions, home: str | None, job_id: str) -> str | None:
         if seen["request"] != digest:
             raise SpecError("ClientRequestToken was already used for a different create-job "
                             "request; use a new token")
-        job = JobStore(str(seen["job_id"]), home)
-        if os.path.isfile(job.job_path):
+        job = job_store(str(seen["job_id"]), home)
+        if job.exists():
             return job.job_id
         if age > TOKEN_WAIT:  # its job was deleted, or its create-job died before it
             _release_token(opts, home, str(seen["job_id"]))
@@ -173,7 +188,7 @@ def _release_token(opts: JobOptions, home: str | None, job_id: str) -> None:
     if not opts.client_request_token:
         return
     name = hashlib.sha256(opts.client_request_token.encode()).hexdigest()
-    path = os.path.join(home or batchops_home(), "tokens", name + ".json")
+    path = os.path.join(_token_folder(home), name + ".json")
     try:
         with open(path, "rb") as f:
             if orjson.loads(f.read())["job_id"] == job_id:
@@ -230,14 +245,14 @@ def create_job(opts: JobOptions, home: str | None = None,
     job_id = str(uuid.uuid4())
     existing = _claim_token(opts, home, job_id)
     if existing:
-        return JobStore.open(existing, home)
-    failpoint(os.path.join(home or batchops_home(), "tokens"), "token-claimed")
+        return open_job_store(existing, home)
+    failpoint(_token_folder(home), "token-claimed")
     try:
-        store = JobStore.create(job_id, home)
+        store = create_job_store(job_id, home)
     except BaseException:
         _release_token(opts, home, job_id)
         raise
-    report_url = given_report or "file://" + os.path.join(store.dir, "report")
+    report_url = given_report or store.default_report_url()
     job: dict[str, Any] = {
         "JobId": job_id,
         "JobArn": f"arn:{partition}:s3:local:{opts.account_id}:job/{job_id}",
@@ -353,7 +368,7 @@ def _prepare(store: JobStore, doc: dict[str, Any], opts: JobOptions, fresh: bool
         raise
     except BatchopsError:
         if fresh:  # nothing worth keeping: no job (and the token is free again)
-            shutil.rmtree(store.dir, ignore_errors=True)
+            store.destroy()
             _release_token(opts, store.home, job_id)
         raise
     except Exception as exc:  # noqa: BLE001 - a store error while preparing: one sentence
@@ -370,6 +385,8 @@ def _prepare(store: JobStore, doc: dict[str, Any], opts: JobOptions, fresh: bool
         write_chunk_index(info, settings["chunk_size"])
     except OSError as exc:
         store.log("no-chunk-index", error=exc.__class__.__name__)
+    # A job store elsewhere (an object store) keeps the copy and its indexes too.
+    store.save_manifest([info.path, info.rows_index, chunk_index_path(info)])
     if not generator:
         fields = ["Bucket", "Key"] + (["VersionId"] if info.columns >= 3 else [])
         job["Manifest"]["Spec"]["Fields"] = fields

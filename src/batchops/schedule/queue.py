@@ -14,7 +14,7 @@ from typing import Any
 
 from batchops.model.errors import BatchopsError, JobLockedError
 from batchops.model.status import NEW, PAUSED, RESUMABLE
-from batchops.results.jobstore import JobStore
+from batchops.results.stores import job_ids, job_store
 from batchops.schedule.control import effective_priority
 from batchops.schedule.coordinator import run_job
 
@@ -26,8 +26,8 @@ RUNNABLE = RESUMABLE | {NEW}
 def runnable_jobs(home: str | None = None) -> list[tuple[int, str, str]]:
     """(priority, creation time, job id) of every job a runner may pick, best first."""
     out = []
-    for job_id in JobStore.all_ids(home):
-        store = JobStore(job_id, home)
+    for job_id in job_ids(home):
+        store = job_store(job_id, home)
         try:
             job = store.read()["Job"]
         except BatchopsError:
@@ -56,10 +56,10 @@ def run_jobs(home: str | None = None, watch: bool = False, poll: float = 1.0,
             time.sleep(poll)
             continue
         priority, _, job_id = jobs[0]
-        store = JobStore(job_id, home)
+        store = job_store(job_id, home)
 
         def higher(current: str = job_id) -> str | None:
-            now = JobStore(current, home)
+            now = job_store(current, home)
             mine = effective_priority(now, now.read()["Job"])
             better = [j for j in runnable_jobs(home) if j[0] > mine and j[2] != current]
             return better[0][2] if better else None
