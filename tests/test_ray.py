@@ -10,6 +10,7 @@ region) reach the actors from the driver. The job store is a folder every node s
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import signal
@@ -288,3 +289,68 @@ def test_local_engine_never_imports_ray(cli, tmp_path) -> None:
                 if line.startswith("import time:")]
     assert "batchops.schedule.coordinator" in imported  # the listing is real
     assert not [m for m in imported if m == "ray" or m.startswith("ray.")], imported
+
+
+# -- shared storage on an object store; the runner ---------------------------------------
+
+
+def test_a_job_store_on_s3_serves_every_node(cli, cluster, s3, bucket, tmp_path) -> None:
+    """The job store on the S3 server: the actors read their chunks with ranged GETs and
+    write parts and markers there; the report is published from there."""
+    manifest = make_files(tmp_path, 500)
+    store = f"s3://{bucket}/cluster-home"
+    done = cli("run", "--manifest", str(manifest), "--operation", "copy",
+               "--bucket-map", f"src=file://{tmp_path / 'src'}",
+               "--target", f"file://{tmp_path / 'dst'}", "--workers", "2", "--chunk-size", "100",
+               "--job-store", store, "--no-progress", "--json", *ray_flags(cluster))
+    assert done.returncode == 0, done.stderr
+    job_id = json.loads(done.stdout)["Job"]["JobId"]
+    prefix = f"cluster-home/jobs/{job_id}/"
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]]
+    assert len([k for k in keys if "/chunks/" in k]) == 5
+    events = [json.loads(s3.get_object(Bucket=bucket, Key=k)["Body"].read())
+              for k in sorted(k for k in keys if "/log/" in k)]
+    assert len({e["node"] for e in events if e["event"] == "worker-started"}) == 2
+    doc = json.loads(s3.get_object(Bucket=bucket, Key=prefix + "job.json")["Body"].read())
+    manifest_key = doc["Batchops"]["report_manifest"].split("/", 3)[3]
+    report = json.loads(s3.get_object(Bucket=bucket, Key=manifest_key)["Body"].read())
+    rows = []
+    for part in report["Results"]:
+        body = s3.get_object(Bucket=bucket, Key=part["Key"])["Body"].read().decode()
+        rows += list(csv.reader(body.splitlines()))
+    assert sorted(r[1] for r in rows) == [f"f{i:05d}" for i in range(500)]
+    assert not (cli.home / "jobs").exists()
+
+
+def test_the_runner_runs_a_queue_of_jobs_on_the_cluster(cli, cluster, tmp_path) -> None:
+    manifest = make_files(tmp_path, 200)
+    etag = hashlib.md5(manifest.read_bytes()).hexdigest()
+    ids = []
+    for n in range(2):
+        made = cli("create-job", "--operation", json.dumps(
+            {"S3PutObjectCopy": {"TargetResource": f"file://{tmp_path / f'dst{n}'}"}}),
+            "--manifest", json.dumps({"Spec": {"Format": "S3BatchOperations_CSV_20180820",
+                                               "Fields": ["Bucket", "Key"]},
+                                      "Location": {"ObjectArn": f"file://{manifest}",
+                                                   "ETag": etag}}),
+            "--report", json.dumps({"Enabled": False}), "--priority", str(10 + n),
+            "--bucket-map", f"src=file://{tmp_path / 'src'}", check=True)
+        ids.append(json.loads(made.stdout)["JobId"])
+    done = cli("runner", "--json", *ray_flags(cluster), timeout=180)
+    assert done.returncode == 0, done.stderr
+    ran = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["JobId"] for r in ran] == ids[::-1]  # the higher priority first
+    assert all(r["Status"] == "Complete" for r in ran)
+    for n in range(2):
+        assert len(list((tmp_path / f"dst{n}").iterdir())) == 200
+
+
+def test_the_progress_line_shows_actors_and_nodes(cli, cluster, tmp_path) -> None:
+    manifest = make_files(tmp_path, 300)
+    done = cli("run", "--manifest", str(manifest), "--operation", "copy",
+               "--bucket-map", f"src=file://{tmp_path / 'src'}",
+               "--target", f"file://{tmp_path / 'dst'}", "--workers", "2", "--chunk-size", "50",
+               *ray_flags(cluster))
+    assert done.returncode == 0, done.stderr
+    final = [line for line in done.stderr.splitlines() if line.startswith("done 300/300")]
+    assert final and final[-1].endswith("2 actors on 2 nodes"), done.stderr

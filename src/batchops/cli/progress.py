@@ -31,6 +31,7 @@ class Display:
         self._final_shown = False
         self._progress: Any = None
         self._task = None
+        self._where = ""  # "4 actors on 2 nodes" (--engine ray)
 
     def __enter__(self) -> Display:
         if self.live:
@@ -57,6 +58,13 @@ class Display:
         if self._progress is not None:
             self._progress.__exit__(None, None, None)
 
+    def workers(self, actors: int, nodes: int) -> None:
+        """Where the job runs (Ray actors and the nodes they are on)."""
+        self._where = (f"{actors} actor{'s' * (actors != 1)} on {nodes} "
+                       f"node{'s' * (nodes != 1)}")
+        if self._progress is not None:
+            self._progress.update(self._task, description=f"tasks ({self._where})")
+
     def update(self, succeeded: int, failed: int, total: int) -> None:
         if not self.enabled:
             return
@@ -75,5 +83,6 @@ class Display:
                 (final and not self._final_shown):
             self._final_shown = final
             self._last_plain = now
+            where = f"  {self._where}" if self._where else ""
             print(f"done {done:,}/{total:,}  failed {failed:,}  {rate:,.0f} tasks/s  "
-                  f"eta {_eta(done, total, rate)}", file=self.stream, flush=True)
+                  f"eta {_eta(done, total, rate)}{where}", file=self.stream, flush=True)

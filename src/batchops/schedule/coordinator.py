@@ -31,6 +31,7 @@ from batchops.manifest.reader import (
     iter_chunks,
     relocated,
 )
+from batchops.model.arns import given_partition
 from batchops.model.chunk import Chunk, ChunkRange, chunk_count, default_workers
 from batchops.model.errors import JobStateError, JobStoreError, ManifestError
 from batchops.model.spec import DEFAULT_TASK_TIMEOUT, AwsSettings, WorkerConfig, fit_text
@@ -84,8 +85,11 @@ class JobRun:
                  prestarted: list[Worker] | None = None,
                  stop: threading.Event | None = None,
                  aws: AwsSettings | None = None, report_url: str | None = None,
-                 engine: str = "local", ray_address: str | None = None) -> None:
+                 engine: str = "local", ray_address: str | None = None,
+                 on_workers: Callable[[int, int], None] | None = None) -> None:
         self.store = store
+        self.on_workers = on_workers or (lambda workers, nodes: None)
+        self._where: dict[int, str] = {}  # worker id -> its node (where backends say)
         self.engine = engine  # "local" (worker processes) or "ray" (actors on a cluster)
         self.ray_address = ray_address
         self.aws = aws  # `resume --profile/--region/--endpoint-url`: the job's from now on
@@ -109,8 +113,11 @@ class JobRun:
         self.settings = self.doc["Batchops"]
         if self.report_url:
             self.settings["report_url"] = self.report_url
+            old = self.doc["Job"]["Report"]
             self.doc["Job"]["Report"] = report_spec(
-                self.report_url, self.doc["Job"]["Report"]["ReportScope"], True)
+                self.report_url, old["ReportScope"], True,
+                partition=given_partition(old.get("Bucket")) or
+                given_partition(self.doc["Job"].get("JobArn")) or "aws")
         if self.aws:
             self.settings["aws"] = self.aws.to_json()
             if self.settings.get("options"):
@@ -512,7 +519,11 @@ class JobRun:
                         self.fatal = data
                     elif kind == "started":
                         self.store.log("worker-started", worker=wid, **data)
+                        self._where[wid] = str(data.get("node", ""))
+                        self.on_workers(len(self._where), len(set(self._where.values())))
                     elif kind == "died":
+                        if self._where.pop(wid, None) is not None:
+                            self.on_workers(len(self._where), len(set(self._where.values())))
                         back = self.sched.release(wid)
                         leased.pop(wid, None)
                         self.store.log("worker-died", worker=wid, chunks=back, cause=data)
@@ -614,7 +625,8 @@ def run_job(store: JobStore, on_progress: ProgressFn | None = None, in_process: 
             prestarted: list[Worker] | None = None,
             stop: threading.Event | None = None,
             aws: AwsSettings | None = None, report_url: str | None = None,
-            engine: str = "local", ray_address: str | None = None) -> dict[str, Any]:
+            engine: str = "local", ray_address: str | None = None,
+            on_workers: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Run (or resume) a job to its end, or until it is cancelled or preempted; returns
     its final job document.
 
@@ -622,7 +634,7 @@ def run_job(store: JobStore, on_progress: ProgressFn | None = None, in_process: 
     SIGINT/SIGTERM) and the job stops soon after, Paused, its checkpoint intact.
     """
     run = JobRun(store, on_progress, in_process, preset_stores, should_yield, prestarted,
-                 stop, aws, report_url, engine, ray_address)
+                 stop, aws, report_url, engine, ray_address, on_workers)
     try:
         return run.run()
     finally:
