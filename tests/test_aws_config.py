@@ -745,3 +745,32 @@ def test_sso_credentials(cli, stores, aws_home: Path, tmp_path: Path, form: str)
     assert proc.returncode == 2, proc.stderr
     line = _one_line(proc.stderr)
     assert "--profile dev: cannot get AWS credentials" in line and "invalid" in line, line
+
+
+def test_runner_flags_become_the_settings_of_the_jobs_it_runs(cli, stores, aws_home: Path,
+                                                              tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    a, _ = stores
+    name = _bucket(a, "runner-flags", {"k1": b"1", "k2": b"2"})
+    _profiles(aws_home, f"[profile old]\nregion = us-east-1\nservices = s\n"
+                        f"[services s]\ns3 =\n  endpoint_url = {a.endpoint}\n",
+              _keyed(a, "old"))
+    m = write_manifest(tmp_path / "m.csv", [(name, "k1"), (name, "k2")])
+    made = cli("create-job", "--profile", "old", "--manifest", json.dumps(
+        {"Spec": {"Format": "S3BatchOperations_CSV_20180820", "Fields": ["Bucket", "Key"]},
+         "Location": {"ObjectArn": f"file://{m}",
+                      "ETag": hashlib.md5(m.read_bytes()).hexdigest()}}),
+        "--operation", json.dumps({"S3PutObjectTagging": {"TagSet": [{"Key": "t",
+                                                                      "Value": "v"}]}}),
+        "--report", json.dumps({"Enabled": False}), "--priority", "10", check=True)
+    job_id = json.loads(made.stdout)["JobId"]
+    # The job's profile is gone; the runner gives it a new one (same keys, new name).
+    _profiles(aws_home, f"[profile new]\nregion = us-east-1\nendpoint_url = {a.endpoint}\n",
+              _keyed(a, "new"))
+    done = cli("runner", "--profile", "new", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[0]) == {"JobId": job_id, "Status": "Complete"}
+    s3 = a.client()
+    assert s3.get_object_tagging(Bucket=name, Key="k2")["TagSet"] == [{"Key": "t", "Value": "v"}]
+    described = json.loads(cli("describe-job", "--job-id", job_id, "--extended",
+                               check=True).stdout)
+    assert described["Job"]["Status"] == "Complete"

@@ -289,11 +289,7 @@ def test_aws_flags_reach_the_driver_and_every_worker(cli, s3, bucket, s3_endpoin
     assert "127.0.0.1:9" in failed["stderr"], failed
 
 
-def test_runner_refuses_aws_flags_and_demo_takes_none(cli) -> None:
-    proc = cli("runner", "--region", "eu-west-1")
-    assert proc.returncode == 2 and "runner does not take" in proc.stderr, proc.stderr
-    assert "resume JOB_ID" in proc.stderr
-    assert "not taken by runner yet" in cli("runner", "--help").stdout
+def test_demo_takes_no_aws_flags(cli) -> None:
     demo = cli("demo", "--help").stdout
     assert "--profile" not in demo and "--endpoint-url" not in demo and "Local folders" in demo
     assert cli("demo", "--profile", "x").returncode == 2

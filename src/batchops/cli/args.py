@@ -313,8 +313,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_engine_flags(runner)
     runner.add_argument("--poll", type=float, default=1.0, metavar="SECONDS")
     runner.add_argument("--json", action="store_true", help="one JSON line per job run")
-    _retitle_aws_flags(runner, "AWS settings: not taken by runner yet (refused, exit 2); "
-                               "give them to create-job, or to `resume JOB_ID`")
+    _retitle_aws_flags(runner, "AWS settings (as aws-cli's): given, they become the "
+                               "settings of every job this runner runs, as with "
+                               "`resume JOB_ID --profile ...`")
 
     ujs = command("update-job-status", help="confirm (Ready) or cancel a job",
                          description="Ready confirms a Suspended job; Cancelled stops a job "

@@ -430,12 +430,7 @@ def cmd_runner(args: argparse.Namespace) -> int:
     from batchops.schedule.queue import run_jobs
 
     _check_engine(args)
-    if _aws_from_args(args):
-        # schedule.queue.run_jobs cannot hand settings to the jobs it runs yet; refused
-        # rather than ignored.
-        raise SpecError("runner does not take --profile, --region or --endpoint-url yet: "
-                        "give them to create-job (each job keeps its own), or run one job "
-                        "with new settings by `batchops resume JOB_ID --profile ...`")
+    aws = _aws_from_args(args) or None  # given: every job's settings from now on
     worst = [errors.EXIT_OK]
 
     def report(job_id: str, doc: dict[str, Any]) -> None:
@@ -455,7 +450,8 @@ def cmd_runner(args: argparse.Namespace) -> int:
     signals: _Signals = args.signals
     with signals.polling() as stop:
         run_jobs(watch=args.watch, poll=args.poll, on_job=report, stop=stop.is_set,
-                 stop_event=stop, engine=args.engine, ray_address=args.ray_address)
+                 stop_event=stop, engine=args.engine, ray_address=args.ray_address,
+                 aws=aws)
     return errors.EXIT_INTERRUPTED if stop.is_set() else worst[0]
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from batchops.model.errors import BatchopsError, JobLockedError
+from batchops.model.spec import AwsSettings
 from batchops.model.status import NEW, PAUSED, RESUMABLE
 from batchops.results.stores import job_ids, job_store
 from batchops.schedule.control import effective_priority
@@ -43,7 +44,7 @@ def run_jobs(home: str | None = None, watch: bool = False, poll: float = 1.0,
              on_job: Callable[[str, dict[str, Any]], None] | None = None,
              stop: Callable[[], bool] = lambda: False,
              stop_event: threading.Event | None = None, engine: str = "local",
-             ray_address: str | None = None) -> list[str]:
+             ray_address: str | None = None, aws: AwsSettings | None = None) -> list[str]:
     """Run jobs until none is left (or forever with `watch`), or until `stop()`; returns
     the ids run. `stop_event` is handed to the running job (set: it pauses soon)."""
     ran: list[str] = []
@@ -66,7 +67,7 @@ def run_jobs(home: str | None = None, watch: bool = False, poll: float = 1.0,
 
         try:
             doc = run_job(store, should_yield=higher, stop=stop_event, engine=engine,
-                          ray_address=ray_address)
+                          ray_address=ray_address, aws=aws)
         except JobLockedError:
             # Another runner took it between our look and our lock: it is that runner's
             # now, and no error of the job's.
