@@ -236,3 +236,26 @@ def test_proxy_keeps_client_connections_alive_and_forwards_chunked_bodies(
     counts = proxy.snapshot()
     assert (counts["connections"], counts["requests"], counts["forwarded"]) == (1, 3, 2)
     assert proxy.requests_for(path, "GET") == 2
+
+
+def test_a_slowdown_slows_every_worker_of_the_job(cli, s3, proxy: FaultProxy,
+                                                 tmp_path: Path) -> None:
+    """AIMD is shared: only the first chunk's objects answer SlowDown, yet the worker on
+    the second chunk halves its concurrency too (the store's limit is the job's)."""
+    src = _new_bucket(s3)
+    keys = [f"a{i:04d}" for i in range(400)] + [f"b{i:04d}" for i in range(400)]
+    for k in keys:
+        s3.put_object(Bucket=src, Key=k, Body=b"x")
+    for k in keys[:30]:  # early in chunk 0: one SlowDown each, then they succeed
+        proxy.script[f"/{src}/{k}"] = ["slowdown"]
+    m = write_manifest(tmp_path / "m.csv", [(src, k) for k in keys])
+    proc = _run(cli, m, "--target", f"file://{tmp_path / 'out'}", "--chunk-size", "400",
+                "--concurrency", "64", workers=2)
+    assert proc.returncode == 0, proc.stderr
+    log = [json.loads(line) for line in
+           (cli.home / "jobs" / job_id_of(proc.stdout) / "log").read_text().splitlines()]
+    throttled = {e["chunk"] for e in log if e["event"] == "throttled"}
+    slowed = {e["chunk"]: e["concurrency"] for e in log if e["event"] == "slowed"}
+    assert throttled == {0}, log
+    assert any(e["event"] == "slowdown-shared" for e in log), log
+    assert 1 in slowed and slowed[1] < 64, log  # chunk 1 never saw a SlowDown itself

@@ -354,3 +354,30 @@ def test_the_progress_line_shows_actors_and_nodes(cli, cluster, tmp_path) -> Non
     assert done.returncode == 0, done.stderr
     final = [line for line in done.stderr.splitlines() if line.startswith("done 300/300")]
     assert final and final[-1].endswith("2 actors on 2 nodes"), done.stderr
+
+
+def test_a_slowdown_slows_every_actor(cli, cluster, s3, bucket, s3_endpoint, tmp_path,
+                                      monkeypatch) -> None:
+    """AIMD across the cluster: only the first chunk's objects answer SlowDown (a fault
+    proxy in front of the S3 server); the actor on the second chunk slows down too."""
+    from faultproxy import FaultProxy
+
+    keys = [f"a{i:04d}" for i in range(300)] + [f"b{i:04d}" for i in range(300)]
+    for k in keys:
+        s3.put_object(Bucket=bucket, Key=k, Body=b"x")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("".join(f"{bucket},{k}\n" for k in keys))
+    with FaultProxy(s3_endpoint) as proxy:
+        for k in keys[:30]:
+            proxy.script[f"/{bucket}/{k}"] = ["slowdown"]
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        done = cli("run", "--manifest", str(manifest), "--operation", "copy",
+                   "--target", f"file://{tmp_path / 'out'}", "--workers", "2",
+                   "--chunk-size", "300", "--concurrency", "64", "--no-progress",
+                   *ray_flags(cluster))
+    assert done.returncode == 0, done.stderr
+    job = job_dir(cli.home)
+    assert {e["chunk"] for e in log_events(job, "throttled")} == {0}
+    assert log_events(job, "slowdown-shared")
+    slowed = {e["chunk"]: e["concurrency"] for e in log_events(job, "slowed")}
+    assert 1 in slowed and slowed[1] < 64, slowed

@@ -73,3 +73,4 @@ cdef class Aimd:
     cdef double _cooldown
     cpdef void on_success(self)
     cpdef void on_throttle(self, double now)
+    cpdef void cut(self, double now)

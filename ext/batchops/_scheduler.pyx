@@ -300,6 +300,11 @@ cdef class Aimd:
 
     cpdef void on_throttle(self, double now):
         self.throttled += 1
+        self.cut(now)
+
+    cpdef void cut(self, double now):
+        """Halve the limit (at most once per cooldown) without counting a throttle of
+        ours: another worker of the job was throttled (the store's limit is shared)."""
         if now - self._last_cut >= self._cooldown:
             self._last_cut = now
             self.limit = self.limit / 2.0

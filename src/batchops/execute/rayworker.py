@@ -80,6 +80,10 @@ class ChunkWorker:
             chunk = self.reader.read_range(chunk)
         self.pipe.inbox.put(("chunk", chunk))
 
+    def slow_down(self) -> None:
+        """Another worker of the job was throttled: halve this one's concurrency."""
+        self.pipe.inbox.put(("slowdown",))
+
     def stop_and_report(self) -> None:
         """A cancel: start no more tasks, let the running ones end, and write, for each
         chunk in flight, the tasks that ran; returns when done (the backend then ends

@@ -13,8 +13,9 @@ A job that only touches in-process stores therefore never imports asyncio or uvl
 
 Threads: the main thread runs chunks; a reader thread receives messages (chunks are
 large, so it reads in blocking mode, all the time, and the parent never blocks on a full
-pipe); a progress thread reports counts every PROGRESS_INTERVAL; the loop thread, once
-started. Sends are serialised by a lock. "stop" or a closed connection ends the process
+pipe); a progress thread reports counts every PROGRESS_INTERVAL, and how often the store
+said SlowDown; the loop thread, once started. AIMD is shared: a worker throttled makes
+the coordinator send ("slowdown",) to the others, which halve their concurrency too. Sends are serialised by a lock. "stop" or a closed connection ends the process
 at once: whatever ran of an unfinished chunk runs again from its start elsewhere. A
 cancel sends ("stop", "report"): no task starts after it, the running ones end, and each
 chunk in flight reports the tasks that ran (the job is over; nothing runs again).
@@ -79,6 +80,7 @@ class WorkerCore:
         self._loop: Any = None  # the event loop thread's loop and executor, once started
         self._executor: Any = None
         self._cancelled = False  # a cancel: start nothing more
+        self._runner: TaskLoop | None = None  # once built: its AIMD takes shared cuts
         # Chunks run on the main thread are finished (made durable, reported) here.
         self._finisher = ThreadPoolExecutor(1, thread_name_prefix="batchops-finish")
         self._finish_count_lock = threading.Lock()
@@ -96,7 +98,7 @@ class WorkerCore:
         # socket's buffer, and must not block while this worker builds its stores.
         threading.Thread(target=self._read, name="batchops-pipe", daemon=True).start()
         try:
-            runner = TaskLoop(self.cfg)
+            runner = self._runner = TaskLoop(self.cfg)
         except BatchopsError as exc:
             self.send(("fatal", str(exc)))
             return
@@ -155,6 +157,9 @@ class WorkerCore:
                 msg = self.conn.recv()
                 if msg[0] == "chunk":
                     self._chunks.put(msg[1])
+                elif msg[0] == "slowdown":  # another worker of the job was throttled
+                    if self._runner is not None:
+                        self._runner.aimd.cut(time.monotonic())
                 elif msg[0] == "stop":
                     if msg[1:] == ("report",):
                         self._report_what_ran()
@@ -189,6 +194,7 @@ class WorkerCore:
         timeout = self.cfg.task_timeout
         seen: tuple[int, int, int] | None = None  # (chunk, tasks done, retries) last time
         since = time.monotonic()
+        throttled = 0  # SlowDowns seen so far (the coordinator tells the other workers)
         while not stop.wait(PROGRESS_INTERVAL):
             try:
                 st = self._current
@@ -207,6 +213,10 @@ class WorkerCore:
                                               f"({timeout:g} s)"))
             for index, ok, failed in counts:
                 self.send(("progress", index, ok, failed))
+            runner = self._runner
+            if runner is not None and runner.aimd.throttled != throttled:
+                throttled = runner.aimd.throttled
+                self.send(("throttled", throttled))
             self.send(("alive",))
 
     def _start_loop(self, runner: TaskLoop) -> None:

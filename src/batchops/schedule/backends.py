@@ -10,6 +10,7 @@ starts workers, carries whole chunks to them and brings back what they say, as e
     ("alive", wid, None)             a heartbeat (every event is one)
     ("died", wid, cause)             the worker is gone: its chunks must be taken back
     ("started", wid, where)          where a worker runs (node, host, pid), for the log
+    ("throttled", wid, count)        SlowDowns it has seen so far (AIMD is shared)
 
 - `ProcessBackend`: fresh interpreters on this machine, one socket pair each
   (schedule/processes.py; obstore is not fork-safe, so never a fork).
@@ -55,6 +56,8 @@ def message_event(wid: int, msg: tuple[Any, ...]) -> Event:
         return ("fatal", wid, msg[1])
     if kind == "timeout":
         return ("timeout", wid, msg[2])
+    if kind == "throttled":
+        return ("throttled", wid, msg[1])
     return ("alive", wid, None)
 
 
@@ -80,6 +83,9 @@ class WorkerBackend(Protocol):
 
     def wait(self, timeout: float) -> list[Event]:
         """The events since the last call, waiting up to `timeout` for the first."""
+
+    def slow_down(self, wid: int) -> None:
+        """Tell a worker that another one was throttled: it halves its concurrency."""
 
     def kill(self, wid: int) -> None:
         """End a worker at once (a silent one); its death comes as an event."""
@@ -164,6 +170,14 @@ class ProcessBackend:
                 events.append(event)
         except (EOFError, OSError):
             pass
+
+    def slow_down(self, wid: int) -> None:
+        w = self.workers.get(wid)
+        if w is not None:
+            try:
+                w.conn.send(("slowdown",))
+            except (BrokenPipeError, OSError):
+                pass  # its death is an event
 
     def kill(self, wid: int) -> None:
         w = self.workers.get(wid)
@@ -264,6 +278,9 @@ class InProcessBackend:
                 events.append(self._events.get_nowait())
             except queue.Empty:
                 return events
+
+    def slow_down(self, wid: int) -> None:
+        """Never needed: the one worker is the one throttled."""
 
     def kill(self, wid: int) -> None:
         """Never needed: a task in this process times out on its own."""

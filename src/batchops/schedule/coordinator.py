@@ -90,6 +90,7 @@ class JobRun:
         self.store = store
         self.on_workers = on_workers or (lambda workers, nodes: None)
         self._where: dict[int, str] = {}  # worker id -> its node (where backends say)
+        self._last_shared = 0.0  # when a SlowDown was last shared (for the log)
         self.engine = engine  # "local" (worker processes) or "ray" (actors on a cluster)
         self.ray_address = ray_address
         self.aws = aws  # `resume --profile/--region/--endpoint-url`: the job's from now on
@@ -244,6 +245,9 @@ class JobRun:
         if marker.get("throttled"):
             self.store.log("throttled", chunk=c, times=marker["throttled"],
                            concurrency=marker.get("concurrency"))
+        elif marker.get("concurrency", 1 << 30) < int(self.settings["concurrency"]):
+            # Not throttled itself, but slowed down with the others (shared AIMD).
+            self.store.log("slowed", chunk=c, concurrency=marker["concurrency"])
 
     # -- status ----------------------------------------------------------------------------
 
@@ -498,6 +502,7 @@ class JobRun:
         leased: dict[int, list[int]] = {}  # worker id -> its chunks, oldest first
         heard: dict[int, float] = {}  # worker id -> when it last said anything
         respawns = 0
+        throttled: dict[int, int] = {}  # worker id -> SlowDowns it has reported
         lease_seconds = float(os.environ.get("BATCHOPS_LEASE_SECONDS") or LEASE_SECONDS)
         for wid in backend.start(cfg, n):
             leased[wid] = []
@@ -517,6 +522,16 @@ class JobRun:
                         self.sched.progress(*data)
                     elif kind == "fatal":
                         self.fatal = data
+                    elif kind == "throttled":
+                        if data > throttled.get(wid, 0):  # new SlowDowns: all slow down
+                            throttled[wid] = data
+                            others = [w for w in leased if w != wid]
+                            for other in others:
+                                backend.slow_down(other)
+                            if others and now - self._last_shared >= STATUS_INTERVAL:
+                                self._last_shared = now
+                                self.store.log("slowdown-shared", worker=wid, slowdowns=data,
+                                               told=others)
                     elif kind == "started":
                         self.store.log("worker-started", worker=wid, **data)
                         self._where[wid] = str(data.get("node", ""))

@@ -177,6 +177,11 @@ class RayBackend:
             return "its Ray actor became unreachable"
         return f"its Ray actor failed ({name})"
 
+    def slow_down(self, wid: int) -> None:
+        actor = self.actors.get(wid)
+        if actor is not None:
+            actor.slow_down.remote()
+
     def kill(self, wid: int) -> None:
         actor = self.actors.get(wid)
         if actor is not None:
