@@ -15,8 +15,9 @@ Threads: the main thread runs chunks; a reader thread receives messages (chunks 
 large, so it reads in blocking mode, all the time, and the parent never blocks on a full
 pipe); a progress thread reports counts every PROGRESS_INTERVAL, and how often the store
 said SlowDown; the loop thread, once started. AIMD is shared: a worker throttled makes
-the coordinator send ("slowdown",) to the others, which halve their concurrency too. Sends are serialised by a lock. "stop" or a closed connection ends the process
-at once: whatever ran of an unfinished chunk runs again from its start elsewhere. A
+the coordinator send ("slowdown",) to the others, which halve their concurrency too.
+Sends are serialised by a lock. "stop" or a closed connection ends the process at once:
+whatever ran of an unfinished chunk runs again from its start elsewhere. A
 cancel sends ("stop", "report"): no task starts after it, the running ones end, and each
 chunk in flight reports the tasks that ran (the job is over; nothing runs again).
 """
