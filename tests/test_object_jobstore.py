@@ -155,3 +155,9 @@ def test_a_job_store_bucket_that_is_not_there(cli, s3, tmp_path) -> None:
     assert done.stderr.startswith("batchops: --job-store s3://no-such-bucket-here/x: bucket "
                                   "no-such-bucket-here does not exist"), done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "dst").exists()
+
+
+def test_a_job_store_url_with_a_secret_is_refused_without_echoing_it(cli, s3) -> None:
+    done = cli("list-jobs", "--job-store", "s3://someone:hunter2secret@bucket/x")
+    assert done.returncode == 2 and "hunter2secret" not in done.stderr, done.stderr
+    assert "password in a URL" in done.stderr

@@ -74,12 +74,25 @@ def check_home(home: str, what: str) -> None:
     """Refuse a job store that cannot be reached (no bucket, no credentials, nothing at
     the endpoint) in one sentence naming `what` (the flag or variable), before anything
     is made: the preflight of every S3 location (one GET of a key nobody has)."""
-    from batchops.storage.locations import Resolver, is_s3, split_location
+    import obstore as obs
+
+    from batchops.model.errors import SpecError
+    from batchops.storage.locations import Resolver, is_s3, normalise_url, split_location
     from batchops.storage.preflight import preflight
 
+    normalise_url(home, what)  # no secrets in it, a scheme batchops knows
     loc = split_location(home.rstrip("/") + "/")
     if is_s3(loc):
         preflight(Resolver(), [loc], {loc: f"{what} {home}"})
+        return
+    try:
+        store, prefix = _store_of(home)
+        obs.get(store, prefix + ".batchops-probe-" + secrets.token_hex(4))
+    except FileNotFoundError:
+        return  # it answers, and lets us read
+    except Exception as exc:  # noqa: BLE001 - any store error: one sentence
+        raise SpecError(f"{what} {home}: the job store cannot be reached ({_why(exc)})"
+                        ) from None
 
 
 class ObjectJobStore(JobStore):

@@ -75,6 +75,7 @@ def _hold_commit(store: JobStore, chunk: int) -> None:
     index, _, seconds = hook.partition(":")
     if int(index) != chunk:
         return
+    os.makedirs(store.dir, exist_ok=True)
     try:
         fd = os.open(os.path.join(store.dir, f"hold.{chunk}"),
                      os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
