@@ -326,37 +326,6 @@ def test_update_object_encryption(cli, s3, bucket, s3_endpoint, tmp_path: Path) 
     assert "copied onto itself" in rows[0][6], rows
 
 
-def test_generator_filters_from_head(cli, s3, bucket, s3_endpoint, tmp_path: Path) -> None:
-    key = _kms_key(s3_endpoint)
-    s3.put_object(Bucket=bucket, Key="plain", Body=b"1")
-    s3.put_object(Bucket=bucket, Key="s3", Body=b"1", ServerSideEncryption="AES256")
-    s3.put_object(Bucket=bucket, Key="kms", Body=b"1", ServerSideEncryption="aws:kms",
-                  SSEKMSKeyId=key)
-
-    def listed(flt: dict[str, Any]) -> list[str]:
-        m = tmp_path / "unused.csv"
-        m.write_text("")
-        proc = _create(cli, tmp_path, {
-            "AccountId": "1", "Priority": 1, "RoleArn": "arn:aws:iam::1:role/r",
-            "Report": {"Enabled": True, "Bucket": f"file://{tmp_path / 'r'}",
-                       "Format": "Report_CSV_20180820", "ReportScope": "AllTasks"},
-            "Operation": {"BatchopsNoop": {}},
-            "ManifestGenerator": {"S3JobManifestGenerator": {
-                "SourceBucket": f"arn:aws:s3:::{bucket}", "EnableManifestOutput": False,
-                "Filter": flt}}})
-        assert proc.returncode == 0, proc.stderr
-        job_id = json.loads(proc.stdout)["JobId"]
-        assert cli("runner").returncode == 0
-        manifest = next((tmp_path / "r").rglob(f"job-{job_id}/manifest.json"))
-        _, rows = read_report(manifest)
-        return sorted(r[1] for r in rows)
-
-    assert listed({"MatchAnyObjectEncryption": [{"SSEKMS": {"KmsKeyArn": key}}]}) == ["kms"]
-    assert listed({"MatchAnyObjectEncryption": [{"SSES3": {}}, {"SSEKMS": {}}]}) == ["kms", "s3"]
-    assert listed({"ObjectReplicationStatuses": ["NONE"]}) == ["kms", "plain", "s3"]
-    assert listed({"ObjectReplicationStatuses": ["COMPLETED", "FAILED"]}) == []
-
-
 def test_update_object_encryption_keeps_the_storage_class(cli, s3, bucket, s3_endpoint,
                                                          tmp_path: Path) -> None:
     """The copy onto itself keeps what the object had: its storage class (S3 would make

@@ -58,6 +58,8 @@ def validate_generator(gen: Any) -> dict[str, Any]:
     for name in ("CreatedAfter", "CreatedBefore"):
         if name in flt:
             _when(flt[name], name)
+    if not isinstance(flt.get("EligibleForReplication", False), bool):
+        raise SpecError(f"{_WHERE}.Filter.EligibleForReplication must be true or false")
     if out.get("EnableManifestOutput"):
         loc = out.get("ManifestOutputLocation")
         if not isinstance(loc, dict) or not loc.get("Bucket"):
@@ -99,35 +101,117 @@ def _common_prefix(prefixes: list[str]) -> str:
     return os.path.commonprefix(prefixes) if prefixes else ""
 
 
+class _Replication:
+    """The Enabled rules of a bucket's replication configuration, as (prefix, tags)
+    pairs: an object is eligible for replication when its key starts with a rule's
+    prefix and it carries all of that rule's tags (S3's rule filters: the legacy
+    `Prefix`, `Filter.Prefix`, `Filter.Tag`, `Filter.And`)."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.rules: list[tuple[str, frozenset[tuple[str, str]]]] = []
+        for rule in config.get("Rules") or ():
+            if rule.get("Status") != "Enabled":
+                continue
+            flt = rule.get("Filter")
+            tags: list[dict[str, str]]
+            if flt is None:  # the first version of the schema: a prefix of the rule's own
+                prefix, tags = str(rule.get("Prefix") or ""), []
+            elif "And" in flt:
+                prefix, tags = str(flt["And"].get("Prefix") or ""), flt["And"].get("Tags") or []
+            else:
+                prefix = str(flt.get("Prefix") or "")
+                tags = [flt["Tag"]] if "Tag" in flt else []
+            self.rules.append((prefix, frozenset((t["Key"], t["Value"]) for t in tags)))
+
+    def by_key(self, key: str) -> bool | None:
+        """True when a rule without tags takes `key`; None when only a rule with tags
+        might (the object's tags decide); False when no rule can."""
+        tagged = False
+        for prefix, tags in self.rules:
+            if key.startswith(prefix):
+                if not tags:
+                    return True
+                tagged = True
+        return None if tagged else False
+
+    def by_tags(self, key: str, tags: frozenset[tuple[str, str]]) -> bool:
+        return any(key.startswith(prefix) and want <= tags for prefix, want in self.rules)
+
+
 def _list_s3(api: Any, bucket: str, prefix: str,
+             listed_keep: Callable[[str, int, datetime, str], bool],
              head_keep: Callable[[dict[str, Any]], bool] | None = None,
-             ) -> Iterator[tuple[str, int, datetime, str]]:
-    """S3 listing through the S3 API client (it reports storage classes), page by page.
-    With `head_keep`, each listed object is HEADed too (64 at a time) and kept only if
-    the answer passes (filters on what a listing does not say: encryption, replication
-    status)."""
+             eligible: bool = False) -> Iterator[tuple[str, int, datetime, str]]:
+    """S3 listing through the S3 API client (it reports storage classes), page by page,
+    keeping the objects that pass `listed_keep` (the filters a listing answers). With
+    `eligible`, the bucket's replication configuration is read once and only the objects
+    its Enabled rules would replicate are kept (their tags are read only where a rule
+    with tags decides). With `head_keep`, each object still kept is HEADed too (64 at a
+    time) and kept only if the answer passes (encryption, replication status). An object
+    deleted while it is listed is left out."""
     import asyncio
 
     from botocore.exceptions import ClientError
 
-    async def head(client: Any, key: str) -> dict[str, Any]:
+    def status(exc: ClientError) -> int:
+        return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+
+    async def head(client: Any, key: str) -> dict[str, Any] | None:
         try:
             return dict(await client.head_object(Bucket=bucket, Key=key))
         except ClientError as exc:  # SSE-C objects answer a bare HEAD with 400
-            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 400:
+            if status(exc) == 400:
                 return {"SSECustomerAlgorithm": "AES256"}
+            if status(exc) == 404:
+                return None
             raise
 
-    async def heads_of(client: Any, objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
+    async def tags_of(client: Any, key: str) -> frozenset[tuple[str, str]] | None:
+        try:
+            answer = await client.get_object_tagging(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            if status(exc) == 404:
+                return None
+            raise
+        return frozenset((t["Key"], t["Value"]) for t in answer.get("TagSet") or ())
+
+    async def gathered(job: Callable[[Any, str], Any], client: Any,
+                       objects: list[dict[str, Any]]) -> list[Any]:
+        out: list[Any] = []
         for start in range(0, len(objects), 64):
-            out += await asyncio.gather(*(head(client, o["Key"])
+            out += await asyncio.gather(*(job(client, o["Key"])
                                           for o in objects[start:start + 64]))
         return out
+
+    async def replication_of(client: Any) -> _Replication:
+        try:
+            answer = await client.get_bucket_replication(Bucket=bucket)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == \
+                    "ReplicationConfigurationNotFoundError":
+                # Amazon fails a Batch Replication job on such a bucket, too.
+                raise SpecError(
+                    f"{_WHERE}.Filter.EligibleForReplication: bucket {bucket} has no "
+                    "replication configuration, so none of its objects is eligible for "
+                    "replication; configure replication on it (put-bucket-replication) or "
+                    "remove EligibleForReplication") from None
+            raise
+        return _Replication(answer.get("ReplicationConfiguration") or {})
+
+    async def replicated(client: Any, rules: _Replication,
+                         objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        decided = [(o, rules.by_key(o["Key"])) for o in objects]
+        undecided = [o for o, verdict in decided if verdict is None]
+        tags = dict(zip((o["Key"] for o in undecided),
+                        await gathered(tags_of, client, undecided), strict=True))
+        return [o for o, verdict in decided if verdict or (
+            verdict is None and (found := tags[o["Key"]]) is not None
+            and rules.by_tags(o["Key"], found))]
 
     loop = asyncio.new_event_loop()
     try:
         client = loop.run_until_complete(api.client())
+        rules = loop.run_until_complete(replication_of(client)) if eligible else None
         paginator = client.get_paginator("list_objects_v2")
         pages = paginator.paginate(Bucket=bucket, Prefix=prefix).__aiter__()
         while True:
@@ -135,10 +219,15 @@ def _list_s3(api: Any, bucket: str, prefix: str,
                 page = loop.run_until_complete(pages.__anext__())
             except StopAsyncIteration:
                 break
-            objects = page.get("Contents", [])
+            objects = [o for o in page.get("Contents", [])
+                       if listed_keep(o["Key"], o["Size"], o["LastModified"],
+                                      o.get("StorageClass", "STANDARD"))]
+            if rules is not None:
+                objects = loop.run_until_complete(replicated(client, rules, objects))
             if head_keep is not None:
-                heads = loop.run_until_complete(heads_of(client, objects))
-                objects = [o for o, h in zip(objects, heads, strict=True) if head_keep(h)]
+                heads = loop.run_until_complete(gathered(head, client, objects))
+                objects = [o for o, h in zip(objects, heads, strict=True)
+                           if h is not None and head_keep(h)]
             for obj in objects:
                 yield (obj["Key"], obj["Size"], obj["LastModified"],
                        obj.get("StorageClass", "STANDARD"))
@@ -147,6 +236,8 @@ def _list_s3(api: Any, bucket: str, prefix: str,
         loop.close()
 
 
+# What HEAD answers in x-amz-replication-status, as the filter names it; any other
+# status (PENDING) is its own and matches none of the filter's (NONE is no status).
 _REPLICATION = MappingProxyType({"COMPLETE": "COMPLETED", "COMPLETED": "COMPLETED",
                                  "FAILED": "FAILED", "REPLICA": "REPLICA"})
 
@@ -177,7 +268,8 @@ def _head_predicate(flt: dict[str, Any]) -> Callable[[dict[str, Any]], bool] | N
         return False
 
     def keep(head: dict[str, Any]) -> bool:
-        status = _REPLICATION.get(str(head.get("ReplicationStatus", "")), "NONE")
+        given = str(head.get("ReplicationStatus") or "")
+        status = _REPLICATION.get(given, given or "NONE")
         return (not statuses or status in statuses) and (
             not kinds or any(encryption_matches(head, k) for k in kinds))
 
@@ -255,15 +347,18 @@ def generate(gen: dict[str, Any], job_id: str, job_dir: str,
                                  or []))
     loc = resolver.location(source)
     head_keep = _head_predicate(flt)
+    eligible = flt.get("EligibleForReplication") is True
     if is_s3(loc):
         bucket_name = s3_bucket(loc)
-        rows = _list_s3(resolver.s3api(loc), bucket_name, loc.prefix + prefix, head_keep)
+        rows = _list_s3(resolver.s3api(loc), bucket_name, loc.prefix + prefix, keep,
+                        head_keep, eligible)
         manifest_bucket = bucket_name
     else:
-        if head_keep is not None:
-            raise SpecError(f"{_WHERE}.Filter: ObjectReplicationStatuses and "
-                            "MatchAnyObjectEncryption need an S3 source (they are read from "
-                            f"each object's HEAD); {source} is not S3")
+        if head_keep is not None or eligible:
+            raise SpecError(f"{_WHERE}.Filter: EligibleForReplication, "
+                            "ObjectReplicationStatuses and MatchAnyObjectEncryption need an "
+                            "S3 source (they are read from the bucket's replication "
+                            f"configuration and each object's HEAD); {source} is not S3")
         rows = _list_store(resolver, loc.root + ("/" + loc.prefix if loc.prefix else ""),
                            prefix)
         manifest_bucket = loc.root
