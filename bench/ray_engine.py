@@ -582,6 +582,8 @@ bound by | prepare (min) | tasks (min) | total (h) |
     if not args.no_results:
         write_results(section)
         print(f"wrote {RESULTS}", file=sys.stderr)
+    if not args.keep:  # again: Ray's exiting processes may still have written bytecode
+        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
