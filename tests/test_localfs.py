@@ -340,8 +340,9 @@ def test_keys_are_refused_by_the_same_rules_as_before(tmp_path) -> None:
 
 @pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
 def test_a_chunks_copies_are_synced_before_its_marker(cli, tmp_path) -> None:
-    """The system calls of a real run, traced: each chunk's marker is renamed into place
-    only after a syncfs that follows the last copy the chunk renamed into place."""
+    """The system calls of a real run, traced: each chunk's marker is linked into place
+    (created exclusively: first writer wins) only after a syncfs that follows the last
+    copy the chunk renamed into place."""
     src, out = tmp_path / "src", tmp_path / "out"
     src.mkdir()
     keys = [f"f{i:02d}" for i in range(30)]
@@ -350,7 +351,8 @@ def test_a_chunks_copies_are_synced_before_its_marker(cli, tmp_path) -> None:
     m = write_manifest(tmp_path / "m.csv", [(f"file://{src}", k) for k in keys])
     trace = tmp_path / "trace"
     proc = subprocess.run(
-        ["strace", "-f", "-qq", "-e", "trace=syncfs,rename,renameat,renameat2", "-o",
+        ["strace", "-f", "-qq", "-e", "trace=syncfs,rename,renameat,renameat2,link,linkat",
+         "-o",
          str(trace), sys.executable, "-m", "batchops", "run", "--manifest", str(m),
          "--operation", "copy", "--target", f"file://{out}", "--chunk-size", "10",
          "--workers", "1", "--json", "--no-progress"],
@@ -364,6 +366,7 @@ def test_a_chunks_copies_are_synced_before_its_marker(cli, tmp_path) -> None:
     marker_at: dict[int, int] = {}
     syncs: list[tuple[int, int]] = []  # (line it started, line it returned)
     open_sync: dict[str, int] = {}  # pid -> line of a syncfs not yet returned
+    open_link: dict[str, int] = {}  # pid -> chunk of a marker's link not yet returned
     for n, line in enumerate(trace.read_text().splitlines()):
         pid = line.split(None, 1)[0]
         if "syncfs(" in line:
@@ -376,8 +379,14 @@ def test_a_chunks_copies_are_synced_before_its_marker(cli, tmp_path) -> None:
         elif "renameat" in line and ".batchops-" in line:
             name = line.rsplit('"', 2)[-2].rsplit("/", 1)[-1]
             last_copy[int(name[1:]) // 10] = n
-        elif "rename(" in line and "/chunks/" in line and ".tmp" in line:
-            marker_at[int(line.rsplit('"', 2)[-2].rsplit("/", 1)[-1][:12])] = n
+        elif "link(" in line and "/chunks/" in line and ".tmp" in line:
+            chunk = int(line.rsplit('"', 2)[-2].rsplit("/", 1)[-1][:12])
+            if line.rstrip().endswith("= 0"):
+                marker_at[chunk] = n
+            elif "<unfinished" in line:
+                open_link[pid] = chunk
+        elif "link resumed" in line and line.rstrip().endswith("= 0") and pid in open_link:
+            marker_at[open_link.pop(pid)] = n
     assert sorted(marker_at) == [0, 1, 2] and sorted(last_copy) == [0, 1, 2], trace.read_text()
     for chunk, at in marker_at.items():
         assert any(last_copy[chunk] < s0 and e0 < at for s0, e0 in syncs), \

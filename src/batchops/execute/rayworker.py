@@ -51,6 +51,7 @@ class ChunkWorker:
     never pickled), it takes chunks and hands back the worker's messages."""
 
     def __init__(self, wid: int, cfg: WorkerConfig) -> None:
+        os.environ.update(cfg.env)  # the driver's AWS configuration variables (no keys)
         self.wid = wid
         self.pipe = _Pipe()
         self.reader = None

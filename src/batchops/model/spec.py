@@ -172,6 +172,10 @@ class WorkerConfig:
     #: job's prepared manifest (ManifestInfo.to_json()) and its chunk size.
     manifest: dict[str, Any] | None = None
     chunk_size: int = 0
+    #: Environment variables a worker on another machine sets in its process first:
+    #: where AWS configuration is (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL...), never
+    #: keys (schedule/raybackend.py says which).
+    env: tuple[tuple[str, str], ...] = ()
 
 
 def fit_text(text: str) -> str:

@@ -15,13 +15,14 @@ and `wait` takes whichever calls have returned.
 Credentials reach actors as Ray users expect: each node's own AWS configuration (the
 standard chain), or a Ray runtime environment; they are never put in the job store.
 The job's AWS settings (profile names, region, endpoint: no secrets) travel in the
-worker configuration, and the AWS_* variables that name configuration rather than
-keys are handed to the actors' runtime environment so that a laptop run behaves as a
-local one.
+worker configuration, with the AWS_* variables that name configuration rather than
+keys (each actor sets them in its process), so that a laptop run behaves as a local
+one.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -56,11 +57,12 @@ def connect(address: str | None) -> Any:
         return ray
     address = address or os.environ.get("RAY_ADDRESS") or None
     _probe(address)
-    env = {k: os.environ[k] for k in PASSED_VARIABLES if k in os.environ}
     try:
-        ray.init(address=address or None, runtime_env={"env_vars": env} if env else None,
-                 logging_level=logging.ERROR, log_to_driver=False, include_dashboard=False,
-                 configure_logging=True)
+        # No runtime environment of ours: a job with one cannot use the worker processes
+        # Ray keeps started (measured: ~0.8 s more per actor start, bench/RESULTS.md);
+        # the configuration variables travel in the WorkerConfig instead.
+        ray.init(address=address or None, logging_level=logging.ERROR, log_to_driver=False,
+                 include_dashboard=False, configure_logging=True)
     except Exception as exc:  # noqa: BLE001 - any failure to join is one sentence
         where = f"--ray-address {address}" if address else "a local Ray instance"
         raise RayError(f"cannot start or join {where}: {type(exc).__name__}: "
@@ -108,7 +110,8 @@ class RayBackend:
         self._nodes: dict[int, str] = {}  # the node each actor runs on
 
     def start(self, cfg: WorkerConfig, n: int) -> list[int]:
-        self._cfg = cfg
+        env = tuple((k, os.environ[k]) for k in PASSED_VARIABLES if k in os.environ)
+        self._cfg = dataclasses.replace(cfg, env=env)
         for _ in range(n):
             self.add()
         return sorted(self.actors)
