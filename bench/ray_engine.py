@@ -8,10 +8,7 @@
    with `--engine ray --ray-address ADDR` joining a Ray head node of 2 CPUs that this
    script starts once (`ray.cluster_utils.Cluster`). Wall time of the whole command,
    each run, medians, ratio to local. Ray's own start-up is also timed apart: `ray.init`
-   of a local instance in a bare interpreter, and the start of the head node. One more
-   joined run without BATCHOPS_HOME in the environment (HOME set to a temp folder, so
-   batchops passes no Ray runtime environment) shows what the runtime environment
-   costs at actor start.
+   of a local instance in a bare interpreter, and the start of the head node.
 2. The 200,000-file local copy (4 KiB files on tmpfs, /dev/shm): `--operation copy
    --target file:///dev/shm/...`, the three ways above; the target is checked (exactly
    the source's files, 200 compared byte for byte) and deleted after each run.
@@ -61,7 +58,6 @@ ROWS_AT_SCALE, NODES_AT_SCALE = 10**9, 100
 
 OWN = "ray (own local instance, start-up included)"
 JOINED = "ray (joining a running instance)"
-NO_ENV = "ray (joining; no runtime_env: BATCHOPS_HOME unset)"
 
 
 def missing() -> str:
@@ -327,23 +323,18 @@ def main() -> int:
         restore_address(address_file, saved_address)
         print(f"head node up in {head_start:.2f} s at {cluster.address}", flush=True)
         join = ["--engine", "ray", "--ray-address", cluster.address]
-        fake_home = work / "fake-home"
-        no_env = {k: v for k, v in base_env.items() if k != "BATCHOPS_HOME"}
-        no_env["HOME"] = str(fake_home)
 
         print("warm-up (untimed)", flush=True)
         run("warm-up local", noop(small), homes / "w1", base_env)
         run("warm-up ray own", noop(small) + ["--engine", "ray"], homes / "w2", own_env)
         run("warm-up ray joined", noop(small) + join, homes / "w3", base_env)
-        noop_runs: dict[str, list[Run]] = {"local": [], OWN: [], JOINED: [], NO_ENV: []}
+        noop_runs: dict[str, list[Run]] = {"local": [], OWN: [], JOINED: []}
         print(f"1. noop, {args.rows:,} tasks", flush=True)
         for i in range(args.repeats):
             noop_runs["local"].append(run("local", noop(m1), homes / f"l{i}", base_env))
             noop_runs[OWN].append(run(OWN, noop(m1) + ["--engine", "ray"], homes / f"o{i}",
                                       own_env))
             noop_runs[JOINED].append(run(JOINED, noop(m1) + join, homes / f"j{i}", base_env))
-            noop_runs[NO_ENV].append(run(NO_ENV, noop(m1) + join, fake_home / ".batchops",
-                                         no_env))
         inits = [ray_init_times(own_env) for _ in range(2)]
 
         print(f"2. local copy, {args.files:,} files of {FILE_SIZE} B on {shm}", flush=True)
@@ -463,16 +454,9 @@ def main() -> int:
         OWN: "RAY_ADDRESS=local batchops run ... --engine ray",
         JOINED: "batchops run ... --engine ray --ray-address HEAD (a head node of "
                 f"{args.workers} CPUs started once by the script)",
-        NO_ENV: "HOME=<temp> (BATCHOPS_HOME unset) batchops run ... --engine ray "
-                "--ray-address HEAD",
     }
     noop_table = wall_table(noop_runs, "local")
     copy_table = wall_table(copy_runs, "local")
-    no_env_runs = noop_runs[NO_ENV]
-    env_cost = med_phase(a, "workers") - med_phase(no_env_runs, "workers")
-    env_effect = (f"the runtime environment costs about {env_cost:.1f} s of the actors' start"
-                  if env_cost > 0.5 else "the runtime environment is not what makes the "
-                  "actors slow to start here")
     section = f"""{SECTION}
 
 Reproduce: `{command}`{"  "}
@@ -509,11 +493,11 @@ size ({a[0].chunks} chunks).
   {down:.2f} s; starting the head node (`ray.cluster_utils.Cluster`, {args.workers} CPUs)
   {head_start:.2f} s. The own instance's start-up phase is {extra_start:.2f} s longer than
   local's (medians); its exit {extra_exit:.2f} s longer.
-- Actor start ("workers", medians): {med_phase(a, 'workers'):.2f} s joined, and
-  {med_phase(no_env_runs, 'workers'):.2f} s in the joined runs without a runtime environment
-  (with BATCHOPS_HOME set, `connect` passes it in
-  `runtime_env={{"env_vars": ...}}`, which makes Ray start worker processes for that
-  environment): {env_effect}.
+- Actor start ("workers", median): {med_phase(a, 'workers'):.2f} s joined: Ray hands each
+  actor a worker process, which imports batchops (the worker core, Polars) before its
+  first chunk; the local engine starts its workers while the job is prepared, so its
+  "workers" phase is 0. (batchops passes Ray no runtime environment: one made Ray start
+  new worker processes, ~0.8 s more per actor start in an earlier run of this script.)
 - Tasks alone (last `worker-started` to `complete`): local
   {med_phase(noop_runs['local'], 'tasks'):.2f} s (from `active`), Ray joined
   {med_phase(a, 'tasks'):.2f} s.
