@@ -252,7 +252,8 @@ def _create_announced(opts: Any, args: argparse.Namespace, announce: bool = True
 
 
 def _run_and_report(store: Any, args: argparse.Namespace, prestarted: Any = None,
-                    announced: bool = False, aws: Any = None, report: str | None = None) -> int:
+                    announced: bool = False, aws: Any = None, report: str | None = None,
+                    backend: Any = None) -> int:
     from batchops.cli.progress import Display
     from batchops.model.status import CANCELLED, COMPLETE, FAILED, PAUSED
     from batchops.schedule.coordinator import run_job
@@ -267,7 +268,7 @@ def _run_and_report(store: Any, args: argparse.Namespace, prestarted: Any = None
                           in_process=getattr(args, "in_process", False),
                           prestarted=prestarted, stop=stop, aws=aws, report_url=report,
                           engine=args.engine, ray_address=args.ray_address,
-                          on_workers=display.workers)
+                          on_workers=display.workers, backend=backend)
     except KeyboardInterrupt:  # before any task ran (its checkpoint is as it was)
         print(f"batchops: interrupted; continue with: batchops resume {store.job_id}",
               file=sys.stderr)
@@ -326,13 +327,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         from batchops.schedule.processes import prestart_workers
 
         prestarted = prestart_workers(_workers_worth_starting(args))
+    backend = None
+    if args.engine == "ray":  # actors start while the job is created and prepared
+        from batchops.schedule.raybackend import RayBackend
+
+        backend = RayBackend(args.ray_address)
+        backend.prestart(_workers_worth_starting(args))
     try:
         store = _create_announced(_options_from_args(args), args)
     except BaseException:
         for w in prestarted:
             w.discard()
+        if backend is not None:
+            backend.discard_unused()
         raise
-    return _run_and_report(store, args, prestarted, announced=True)
+    return _run_and_report(store, args, prestarted, announced=True, backend=backend)
 
 
 def _check_engine(args: argparse.Namespace) -> None:

@@ -50,20 +50,29 @@ class ChunkWorker:
     """One worker: built in the actor's process (its stores and clients are made there,
     never pickled), it takes chunks and hands back the worker's messages."""
 
-    def __init__(self, wid: int, cfg: WorkerConfig) -> None:
-        os.environ.update(cfg.env)  # the driver's AWS configuration variables (no keys)
+    def __init__(self, wid: int, cfg: WorkerConfig | None = None) -> None:
+        """Without `cfg` the actor is started early (while the driver prepares the job)
+        and `configure` gives it the job later."""
         self.wid = wid
         self.pipe = _Pipe()
-        self.reader = None
+        self.reader: ChunkReader | None = None
+        self._ready = threading.Event()
+        where = {"pid": os.getpid(), "host": socket.gethostname(), "node": _node_id()}
+        self.pipe.send(("started", where))
+        if cfg is not None:
+            self.configure(cfg)
+
+    def configure(self, cfg: WorkerConfig) -> None:
+        """Take the job: build the stores and start the worker."""
+        os.environ.update(cfg.env)  # the driver's AWS configuration variables (no keys)
         if cfg.manifest:  # the job's copy where this node finds it (a shared path, or
             # ranged GETs of a job store on an object store)
             info, fetch = relocated(ManifestInfo.from_json(cfg.manifest),
                                     job_store(cfg.job_id, cfg.home).manifest_source)
             self.reader = ChunkReader(info, cfg.chunk_size, fetch)
-        where = {"pid": os.getpid(), "host": socket.gethostname(), "node": _node_id()}
-        self.pipe.send(("started", where))
         self.worker = WorkerCore(cfg, self.pipe)
         threading.Thread(target=self._serve, name="batchops-worker", daemon=True).start()
+        self._ready.set()
 
     def _serve(self) -> None:
         try:
@@ -75,6 +84,7 @@ class ChunkWorker:
 
     def submit(self, chunk: Chunk | ChunkRange) -> None:
         """Take a chunk (read here from its byte range)."""
+        self._ready.wait()  # calls may overtake `configure` (the actor is threaded)
         if isinstance(chunk, ChunkRange):
             if self.reader is None:
                 raise RuntimeError("a chunk range came, but no manifest was configured")

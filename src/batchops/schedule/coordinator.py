@@ -86,8 +86,10 @@ class JobRun:
                  stop: threading.Event | None = None,
                  aws: AwsSettings | None = None, report_url: str | None = None,
                  engine: str = "local", ray_address: str | None = None,
-                 on_workers: Callable[[int, int], None] | None = None) -> None:
+                 on_workers: Callable[[int, int], None] | None = None,
+                 backend: WorkerBackend | None = None) -> None:
         self.store = store
+        self.given_backend = backend  # started early by the caller (Ray actors)
         self.on_workers = on_workers or (lambda workers, nodes: None)
         self._where: dict[int, str] = {}  # worker id -> its node (where backends say)
         self._last_shared = 0.0  # when a SlowDown was last shared (for the log)
@@ -479,6 +481,9 @@ class JobRun:
     # -- dispatch ---------------------------------------------------------------------------
 
     def _backend(self) -> WorkerBackend:
+        if self.given_backend is not None:
+            backend, self.given_backend = self.given_backend, None
+            return backend
         if self.in_process:
             return InProcessBackend(self.preset_stores)
         if self.engine == "ray":
@@ -641,7 +646,8 @@ def run_job(store: JobStore, on_progress: ProgressFn | None = None, in_process: 
             stop: threading.Event | None = None,
             aws: AwsSettings | None = None, report_url: str | None = None,
             engine: str = "local", ray_address: str | None = None,
-            on_workers: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+            on_workers: Callable[[int, int], None] | None = None,
+            backend: WorkerBackend | None = None) -> dict[str, Any]:
     """Run (or resume) a job to its end, or until it is cancelled or preempted; returns
     its final job document.
 
@@ -649,12 +655,14 @@ def run_job(store: JobStore, on_progress: ProgressFn | None = None, in_process: 
     SIGINT/SIGTERM) and the job stops soon after, Paused, its checkpoint intact.
     """
     run = JobRun(store, on_progress, in_process, preset_stores, should_yield, prestarted,
-                 stop, aws, report_url, engine, ray_address, on_workers)
+                 stop, aws, report_url, engine, ray_address, on_workers, backend)
     try:
         return run.run()
     finally:
         for w in run.prestarted:  # never used (nothing to run, or an error first)
             w.discard()
+        if run.given_backend is not None:  # likewise
+            run.given_backend.stop(report=False)
 
 
 __all__ = ["JobRun", "run_job", "FAILED"]

@@ -108,13 +108,39 @@ class RayBackend:
         self._next_wid = 0
         self._causes: dict[int, str] = {}  # why an actor we stopped went, for the log
         self._nodes: dict[int, str] = {}  # the node each actor runs on
+        self._spare: list[tuple[int, Any]] = []  # started early, given no job yet
+
+    def prestart(self, n: int) -> None:
+        """Start `n` actors now, without a job: Ray starts a worker process for each and
+        it imports batchops while this process creates and prepares the job (the local
+        engine starts its worker processes early in the same way)."""
+        for _ in range(n):
+            wid = self._next_wid
+            self._next_wid += 1
+            self._spare.append((wid, self._actor_class.remote(wid)))
 
     def start(self, cfg: WorkerConfig, n: int) -> list[int]:
         env = tuple((k, os.environ[k]) for k in PASSED_VARIABLES if k in os.environ)
         self._cfg = dataclasses.replace(cfg, env=env)
-        for _ in range(n):
+        spare, self._spare = self._spare, []
+        for wid, actor in spare[:n]:
+            actor.configure.remote(self._cfg)
+            self.actors[wid] = actor
+            self._polls[actor.events.remote(POLL_SECONDS)] = wid
+        for _, actor in spare[n:]:
+            self.ray.kill(actor, no_restart=True)
+        while len(self.actors) < n:
             self.add()
         return sorted(self.actors)
+
+    def discard_unused(self) -> None:
+        """End actors started early that no job used."""
+        for _, actor in self._spare:
+            try:
+                self.ray.kill(actor, no_restart=True)
+            except Exception:  # noqa: BLE001 - already gone
+                pass
+        self._spare = []
 
     def add(self) -> int:
         assert self._cfg is not None, "start() first"
@@ -202,6 +228,7 @@ class RayBackend:
                 pass
         self.actors.clear()
         self._polls.clear()
+        self.discard_unused()
 
 
 __all__ = ["RayBackend", "RayError", "connect"]
