@@ -55,19 +55,24 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+def _write_file(path: str, data: bytes, flags: int, durable: bool) -> None:
+    """Write all of `data` to a new file (fsynced when `durable`)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | flags, FILE_MODE)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        if durable:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def atomic_write(path: str, data: bytes, durable: bool = True) -> None:
     """Write `data` to `path` so that a crash leaves either the old or the new file."""
     tmp = f"{path}.tmp.{os.getpid()}"
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            if durable:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
+        _write_file(tmp, data, os.O_TRUNC, durable)
         os.replace(tmp, path)
         if durable:
             _fsync_dir(os.path.dirname(path) or ".")
@@ -87,14 +92,7 @@ def create_exclusive(path: str, data: bytes) -> bool:
     two writers exactly one wins and nobody ever sees a half-written file."""
     tmp = f"{path}.tmp.{os.getpid()}{secrets.randbelow(10**6):06d}"
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _write_file(tmp, data, os.O_EXCL, durable=True)
         try:
             os.link(tmp, path)
         except FileExistsError:

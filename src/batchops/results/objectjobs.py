@@ -440,13 +440,6 @@ class ObjectJobStore(JobStore):
         except Exception:  # noqa: BLE001 - an expired lease does no harm
             pass
 
-    def try_lock(self) -> bool:
-        try:
-            self.lock()
-        except JobLockedError:
-            return False
-        return True
-
     def is_locked(self) -> bool:
         data = self._get("lock")
         if data is None:
