@@ -774,3 +774,31 @@ def test_runner_flags_become_the_settings_of_the_jobs_it_runs(cli, stores, aws_h
     described = json.loads(cli("describe-job", "--job-id", job_id, "--extended",
                                check=True).stdout)
     assert described["Job"]["Status"] == "Complete"
+
+
+def test_temporary_credentials_are_refreshed_while_the_job_runs(
+        cli, stores, aws_home: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """Temporary credentials that come close to their expiry (inside botocore's refresh
+    window: 15 minutes) are fetched again while the job runs, and the clients sign with
+    the new ones: the credential_process runs more than once per process, and every
+    task succeeds."""
+    a, _ = stores
+    script = tmp_path / "creds.py"
+    calls = tmp_path / "calls"
+    script.write_text(
+        "import datetime, json\n"
+        f"open({str(calls)!r}, 'a').write('x')\n"
+        "expires = datetime.datetime.now(datetime.UTC) + datetime.timedelta(minutes=12)\n"
+        f"print(json.dumps({{'Version': 1, 'AccessKeyId': {a.access_key!r}, "
+        f"'SecretAccessKey': {a.secret_key!r}, "
+        "'Expiration': expires.strftime('%Y-%m-%dT%H:%M:%SZ')}))\n")
+    _profiles(aws_home, f"[default]\ncredential_process = {sys.executable} {script}\n")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", a.endpoint)
+    src = _bucket(a, "refresh-src", {f"k{i:03d}": b"v" for i in range(60)})
+    m = write_manifest(tmp_path / "m.csv", [(src, f"k{i:03d}") for i in range(60)])
+    proc = cli("run", "--manifest", str(m), "--operation", "put-tagging", "--tag", "r=1",
+               "--no-progress", "--workers", "1", "--chunk-size", "10", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["Job"]["ProgressSummary"]["NumberOfTasksSucceeded"] == 60
+    assert len(calls.read_text()) > 2, calls.read_text()  # more than once per process
