@@ -56,7 +56,7 @@ def connect(address: str | None) -> Any:
     if ray.is_initialized():
         return ray
     address = address or os.environ.get("RAY_ADDRESS") or None
-    _probe(address)
+    probe(address)
     try:
         # No runtime environment of ours: a job with one cannot use the worker processes
         # Ray keeps started (measured: ~0.8 s more per actor start, bench/RESULTS.md);
@@ -70,7 +70,7 @@ def connect(address: str | None) -> Any:
     return ray
 
 
-def _probe(address: str | None, timeout: float = 5.0) -> None:
+def probe(address: str | None, timeout: float = 5.0) -> None:
     """Refuse an address nothing answers at, in one sentence, within `timeout` (Ray's
     own client tries again for minutes)."""
     if not address or address == "auto" or address.startswith("local"):
@@ -231,4 +231,4 @@ class RayBackend:
         self.discard_unused()
 
 
-__all__ = ["RayBackend", "RayError", "connect"]
+__all__ = ["RayBackend", "RayError", "connect", "probe"]
