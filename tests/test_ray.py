@@ -381,3 +381,18 @@ def test_a_slowdown_slows_every_actor(cli, cluster, s3, bucket, s3_endpoint, tmp
     assert log_events(job, "slowdown-shared")
     slowed = {e["chunk"]: e["concurrency"] for e in log_events(job, "slowed")}
     assert 1 in slowed and slowed[1] < 64, slowed
+
+
+def test_without_an_address_ray_starts_a_local_instance(cli, tmp_path, monkeypatch) -> None:
+    """`--engine ray` with no address starts a Ray instance of its own (RAY_ADDRESS=local:
+    never the cluster this module started), so the same command works on a laptop."""
+    monkeypatch.setenv("RAY_ADDRESS", "local")
+    manifest = make_files(tmp_path, 300)
+    done = cli("run", "--manifest", str(manifest), "--operation", "copy",
+               "--bucket-map", f"src=file://{tmp_path / 'src'}",
+               "--target", f"file://{tmp_path / 'dst'}", "--workers", "2",
+               "--chunk-size", "100", "--engine", "ray", "--no-progress", timeout=180)
+    assert done.returncode == 0, done.stderr
+    job = job_dir(cli.home)
+    assert len(log_events(job, "worker-started")) == 2
+    assert len(report_rows(job)) == 300 and len(list((tmp_path / "dst").iterdir())) == 300

@@ -340,7 +340,10 @@ def _join_ray(args: argparse.Namespace, n: int) -> tuple[threading.Thread, dict[
 
 def cmd_run(args: argparse.Namespace) -> int:
     prestarted = []
-    _check_engine(args, join=False)
+    address = args.ray_address or os.environ.get("RAY_ADDRESS") or "local"
+    # Joining a running cluster overlaps the job's preparation (on a thread); starting a
+    # Ray instance of our own happens here, on the main thread, as Ray requires.
+    _check_engine(args, join=address.startswith("local"))
     if not args.in_process and args.engine == "local":
         # Worker processes start while this process imports the rest and prepares the
         # manifest (about 0.2 s saved on every run).
