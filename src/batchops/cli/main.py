@@ -318,66 +318,34 @@ def _workers_worth_starting(args: argparse.Namespace) -> int:
     return max(1, min(n, chunk_count(rows, max(1, size))))
 
 
-def _join_ray(args: argparse.Namespace, n: int) -> tuple[threading.Thread, dict[str, Any]]:
-    """Join (or start) Ray and start `n` actors on a thread of its own, while this one
-    creates and prepares the job (importing Ray and joining cost about a second)."""
-    joined: dict[str, Any] = {}
-
-    def join() -> None:
-        from batchops.schedule.raybackend import RayBackend
-
-        try:
-            backend = RayBackend(args.ray_address)
-            backend.prestart(n)
-            joined["backend"] = backend
-        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
-            joined["error"] = exc
-
-    thread = threading.Thread(target=join, name="batchops-ray-join", daemon=True)
-    thread.start()
-    return thread, joined
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     prestarted = []
-    address = args.ray_address or os.environ.get("RAY_ADDRESS") or "local"
-    # Joining a running cluster overlaps the job's preparation (on a thread); starting a
-    # Ray instance of our own happens here, on the main thread, as Ray requires.
-    _check_engine(args, join=address.startswith("local"))
+    _check_engine(args)
     if not args.in_process and args.engine == "local":
         # Worker processes start while this process imports the rest and prepares the
         # manifest (about 0.2 s saved on every run).
         from batchops.schedule.processes import prestart_workers
 
         prestarted = prestart_workers(_workers_worth_starting(args))
-    joining = _join_ray(args, _workers_worth_starting(args)) if args.engine == "ray" else None
+    backend = None
+    if args.engine == "ray":  # actors start while the job is created and prepared
+        from batchops.schedule.raybackend import RayBackend
+
+        backend = RayBackend(args.ray_address)
+        backend.prestart(_workers_worth_starting(args))
     try:
         store = _create_announced(_options_from_args(args), args)
     except BaseException:
         for w in prestarted:
             w.discard()
-        if joining is not None:
-            joining[0].join()
-            if "backend" in joining[1]:
-                joining[1]["backend"].discard_unused()
+        if backend is not None:
+            backend.discard_unused()
         raise
-    backend = None
-    if joining is not None:
-        joining[0].join()
-        error = joining[1].get("error")
-        if error is not None:
-            why = str(error) if isinstance(error, BatchopsError) else \
-                f"{type(error).__name__}: {error}"
-            raise SpecError(f"{why}; job {store.job_id} is created and ready: run it with "
-                            f"`batchops resume {store.job_id} --engine ray` once Ray can be "
-                            "joined")
-        backend = joining[1]["backend"]
     return _run_and_report(store, args, prestarted, announced=True, backend=backend)
 
 
-def _check_engine(args: argparse.Namespace, join: bool = True) -> None:
-    """Refuse flag combinations the engine cannot run, before anything is created; with
-    `join`, join (or start) Ray now, else only check that its address answers."""
+def _check_engine(args: argparse.Namespace) -> None:
+    """Refuse flag combinations the engine cannot run, before anything is created."""
     if args.engine == "ray":
         if getattr(args, "in_process", False):
             raise SpecError("--in-process and --engine ray exclude each other")
@@ -385,13 +353,10 @@ def _check_engine(args: argparse.Namespace, join: bool = True) -> None:
 
         if importlib.util.find_spec("ray") is None:
             raise SpecError("--engine ray needs Ray: pip install 'batchops[ray]'")
-        from batchops.schedule.raybackend import RayError, connect, probe
+        from batchops.schedule.raybackend import RayError, connect
 
-        try:  # a cluster that cannot be had stops us here
-            if join:
-                connect(args.ray_address)
-            else:
-                probe(args.ray_address or os.environ.get("RAY_ADDRESS"))
+        try:  # join (or start) Ray now: a cluster that cannot be had stops us here
+            connect(args.ray_address)
         except RayError as exc:
             raise SpecError(str(exc)) from None
     elif args.ray_address:
