@@ -435,3 +435,10 @@ def test_run_from_listing_and_retry_the_failures(cli, tmp_path) -> None:
     _, rows2 = read_report(report_manifest_path(cli.home, json.loads(retry.stdout)["Job"]
                                                 ["JobId"]))
     assert sorted(decoded_keys(rows2)) == ["gone/1", "gone/2"]
+
+
+def test_the_readme_s_main_command_batchops_demo_runs(cli, tmp_path) -> None:
+    """`batchops demo`, the README's first command: sample objects copied by a job."""
+    done = cli("demo", "--objects", "300", "--dir", str(tmp_path / "demo"), "--no-progress")
+    assert done.returncode == 0, done.stderr
+    assert "Complete: 300 succeeded, 0 failed" in done.stdout, done.stdout

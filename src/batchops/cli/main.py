@@ -267,7 +267,8 @@ def _run_and_report(store: Any, args: argparse.Namespace, prestarted: Any = None
             doc = run_job(store, display.update,
                           in_process=getattr(args, "in_process", False),
                           prestarted=prestarted, stop=stop, aws=aws, report_url=report,
-                          engine=args.engine, ray_address=args.ray_address,
+                          engine=getattr(args, "engine", "local"),  # demo: local
+                          ray_address=getattr(args, "ray_address", None),
                           on_workers=display.workers, backend=backend)
     except KeyboardInterrupt:  # before any task ran (its checkpoint is as it was)
         print(f"batchops: interrupted; continue with: batchops resume {store.job_id}",
