@@ -161,3 +161,21 @@ def test_a_job_store_url_with_a_secret_is_refused_without_echoing_it(cli, s3) ->
     done = cli("list-jobs", "--job-store", "s3://someone:hunter2secret@bucket/x")
     assert done.returncode == 2 and "hunter2secret" not in done.stderr, done.stderr
     assert "password in a URL" in done.stderr
+
+
+def test_the_job_store_takes_the_command_s_endpoint(cli, s3, bucket, s3_endpoint, tmp_path,
+                                                     monkeypatch) -> None:
+    """--endpoint-url reaches the job store as it reaches every S3 bucket (and the workers
+    and the report with it): nothing in the environment names the server."""
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    manifest = _files(tmp_path, 40)
+    done = cli("run", *_copy_flags(tmp_path, manifest, f"s3://{bucket}/e"),
+               "--endpoint-url", s3_endpoint, "--workers", "2", "--chunk-size", "10", "--json")
+    assert done.returncode == 0, done.stderr
+    job_id = json.loads(done.stdout)["Job"]["JobId"]
+    assert len(_keys(s3, bucket, f"e/jobs/{job_id}/chunks/")) == 4
+    doc = json.loads(_body(s3, bucket, f"e/jobs/{job_id}/job.json"))
+    rows = _report_rows(s3, bucket, doc["Batchops"]["report_manifest"].split("?")[0])
+    assert len(rows) == 40
+    listed = cli("list-jobs", "--job-store", f"s3://{bucket}/e", "--endpoint-url", s3_endpoint)
+    assert listed.returncode == 0 and job_id in listed.stdout, listed.stderr

@@ -183,6 +183,21 @@ def _aws_from_args(args: argparse.Namespace) -> Any:
     return AwsSettings(args.profile or None, args.region or None, args.endpoint_url or None)
 
 
+def _job_store_url(args: argparse.Namespace) -> str:
+    """--job-store; an S3 one with no settings of its own takes the command's
+    --profile/--region/--endpoint-url, as every bucket does (in its URL's query, so
+    that every process of the job reaches it the same way)."""
+    url: str = args.job_store
+    if not url.startswith(("s3://", "s3a://")) or "?" in url:
+        return url
+    from urllib.parse import urlencode
+
+    aws = _aws_from_args(args)
+    query = {k: v for k, v in (("profile", aws.profile), ("region", aws.region),
+                               ("endpoint_url", aws.endpoint_url)) if v}
+    return f"{url}?{urlencode(query)}" if query else url
+
+
 def _options_from_args(args: argparse.Namespace) -> Any:
     from batchops.model.spec import JobOptions
     from batchops.storage.locations import parse_bucket_map
@@ -610,7 +625,7 @@ COMMANDS = MappingProxyType({
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "job_store", None):  # the job home, for this process and its workers
-        os.environ["BATCHOPS_HOME"] = args.job_store
+        os.environ["BATCHOPS_HOME"] = _job_store_url(args)
     args.signals = _Signals()
     if threading.current_thread() is threading.main_thread():
         args.signals.install()

@@ -49,11 +49,18 @@ def is_remote_home(home: str) -> bool:
     return "://" in home and not home.startswith("file://")
 
 
+def _folder_url(home: str) -> str:
+    """The job store URL as a folder (`.../prefix/`), its settings query kept."""
+    base, sep, query = home.partition("?")
+    return base.rstrip("/") + "/" + sep + query
+
+
 def _store_of(home: str) -> tuple[Any, str]:
-    """The obstore store and key prefix of a job store URL."""
+    """The obstore store and key prefix of a job store URL (an S3 one signed with the
+    settings of its query: ?profile=&region=&endpoint_url=)."""
     from batchops.storage.locations import Resolver, split_location
 
-    loc = split_location(home.rstrip("/") + "/")
+    loc = split_location(_folder_url(home))
     return Resolver().store(loc), loc.prefix
 
 
@@ -81,7 +88,7 @@ def check_home(home: str, what: str) -> None:
     from batchops.storage.preflight import preflight
 
     normalise_url(home, what)  # no secrets in it, a scheme batchops knows
-    loc = split_location(home.rstrip("/") + "/")
+    loc = split_location(_folder_url(home))
     if is_s3(loc):
         preflight(Resolver(), [loc], {loc: f"{what} {home}"})
         return
@@ -107,7 +114,10 @@ class ObjectJobStore(JobStore):
         self.dir = os.path.join(cache_folder(home), "jobs", job_id)
         self.chunks_dir = self.prefix + "chunks"
         self.results_dir = self.prefix + "results"
-        self.job_path = self.home.rstrip("/") + "/jobs/" + job_id + "/job.json"
+        base, sep, query = home.partition("?")
+        self._base = base.rstrip("/")  # for sentences (the settings are in the query)
+        self._query = sep + query
+        self.job_path = f"{self._base}/jobs/{job_id}/job.json"
         self._lock_fd = None
         self._lease: dict[str, Any] | None = None
         self._renewer: threading.Thread | None = None
@@ -205,7 +215,7 @@ class ObjectJobStore(JobStore):
         return self._get("job.json") is not None
 
     def default_report_url(self) -> str:
-        return f"{self.home.rstrip('/')}/jobs/{self.job_id}/report"
+        return f"{self._base}/jobs/{self.job_id}/report{self._query}"
 
     # -- job.json, control ---------------------------------------------------------------
 
@@ -259,7 +269,7 @@ class ObjectJobStore(JobStore):
     # -- checkpoint and parts ------------------------------------------------------------
 
     def marker_path(self, chunk: int) -> str:
-        return f"{self.home.rstrip('/')}/jobs/{self.job_id}/chunks/{chunk:012d}.json"
+        return f"{self._base}/jobs/{self.job_id}/chunks/{chunk:012d}.json"
 
     def commit_marker(self, chunk: int, marker: dict[str, Any]) -> dict[str, Any] | None:
         import obstore as obs
