@@ -195,6 +195,14 @@ def _add_engine_flags(p: argparse.ArgumentParser) -> None:
                         "started)")
 
 
+def _add_notify_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--notify", metavar="URL",
+                   help="on each status change of the job, POST a JSON event (in the shape "
+                        "of S3 Batch Operations' EventBridge events) to this http(s) URL; "
+                        "or command:'[\"prog\", \"arg\"]' runs that argv (no shell) with "
+                        "the event on its stdin. Retried with backoff; the job never waits")
+
+
 def _add_output_flags(p: argparse.ArgumentParser,
                       json_help: str = "print the final job as DescribeJob JSON instead "
                                        "of a summary") -> None:
@@ -238,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "--target s3://backup --target-key-prefix 2024\n",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_run_flags(run)
+    _add_notify_flag(run)
 
     resume = command(
         "resume", help="continue an interrupted or killed job from its checkpoint",
@@ -253,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "location)")
     _add_engine_flags(resume)
     _add_output_flags(resume)
+    _add_notify_flag(resume)
 
     describe = command(
         "describe-job", help="print a job as DescribeJob JSON",

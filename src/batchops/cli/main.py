@@ -253,6 +253,8 @@ def _create_announced(opts: Any, args: argparse.Namespace, announce: bool = True
 
     def on_created(store: Any) -> None:
         created.append(store)
+        if getattr(args, "notifier", None) is not None:
+            args.notifier.watch(store)  # JobCreated now; then each status it moves to
         if announce:
             _announce(store)
 
@@ -277,6 +279,8 @@ def _run_and_report(store: Any, args: argparse.Namespace, prestarted: Any = None
     if not announced:
         _announce(store)
     signals: _Signals = args.signals
+    if getattr(args, "notifier", None) is not None:
+        args.notifier.watch(store)
     try:
         with Display(enabled=not args.no_progress) as display, signals.polling() as stop:
             doc = run_job(store, display.update,
@@ -635,6 +639,10 @@ def main(argv: list[str] | None = None) -> int:
             from batchops.results.objectjobs import check_home
 
             check_home(home, "--job-store" if args.job_store else "BATCHOPS_HOME")
+        if getattr(args, "notify", None):  # a bad value is refused before anything starts
+            from batchops.schedule.notify import Notifier
+
+            args.notifier = Notifier.from_flag(args.notify)
         return COMMANDS[args.command](args)
     except BatchopsError as exc:
         print(f"batchops: {exc}", file=sys.stderr)
@@ -657,6 +665,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{exc}); the job keeps its checkpoint and `batchops resume` continues it "
               "(set BATCHOPS_DEBUG=1 for a traceback)", file=sys.stderr)
         return errors.EXIT_JOB_FAILED
+    finally:
+        if getattr(args, "notifier", None) is not None:
+            args.notifier.close()  # a few seconds for the last events, never more
 
 
 def entry() -> None:

@@ -149,6 +149,10 @@ class JobStore:
 
     #: Set (by a lease's holder) when another process took the job over: stop.
     lost = False
+    #: `watch_status`'s listener, called as listener(doc, previous status) after a write
+    #: of job.json that changes the job's status (every status write is one of those).
+    _on_status: Callable[[dict[str, Any], str | None], None] | None = None
+    _status_seen: str | None = None
 
     def __init__(self, job_id: str, home: str | None = None) -> None:
         self.job_id = job_id
@@ -222,6 +226,19 @@ class JobStore:
             doc = dict(doc, Job={k: _scrubbed(v) if k in _REASONS else v
                                  for k, v in job.items()})
         atomic_write(self.job_path, orjson.dumps(doc, option=orjson.OPT_INDENT_2), durable)
+        self._status_written(doc)
+
+    def watch_status(self, listener: Callable[[dict[str, Any], str | None], None],
+                     status: str | None) -> None:
+        """Call `listener(doc, previous)` after each write through this store that moves
+        the job on from `status` (its status now; None for a job not yet written)."""
+        self._on_status, self._status_seen = listener, status
+
+    def _status_written(self, doc: dict[str, Any]) -> None:
+        status = (doc.get("Job") or {}).get("Status")
+        if self._on_status is not None and status != self._status_seen:
+            previous, self._status_seen = self._status_seen, status
+            self._on_status(doc, previous)
 
     # -- control (written by update-job-*, read by the running process) ---------------------
 

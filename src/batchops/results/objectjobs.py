@@ -236,6 +236,7 @@ class ObjectJobStore(JobStore):
                                                           "FailureReasons") else v
                                  for k, v in job.items()})
         self._put("job.json", orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+        self._status_written(doc)
 
     def control(self) -> dict[str, Any]:
         data = self._get("control.json")
