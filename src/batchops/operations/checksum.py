@@ -22,7 +22,7 @@ from batchops.model.chunk import Chunk
 from batchops.model.errors import SpecError
 from batchops.operations.base import Operation, require_enum
 from batchops.storage.localfs import FolderCopier
-from batchops.storage.locations import Resolver
+from batchops.storage.locations import Location, Resolver
 from batchops.storage.outcomes import TaskError
 
 ALGORITHMS = ("CRC32", "CRC32C", "CRC64NVME", "MD5", "SHA1", "SHA256", "SHA512", "XXHASH64",
@@ -88,45 +88,60 @@ class ComputeChecksumOperation(Operation):
             "ChecksumHex": digest.hex(),
         }).decode()
 
-    def _where(self, chunk: Chunk, i: int) -> tuple[Any, str, Any]:
+    def _where(self, chunk: Chunk, i: int) -> tuple[Location, str, str | None]:
         loc = self.resolver.location(chunk.buckets[i])
-        version = chunk.versions[i]
-        return (self.resolver.store(loc), loc.key(chunk.keys[i]),
-                {"version": version} if version else None)
-
-    def _local(self, chunk: Chunk, i: int) -> str | None:
-        """A file below a file:// root is read by storage/localfs.py (the sandbox: no
-        symlink followed), not obstore; None for other stores."""
-        loc = self.resolver.location(chunk.buckets[i])
-        if loc.local_path is None:
-            return None
-        if chunk.versions[i]:
-            raise TaskError(400, "InvalidRequest", f"{loc.root} keeps no versions")
-        hasher = new_hasher(self.params["ChecksumAlgorithm"])
-        fd = self.folders.open_source(loc.local_path, loc.key(chunk.keys[i]))
-        for block in self.folders.read_blocks(fd, BLOCK):
-            hasher.update(block)
-        return self._message(hasher)
+        return loc, loc.key(chunk.keys[i]), chunk.versions[i]
 
     def sync_capable(self, chunk: Chunk) -> bool:
         return all(self.resolver.location(b).in_process for b in set(chunk.buckets)) and \
             not any(chunk.versions)
 
     async def run(self, chunk: Chunk, i: int) -> str | None:
-        if (local := self._local(chunk, i)) is not None:
-            return local
-        store, key, options = self._where(chunk, i)
-        hasher = new_hasher(self.params["ChecksumAlgorithm"])
-        result = await obs.get_async(store, key, options=options)
-        async for block in result.stream(min_chunk_size=BLOCK):
-            hasher.update(block)
-        return self._message(hasher)
+        return self._message(await digest(self.resolver, self.folders, *self._where(chunk, i),
+                                          self.params["ChecksumAlgorithm"]))
 
     def run_sync(self, chunk: Chunk, i: int) -> str | None:
-        if (local := self._local(chunk, i)) is not None:
-            return local
-        store, key, options = self._where(chunk, i)
-        hasher = new_hasher(self.params["ChecksumAlgorithm"])
-        for block in obs.get(store, key, options=options).stream(min_chunk_size=BLOCK):
-            hasher.update(block)
-        return self._message(hasher)
+        return self._message(digest_sync(self.resolver, self.folders, *self._where(chunk, i),
+                                         self.params["ChecksumAlgorithm"]))
+
+
+def _local_digest(folders: FolderCopier, loc: Location, key: str, version: str | None,
+                  algorithm: str) -> Any:
+    """A file below a file:// root is read by storage/localfs.py (the sandbox: no
+    symlink followed), not obstore; None for other stores."""
+    if loc.local_path is None:
+        return None
+    if version:
+        raise TaskError(400, "InvalidRequest", f"{loc.root} keeps no versions")
+    hasher = new_hasher(algorithm)
+    for block in folders.read_blocks(folders.open_source(loc.local_path, key), BLOCK):
+        hasher.update(block)
+    return hasher
+
+
+def digest_sync(resolver: Resolver, folders: FolderCopier, loc: Location, key: str,
+                version: str | None, algorithm: str) -> Any:
+    """The finished hasher of `algorithm` over the object's bytes (streamed), on the
+    sync path (in-process stores)."""
+    hasher = _local_digest(folders, loc, key, version, algorithm)
+    if hasher is not None:
+        return hasher
+    hasher = new_hasher(algorithm)
+    result = obs.get(resolver.store(loc), key, options={"version": version} if version else None)
+    for block in result.stream(min_chunk_size=BLOCK):
+        hasher.update(block)
+    return hasher
+
+
+async def digest(resolver: Resolver, folders: FolderCopier, loc: Location, key: str,
+                 version: str | None, algorithm: str) -> Any:
+    """`digest_sync` for any store, on the event loop."""
+    hasher = _local_digest(folders, loc, key, version, algorithm)
+    if hasher is not None:
+        return hasher
+    hasher = new_hasher(algorithm)
+    result = await obs.get_async(resolver.store(loc), key,
+                                 options={"version": version} if version else None)
+    async for block in result.stream(min_chunk_size=BLOCK):
+        hasher.update(block)
+    return hasher
