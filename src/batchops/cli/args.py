@@ -8,13 +8,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from batchops.model.compare import MODE_HELP
+
 OPERATION_HELP = (
     "copy (S3PutObjectCopy), put-tagging (S3PutObjectTagging), delete-tagging "
     "(S3DeleteObjectTagging), put-acl (S3PutObjectAcl), restore (S3InitiateRestoreObject), "
     "put-retention (S3PutObjectRetention), put-legal-hold (S3PutObjectLegalHold), invoke "
     "(LambdaInvoke), replicate (S3ReplicateObject), compute-checksum "
     "(S3ComputeObjectChecksum), update-encryption (S3UpdateObjectEncryption), delete (ours), "
-    "noop (benchmark the runner)"
+    "verify (ours: compare each object with its copy at --target), noop (benchmark the runner)"
 )
 
 EPILOG = """\
@@ -89,6 +91,17 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--object-lock-mode", choices=("COMPLIANCE", "GOVERNANCE"))
     g.add_argument("--object-lock-retain-until", metavar="ISO8601")
     g.add_argument("--object-lock-legal-hold", choices=("ON", "OFF"))
+    g = p.add_argument_group("comparing with the target (copy, verify)")
+    g.add_argument("--skip-unchanged", metavar="MODE",
+                   help="copy: skip objects already the same at the target, by MODE: "
+                        + MODE_HELP + ". With --manifest each task HEADs its target, and a "
+                        "skipped one is reported succeeded, \"unchanged\"")
+    g.add_argument("--verify", action="store_true",
+                   help="copy: after each copy, compare the copy with its source (by "
+                        "--compare) before the task counts as succeeded")
+    g.add_argument("--compare", metavar="MODE", default=None,
+                   help="verify, copy --verify: how a copy is compared with its source: "
+                        + MODE_HELP + " (default etag)")
     g = p.add_argument_group("put-tagging")
     g.add_argument("--tag", action="append", default=[], metavar="K=V",
                    help="a tag of the new tag set (repeatable; at most 10)")
