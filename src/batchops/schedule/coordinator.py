@@ -61,6 +61,8 @@ from batchops.storage.outcomes import Outcome
 
 PREFETCH = 2
 STATUS_INTERVAL = 1.0
+#: Seconds between `progress` events in the job's log (the console's throughput chart).
+PROGRESS_LOG_INTERVAL = 5.0
 MAX_RESPAWNS_PER_WORKER = 3  # deaths of workers holding no chunk (they cannot start)
 #: Seconds without a word from a worker holding chunks before its leases are taken back
 #: (it heartbeats every half second); BATCHOPS_LEASE_SECONDS overrides it.
@@ -106,6 +108,7 @@ class JobRun:
         self.prestarted = list(prestarted or [])
         self._last_control = 0.0
         self._last_status = 0.0
+        self._last_progress_log = 0.0
         self.fatal: str | None = None
         self._load()
 
@@ -266,6 +269,12 @@ class JobRun:
         summary["Timers"]["ElapsedTimeInActiveSeconds"] = (
             self._active_before + int(now - self._started))
         self.store.write(self.doc)  # atomic and durable, every time (about 1 fsync/s)
+        if force or now - self._last_progress_log >= PROGRESS_LOG_INTERVAL:
+            self._last_progress_log = now
+            stats = self.settings.get("stats") or {}
+            self.store.log("progress", status=self.job["Status"], succeeded=succeeded,
+                           failed=failed, retries=stats.get("retries", 0),
+                           throttled=stats.get("throttled", 0))
         self.on_progress(succeeded, failed, self.info.total_tasks)
 
     def _set_status(self, status: str) -> None:
