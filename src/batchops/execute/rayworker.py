@@ -22,13 +22,15 @@ import queue
 import socket
 import sys
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from batchops.execute.worker import WorkerCore
-from batchops.manifest.reader import ChunkReader, ManifestInfo, relocated
-from batchops.model.chunk import Chunk, ChunkRange
-from batchops.model.spec import WorkerConfig
-from batchops.results.stores import job_store
+from batchops.model.chunk import ChunkRange
+
+if TYPE_CHECKING:  # imported in the actor's process (see `ChunkWorker.__init__`)
+    from batchops.execute.worker import WorkerCore
+    from batchops.manifest.reader import ChunkReader
+    from batchops.model.chunk import Chunk
+    from batchops.model.spec import WorkerConfig
 
 
 class _Pipe:
@@ -53,6 +55,10 @@ class ChunkWorker:
     def __init__(self, wid: int, cfg: WorkerConfig | None = None) -> None:
         """Without `cfg` the actor is started early (while the driver prepares the job)
         and `configure` gives it the job later."""
+        # The worker's modules are imported here, in the actor's process, while the driver
+        # prepares the job; the driver does not import them before it starts its actors.
+        import batchops.execute.worker
+        import batchops.manifest.reader  # noqa: F401
         self.wid = wid
         self.pipe = _Pipe()
         self.reader: ChunkReader | None = None
@@ -64,13 +70,17 @@ class ChunkWorker:
 
     def configure(self, cfg: WorkerConfig) -> None:
         """Take the job: build the stores and start the worker."""
+        from batchops.execute.worker import WorkerCore
+        from batchops.manifest.reader import ChunkReader, ManifestInfo, relocated
+        from batchops.results.stores import job_store
+
         os.environ.update(cfg.env)  # the driver's AWS configuration variables (no keys)
         if cfg.manifest:  # the job's copy where this node finds it (a shared path, or
             # ranged GETs of a job store on an object store)
             info, fetch = relocated(ManifestInfo.from_json(cfg.manifest),
                                     job_store(cfg.job_id, cfg.home).manifest_source)
             self.reader = ChunkReader(info, cfg.chunk_size, fetch)
-        self.worker = WorkerCore(cfg, self.pipe)
+        self.worker: WorkerCore = WorkerCore(cfg, self.pipe)
         threading.Thread(target=self._serve, name="batchops-worker", daemon=True).start()
         self._ready.set()
 
