@@ -99,8 +99,8 @@ def _operation_from_args(args: argparse.Namespace) -> tuple[str, dict[str, Any]]
         validate_operation(spec)
         return alias, params
     alias = get_operation(args.operation).alias
-    p: dict[str, Any] = {}
-    if alias in ("copy", "replicate"):
+    p: dict[str, Any] = _compare_params(args, alias)
+    if alias in ("copy", "replicate", "verify"):
         if not args.target and (alias == "replicate" or args.from_listing):
             raise SpecError(f"--operation {alias} needs --target URL (where to copy to)")
         if args.target:  # copy without one: every manifest row names its destination
@@ -168,6 +168,29 @@ def _operation_from_args(args: argparse.Namespace) -> tuple[str, dict[str, Any]]
             kms["BucketKeyEnabled"] = args.bucket_key_enabled == "true"
         p["ObjectEncryption"] = {"SSEKMS": kms}
     return alias, p
+
+
+def _compare_params(args: argparse.Namespace, alias: str) -> dict[str, Any]:
+    """--compare, --verify and --skip-unchanged (with --manifest; with --from-listing the
+    listings are compared instead) as the operation's parameters."""
+    from batchops.model.compare import CompareMode
+
+    if args.verify and alias != "copy":
+        raise SpecError(f"--verify applies to --operation copy, not {alias}")
+    if args.compare and alias != "verify" and not args.verify:
+        raise SpecError("--compare applies to --operation verify and to copy --verify")
+    if args.skip_unchanged and alias != "copy":
+        raise SpecError(f"--skip-unchanged applies to --operation copy, not {alias}")
+    p: dict[str, Any] = {}
+    mode = CompareMode.parse(args.compare or "etag", "--compare").value
+    if alias == "verify":
+        p["Compare"] = mode
+    elif args.verify:
+        p["BatchopsVerify"] = mode
+    if args.skip_unchanged and not args.from_listing:
+        p["BatchopsSkipUnchanged"] = CompareMode.parse(args.skip_unchanged,
+                                                       "--skip-unchanged").value
+    return p
 
 
 def _aws_from_args(args: argparse.Namespace) -> Any:

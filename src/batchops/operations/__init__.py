@@ -23,6 +23,7 @@ from batchops.operations.objectlock import PutLegalHoldOperation, PutRetentionOp
 from batchops.operations.replicate import ReplicateOperation
 from batchops.operations.restore import RestoreOperation
 from batchops.operations.tagging import DeleteTaggingOperation, PutTaggingOperation
+from batchops.operations.verify import VerifyOperation
 from batchops.storage.outcomes import TaskError
 
 OPERATIONS: Mapping[str, type[Operation]] = MappingProxyType({
@@ -30,7 +31,7 @@ OPERATIONS: Mapping[str, type[Operation]] = MappingProxyType({
         CopyOperation, PutTaggingOperation, DeleteTaggingOperation, PutAclOperation,
         RestoreOperation, PutRetentionOperation, PutLegalHoldOperation, InvokeOperation,
         ReplicateOperation, ComputeChecksumOperation, UpdateEncryptionOperation,
-        DeleteOperation, NoopOperation)
+        DeleteOperation, VerifyOperation, NoopOperation)
 })
 BY_AMAZON_NAME: Mapping[str, type[Operation]] = MappingProxyType(
     {op.amazon_name: op for op in OPERATIONS.values()})

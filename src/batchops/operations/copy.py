@@ -34,10 +34,12 @@ import obstore as obs
 from batchops.manifest.reader import ManifestInfo
 from batchops.model.arns import s3_url_to_arn
 from batchops.model.chunk import Chunk
+from batchops.model.compare import CompareMode, Difference, ObjectInfo
 from batchops.model.errors import ManifestError, SpecError
 from batchops.model.spec import check_tag_set
 from batchops.operations.acl import grant_headers
 from batchops.operations.base import Operation, require_enum
+from batchops.operations.compare import ObjectComparer, mismatch
 from batchops.operations.objectlock import parse_timestamp
 from batchops.storage.localfs import FolderCopier
 from batchops.storage.locations import (
@@ -101,6 +103,9 @@ def _validate_options(out: dict[str, Any]) -> None:
             out[name] = parse_timestamp(out[name], f"{_WHERE}.{name}")
     if "RedirectLocation" in out and not isinstance(out["RedirectLocation"], str):
         raise SpecError(f"{_WHERE}.RedirectLocation must be a string (a URL or /path)")
+    for name in ("BatchopsVerify", "BatchopsSkipUnchanged"):
+        if name in out:
+            out[name] = CompareMode.parse(out[name], f"{_WHERE}.{name}").value
     if ("ObjectLockMode" in out) != ("ObjectLockRetainUntilDate" in out):
         raise SpecError(f"{_WHERE}: ObjectLockMode and ObjectLockRetainUntilDate go together")
     meta = out.get("NewObjectMetadata")
@@ -228,6 +233,13 @@ class CopyOperation(Operation):
         self._multipart_threshold = int(params.get("BatchopsMultipartThreshold",
                                                    MAX_SINGLE_COPY))
         self.folders = FolderCopier()
+        # --verify: compared after the copy; --skip-unchanged: compared first.
+        verify, skip = params.get("BatchopsVerify"), params.get("BatchopsSkipUnchanged")
+        self._verify = ObjectComparer(resolver, CompareMode(verify), self.folders) \
+            if verify else None
+        self._skip = ObjectComparer(resolver, CompareMode(skip), self.folders) \
+            if skip else None
+        self._unchanged = f"unchanged ({skip}): not copied"
 
     # -- planning one task -------------------------------------------------------------
 
@@ -260,15 +272,24 @@ class CopyOperation(Operation):
         version = chunk.versions[i]
         if src.local_path is not None and dst.local_path is not None:
             return self.run_sync(chunk, i)  # folder to folder: the native copy
+        where = (src, src_key, version, dst, dst_key)
+        if self._skip is not None and (await self._skip.difference(*where))[0] is None:
+            return self._unchanged
+        await self._copy(*where)
+        if self._verify is not None:
+            _verified(await self._verify.difference(*where))
+        return None
+
+    async def _copy(self, src: Location, src_key: str, version: str | None, dst: Location,
+                    dst_key: str) -> None:
         if src.root == dst.root and src.aws == dst.aws and not version \
                 and not self._has_options:
             await obs.copy_async(self.resolver.store(src), src_key, dst_key)
-            return None
+            return
         if self.resolver.same_account(src, dst):  # else get → put between the two
             await self.s3_copy(src, src_key, version, dst, dst_key, self._s3_args)
-            return None
+            return
         await self.stream_copy(src, src_key, version, dst, dst_key)
-        return None
 
     async def s3_copy(self, src: Location, src_key: str, version: str | None, dst: Location,
                       dst_key: str, extra: dict[str, Any]) -> None:
@@ -386,8 +407,8 @@ class CopyOperation(Operation):
 
     def run_chunk_sync(self, chunk: Chunk, indices: list[int]) -> list[Any] | None:
         """Folder to folder: the whole chunk in one native call (storage/localfs.py)."""
-        if self.bytes_limiter is not None or not indices:
-            return None  # --max-bytes-per-second paces file by file
+        if self.bytes_limiter is not None or not indices or self._skip or self._verify:
+            return None  # --max-bytes-per-second paces file by file; comparisons too
         items: list[tuple[str, str, str, str]] = []
         where: list[int] = []
         out: list[Any] = [None] * len(indices)
@@ -437,16 +458,25 @@ class CopyOperation(Operation):
     def run_sync(self, chunk: Chunk, i: int) -> str | None:
         src, src_key, dst, dst_key = self.plan(chunk, i)
         self._no_version(src, chunk.versions[i])
+        where = (src, src_key, None, dst, dst_key)
+        if self._skip is not None and self._skip.difference_sync(*where)[0] is None:
+            return self._unchanged
+        self._copy_sync(src, src_key, dst, dst_key)
+        if self._verify is not None:
+            _verified(self._verify.difference_sync(*where))
+        return None
+
+    def _copy_sync(self, src: Location, src_key: str, dst: Location, dst_key: str) -> None:
         if src.local_path is not None and dst.local_path is not None:
             # Always a real copy: obstore's same-folder copy is a hard link, which a later
             # in-place write to either file would show in both.
             self.throttle_bytes_sync(self.folders.copy(src.local_path, src_key,
                                                        dst.local_path, dst_key))
-            return None
+            return
         # Memory and local folders (read and written by storage/localfs.py, not obstore).
         if src.root == dst.root:
             obs.copy(self.resolver.store(src), src_key, dst_key)
-            return None
+            return
         if src.local_path is not None:
             fd = self.folders.open_source(src.local_path, src_key)
             size = os.fstat(fd).st_size
@@ -460,14 +490,20 @@ class CopyOperation(Operation):
         self.throttle_bytes_sync(size)
         if dst.local_path is not None:
             self.folders.write(dst.local_path, dst_key, body)
-            return None
+            return
         dst_store = self.resolver.store(dst, create=True)
         if size <= SMALL_OBJECT:
             obs.put(dst_store, dst_key, b"".join(body), attributes=attributes,
                     use_multipart=False)
         else:
             obs.put(dst_store, dst_key, body, attributes=attributes, chunk_size=PART_SIZE)
-        return None
+
+
+def _verified(compared: tuple[Difference | None, ObjectInfo, ObjectInfo | None]) -> None:
+    """--verify: a copy that differs from its source fails its task."""
+    diff, src, dst = compared
+    if diff is not None:
+        raise mismatch(diff, src, dst)
 
 
 def _blocks(result: Any) -> Iterator[bytes]:
