@@ -364,12 +364,15 @@ def main() -> int:
 
         print("3. driver cost per chunk and per row (joined)", flush=True)
         m10 = write_manifest(work / "noop-10x.csv", args.rows * 10)
-        fine, big = [], []
+        m30 = write_manifest(work / "noop-30x.csv", args.rows * 30)
+        fine, big, huge = [], [], []
         for i in range(2):
             fine.append(run(JOINED, noop(m1) + join + ["--chunk-size", "1000"],
                             homes / f"b{i}", base_env))
             big.append(run(JOINED, noop(m10) + join + ["--chunk-size", "10000"],
                            homes / f"c{i}", base_env))
+            huge.append(run(JOINED, noop(m30) + join + ["--chunk-size", "30000"],
+                            homes / f"d{i}", base_env))
     finally:
         if cluster is not None:
             cluster.shutdown()
@@ -393,20 +396,24 @@ def main() -> int:
 
     a = noop_runs[JOINED]
     rows_a, chunks_a = a[0].rows, a[0].chunks
-    rows_b, chunks_b = fine[0].rows, fine[0].chunks
-    rows_c = big[0].rows
-    cpu_a, cpu_b, cpu_c = med(a, "cpu"), med(fine, "cpu"), med(big, "cpu")
-    rss_a, rss_b, rss_c = med(a, "rss_mib"), med(fine, "rss_mib"), med(big, "rss_mib")
+    chunks_b = fine[0].chunks
+    rows_c, rows_d = big[0].rows, huge[0].rows
+    cpu_a, cpu_b = med(a, "cpu"), med(fine, "cpu")
+    cpu_c, cpu_d = med(big, "cpu"), med(huge, "cpu")
+    rss_a, rss_b = med(a, "rss_mib"), med(fine, "rss_mib")
+    rss_c, rss_d = med(big, "rss_mib"), med(huge, "rss_mib")
     per_chunk = (cpu_b - cpu_a) / (chunks_b - chunks_a)
-    per_row = (cpu_c - cpu_b) / (rows_c - rows_b)
+    # Rows from D−C: both manifests are far above the size where the prepare pass's
+    # buffers stop growing (16 MiB blocks), so the slope is what is kept per row.
+    per_row = (cpu_d - cpu_c) / (rows_d - rows_c)
     fixed = cpu_a - per_chunk * chunks_a - per_row * rows_a
     mem_chunk = (rss_b - rss_a) * 2**20 / (chunks_b - chunks_a)
-    mem_row = (rss_c - rss_b) * 2**20 / (rows_c - rows_b)
-    mem_fixed = rss_a * 2**20 - mem_chunk * chunks_a - mem_row * rows_a
-    prepare_row = med_phase(big, "prepare") / rows_c
+    mem_row = (rss_d - rss_c) * 2**20 / (rows_d - rows_c)
+    mem_fixed = rss_c * 2**20 - mem_chunk * big[0].chunks - mem_row * rows_c
+    prepare_row = med_phase(huge, "prepare") / rows_d
     node_noop = statistics.median(r.rows / r.phases["tasks"] for r in a)
     node_copy = statistics.median(r.rows / r.phases["tasks"] for r in copy_runs[JOINED])
-    children = max(r.children for r in [*a, *fine, *big])
+    children = max(r.children for r in [*a, *fine, *big, *huge])
     join_start = med_phase(a, "start-up")
 
     n_rows, nodes, size = ROWS_AT_SCALE, NODES_AT_SCALE, 10_000
@@ -437,9 +444,10 @@ def main() -> int:
 
     measured = [measured_row(f"A: part 1's {len(a)} joined runs", a),
                 measured_row(f"B: `--chunk-size 1000`, {len(fine)} runs", fine),
-                measured_row(f"C: `--chunk-size 10000`, {len(big)} runs", big)]
+                measured_row(f"C: `--chunk-size 10000`, {len(big)} runs", big),
+                measured_row(f"D: `--chunk-size 30000`, {len(huge)} runs", huge)]
     loads = [r.load for g in (noop_runs, copy_runs) for runs in g.values() for r in runs]
-    loads += [r.load for r in [*fine, *big]]
+    loads += [r.load for r in [*fine, *big, *huge]]
     busy = (f" **The machine was busy** (load above its {os.cpu_count()} cores: other work "
             "ran beside this benchmark), so the wall times and their ratios carry that noise; "
             "the tasks phase and the CPU figures are the steadier ones. Rerun on a quiet "
@@ -523,16 +531,16 @@ Medians of each group:
 |---|---:|---:|---:|---:|---:|---:|
 {chr(10).join(measured)}
 
-Computed from them (B−A isolates chunks, C−B rows; both include whatever the driver's
-loop costs per second, such as its 0.5 s polls):
+Computed from them (B−A isolates chunks, D−C rows, at the same number of chunks; both
+include whatever the driver's loop costs per second, such as its 0.5 s polls):
 
-- driver CPU per chunk: **{per_chunk * 1e3:.2f} ms** (B−A); per row: {per_row * 1e6:.3f} µs (C−B;
-  the prepare pass alone: {prepare_row * 1e6:.3f} µs of wall per row, C); fixed
+- driver CPU per chunk: **{per_chunk * 1e3:.2f} ms** (B−A); per row: {per_row * 1e6:.3f} µs (D−C;
+  the prepare pass alone: {prepare_row * 1e6:.3f} µs of wall per row, D); fixed
   {fixed:.2f} s (interpreter, imports, joining Ray).
 - driver memory: {mem_chunk / 1024:.1f} KiB per chunk, {mem_row:.2f} B per row (slopes of peak
-  RSS; differences of a few MiB are within run-to-run noise), {mem_fixed / 2**20:.0f} MiB fixed.
-  Extrapolated linearly below: if part of the growth with rows is a bounded buffer of the
-  prepare pass rather than state kept per row, that overstates it.
+  RSS; differences of a few MiB are within run-to-run noise), {mem_fixed / 2**20:.0f} MiB fixed
+  (from C). A and B hold 1M rows, a manifest small enough that the prepare pass's buffers
+  are not yet at their full size: the row slope is taken between C and D only.
 - **The driver becomes the bottleneck at {driver_chunk_rate:,.0f} chunks/s** (1 / CPU per
   chunk): {driver_chunk_rate * size:,.0f} tasks/s at 10,000 rows per chunk,
   {driver_chunk_rate * size / node_noop:,.1f} nodes like this one running noop, or
@@ -541,7 +549,7 @@ loop costs per second, such as its 0.5 s polls):
 {n_rows:,} rows on {nodes} nodes (computed). Assumptions: chunks of 10,000 rows
 ({n_chunks:,} chunks); each node like this one ({os.cpu_count()} CPUs, {args.workers} actors) runs
 at the per-node rate below, and nodes add up linearly until the driver saturates; the
-driver prepares the manifest in one sequential pass at the rate measured in C before
+driver prepares the manifest in one sequential pass at the rate measured in D before
 any task runs (the actors read their ranges themselves); joining costs
 {join_start:.2f} s (part 1's joined start-up); tasks take the longer of the nodes' time and
 the driver's CPU time for all chunks; report publishing is in the per-chunk cost.
