@@ -245,8 +245,25 @@ def _options_from_args(args: argparse.Namespace) -> Any:
             flt["MatchAnyStorageClass"] = args.match_storage_class
         generator = {"SourceBucket": args.from_listing, "EnableManifestOutput": False,
                      "Filter": flt}
+        if args.delete_extraneous and flt:
+            raise SpecError("--delete-extraneous deletes every target object the whole "
+                            "listing lacks; it cannot be combined with listing filters "
+                            "(--prefix, --suffix, ...): list a narrower URL instead")
     elif not args.manifest:
         raise SpecError("give --manifest PATH_OR_URL (or --from-listing URL)")
+    if args.delete_extraneous:
+        if not (args.from_listing and args.skip_unchanged):
+            raise SpecError("--delete-extraneous needs --from-listing URL and --skip-unchanged "
+                            "MODE (the extraneous objects are those of the target's listing "
+                            "that the source's lacks)")
+        if not (args.confirm_delete or args.dry_run):
+            raise SpecError("--delete-extraneous removes objects for good: add "
+                            "--confirm-delete, or --dry-run to list what would be deleted")
+    skip = None
+    if args.from_listing and args.skip_unchanged:
+        from batchops.model.compare import CompareMode
+
+        skip = CompareMode.parse(args.skip_unchanged, "--skip-unchanged").value
     return JobOptions(
         manifest=args.manifest or "", manifest_generator=generator, operation=operation,
         params=params, report=args.report, failure_ratio=args.failure_threshold,
@@ -256,7 +273,7 @@ def _options_from_args(args: argparse.Namespace) -> Any:
         bucket_map=parse_bucket_map(args.bucket_map), workers=args.workers,
         concurrency=args.concurrency, max_attempts=args.max_attempts,
         description=args.description, priority=args.priority, dry_run=args.dry_run,
-        confirmed=args.confirm_delete, aws=_aws_from_args(args),
+        confirmed=args.confirm_delete, aws=_aws_from_args(args), skip_unchanged=skip,
     )
 
 
@@ -329,6 +346,11 @@ def _run_and_report(store: Any, args: argparse.Namespace, prestarted: Any = None
             print(f"dry run of {doc['Batchops']['operation']}: {ok:,} objects are there and "
                   f"would be processed, {failed:,} are missing or unreadable (the report's "
                   "failed rows); nothing was changed")
+        if doc["Batchops"].get("skip_unchanged"):
+            from batchops.manifest.diff import DiffCounts
+            from batchops.schedule.unchanged import describe_counts
+
+            print(describe_counts(DiffCounts(**doc["Batchops"]["skip_unchanged"])))
         report = doc["Batchops"].get("report_manifest")
         if report:
             print(f"report: {report}")
@@ -377,14 +399,39 @@ def cmd_run(args: argparse.Namespace) -> int:
         backend = RayBackend(args.ray_address)
         backend.prestart(_workers_worth_starting(args))
     try:
-        store = _create_announced(_options_from_args(args), args)
+        opts = _options_from_args(args)
+        store = _create_announced(opts, args)
     except BaseException:
         for w in prestarted:
             w.discard()
         if backend is not None:
             backend.discard_unused()
         raise
-    return _run_and_report(store, args, prestarted, announced=True, backend=backend)
+    code = _run_and_report(store, args, prestarted, announced=True, backend=backend)
+    if args.delete_extraneous:
+        code = max(code, _delete_extraneous(store, opts, args))
+    return code
+
+
+def _delete_extraneous(store: Any, opts: Any, args: argparse.Namespace) -> int:
+    """--delete-extraneous: once the copy job is Complete, a second job, of operation
+    delete, over its extraneous.csv (its id printed; its report is its own)."""
+    from batchops.model.status import COMPLETE
+    from batchops.schedule.unchanged import extraneous_job_options
+
+    doc = store.read()
+    if doc["Job"]["Status"] != COMPLETE:
+        print(f"batchops: job {store.job_id} is {doc['Job']['Status']}, not Complete: no "
+              "extraneous object was deleted (run the command again once it completes)",
+              file=sys.stderr)
+        return errors.EXIT_OK
+    if not doc["Batchops"]["skip_unchanged"]["extraneous"]:
+        print("no extraneous object at the target: nothing to delete", file=sys.stderr)
+        return errors.EXIT_OK
+    delete = _create_announced(extraneous_job_options(opts, store.job_id, store.dir), args,
+                               announce=False)
+    print(f"deleting the extraneous objects: job {delete.job_id}", file=sys.stderr)
+    return _run_and_report(delete, args, announced=True, backend=None)
 
 
 def _check_engine(args: argparse.Namespace) -> None:
@@ -437,6 +484,35 @@ def cmd_describe(args: argparse.Namespace) -> int:
             "ManifestDigest": (settings.get("manifest") or {}).get("digest"),
         }
     _json_out(out)
+    return errors.EXIT_OK
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    import shutil
+    import tempfile
+
+    from batchops.manifest.diff import diff_stores
+    from batchops.model.compare import CompareMode
+    from batchops.schedule.unchanged import content_decider, describe_counts
+    from batchops.storage.locations import Resolver, parse_bucket_map
+
+    mode = CompareMode.parse(args.compare, "--compare")
+    resolver = Resolver(parse_bucket_map(args.bucket_map), aws=_aws_from_args(args))
+    out = os.path.abspath(args.out)
+    work = tempfile.mkdtemp(prefix=".batchops-diff-", dir=os.path.dirname(out))
+    try:
+        counts, _, _ = diff_stores(args.source, args.target, mode, work, resolver,
+                                   decider=content_decider(resolver))
+        os.replace(os.path.join(work, "copy.csv"), out)
+        if args.extraneous_out:
+            os.replace(os.path.join(work, "extraneous.csv"), args.extraneous_out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if args.json:
+        _json_out(counts.to_json())
+    else:
+        print(describe_counts(counts))
+        print(f"manifest: {out} ({counts.to_copy:,} rows)")
     return errors.EXIT_OK
 
 
@@ -652,6 +728,7 @@ COMMANDS = MappingProxyType({
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "job_store", None):  # the job home, for this process and its workers
+            "diff": cmd_diff,
         os.environ["BATCHOPS_HOME"] = _job_store_url(args)
     args.signals = _Signals()
     if threading.current_thread() is threading.main_thread():

@@ -25,6 +25,8 @@ from batchops.model.errors import SpecError
 from batchops.storage.locations import Resolver, is_s3, normalise_url, s3_bucket, split_location
 
 GENERATED_FORMAT = "S3InventoryReport_CSV_20211130"
+#: One listed object: key, size, last modified, storage class, ETag (None if not kept).
+Listed = tuple[str, int, datetime, str, str | None]
 _WHERE = "ManifestGenerator.S3JobManifestGenerator"
 
 
@@ -141,7 +143,7 @@ class _Replication:
 def _list_s3(api: Any, bucket: str, prefix: str,
              listed_keep: Callable[[str, int, datetime, str], bool],
              head_keep: Callable[[dict[str, Any]], bool] | None = None,
-             eligible: bool = False) -> Iterator[tuple[str, int, datetime, str]]:
+             eligible: bool = False) -> Iterator[Listed]:
     """S3 listing through the S3 API client (it reports storage classes), page by page,
     keeping the objects that pass `listed_keep` (the filters a listing answers). With
     `eligible`, the bucket's replication configuration is read once and only the objects
@@ -230,7 +232,7 @@ def _list_s3(api: Any, bucket: str, prefix: str,
                            if h is not None and head_keep(h)]
             for obj in objects:
                 yield (obj["Key"], obj["Size"], obj["LastModified"],
-                       obj.get("StorageClass", "STANDARD"))
+                       obj.get("StorageClass", "STANDARD"), obj.get("ETag"))
     finally:
         loop.run_until_complete(api.close())
         loop.close()
@@ -276,7 +278,7 @@ def _head_predicate(flt: dict[str, Any]) -> Callable[[dict[str, Any]], bool] | N
     return keep
 
 
-def _list_folder(root: str, prefix: str) -> Iterator[tuple[str, int, datetime, str]]:
+def _list_folder(root: str, prefix: str) -> Iterator[Listed]:
     """The regular files below folder `root` whose keys start with `prefix`, walked from
     the root without following a symlink (the sandbox, storage/localfs.py): symlinks,
     devices and batchops' own temporaries are skipped. Streamed in directory order (a
@@ -304,14 +306,13 @@ def _list_folder(root: str, prefix: str) -> Iterator[tuple[str, int, datetime, s
                         except FileNotFoundError:
                             continue  # removed while listing
                         yield (key, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC),
-                               "STANDARD")
+                               "STANDARD", None)
         except (FileNotFoundError, NotADirectoryError):
             continue  # removed while listing
         stack.extend(folders)
 
 
-def _list_store(resolver: Resolver, url: str,
-                prefix: str) -> Iterator[tuple[str, int, datetime, str]]:
+def _list_store(resolver: Resolver, url: str, prefix: str) -> Iterator[Listed]:
     import obstore as obs
 
     loc = split_location(url)
@@ -329,7 +330,7 @@ def _list_store(resolver: Resolver, url: str,
             path = str(meta["path"])
             if path.startswith(full):
                 yield path[len(loc.prefix):], int(meta["size"]), meta["last_modified"], \
-                    "STANDARD"
+                    "STANDARD", meta.get("e_tag")
 
 
 def _owner_only(path: str, flags: int) -> int:
@@ -337,9 +338,10 @@ def _owner_only(path: str, flags: int) -> int:
     return os.open(path, flags, 0o600)
 
 
-def generate(gen: dict[str, Any], job_id: str, job_dir: str,
-             resolver: Resolver) -> tuple[str, dict[str, Any] | None]:
-    """List and filter; write the job's CSV manifest. Returns (path, descriptor or None)."""
+def list_source(gen: dict[str, Any],
+                resolver: Resolver) -> tuple[str, str, Iterator[Listed]]:
+    """The objects a generator lists, filtered, streamed: (the manifest's bucket column,
+    the key prefix every listed key starts with, the rows)."""
     source = gen["SourceBucket"]
     flt = gen.get("Filter") or {}
     keep = _predicate(flt)
@@ -349,30 +351,31 @@ def generate(gen: dict[str, Any], job_id: str, job_dir: str,
     head_keep = _head_predicate(flt)
     eligible = flt.get("EligibleForReplication") is True
     if is_s3(loc):
-        bucket_name = s3_bucket(loc)
-        rows = _list_s3(resolver.s3api(loc), bucket_name, loc.prefix + prefix, keep,
-                        head_keep, eligible)
-        manifest_bucket = bucket_name
-    else:
-        if head_keep is not None or eligible:
-            raise SpecError(f"{_WHERE}.Filter: EligibleForReplication, "
-                            "ObjectReplicationStatuses and MatchAnyObjectEncryption need an "
-                            "S3 source (they are read from the bucket's replication "
-                            f"configuration and each object's HEAD); {source} is not S3")
-        rows = _list_store(resolver, loc.root + ("/" + loc.prefix if loc.prefix else ""),
-                           prefix)
-        manifest_bucket = loc.root
+        return s3_bucket(loc), loc.prefix, _list_s3(
+            resolver.s3api(loc), s3_bucket(loc), loc.prefix + prefix, keep, head_keep, eligible)
+    if head_keep is not None or eligible:
+        raise SpecError(f"{_WHERE}.Filter: EligibleForReplication, "
+                        "ObjectReplicationStatuses and MatchAnyObjectEncryption need an "
+                        "S3 source (they are read from the bucket's replication "
+                        f"configuration and each object's HEAD); {source} is not S3")
+    rows = _list_store(resolver, loc.root + ("/" + loc.prefix if loc.prefix else ""), prefix)
+    return loc.root, "", (row for row in rows if keep(*row[:4]))
+
+
+def generate(gen: dict[str, Any], job_id: str, job_dir: str,
+             resolver: Resolver) -> tuple[str, dict[str, Any] | None]:
+    """List and filter; write the job's CSV manifest. Returns (path, descriptor or None)."""
+    manifest_bucket, _, rows = list_source(gen, resolver)
     out_path = os.path.join(job_dir, "manifest.csv")
     data_path = os.path.join(job_dir, "generated.csv.gz")
     output = bool(gen.get("EnableManifestOutput"))
     with open(out_path + ".tmp", "wb", opener=_owner_only) as out, \
             open(data_path if output else os.devnull, "wb", opener=_owner_only) as raw, \
             (gzip.GzipFile(fileobj=raw, mode="wb") if output else raw) as data:
-        for key, size, modified, storage_class in rows:
-            if keep(key, size, modified, storage_class):
-                line = f"{manifest_bucket},{encode_key(key)}\n".encode()
-                out.write(line)
-                data.write(line)
+        for key, *_ in rows:
+            line = f"{manifest_bucket},{encode_key(key)}\n".encode()
+            out.write(line)
+            data.write(line)
         out.flush()
         os.fsync(out.fileno())
     os.replace(out_path + ".tmp", out_path)

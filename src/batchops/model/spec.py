@@ -68,6 +68,9 @@ class JobOptions:
     manifest_etag: str | None = None  # Manifest.Location.ETag: refuse another manifest
     manifest_version: str | None = None  # Manifest.Location.ObjectVersionId: read that one
     manifest_generator: dict[str, Any] | None = None  # S3JobManifestGenerator
+    #: With a manifest generator: a CompareMode; the manifest is then the objects that
+    #: differ from their copies at the target (schedule/unchanged.py).
+    skip_unchanged: str | None = None
     tags: tuple[tuple[str, str], ...] = ()
     client_request_token: str | None = None
     role_arn: str | None = None
@@ -96,6 +99,9 @@ class JobOptions:
             raise SpecError(f"Manifest.Spec.Format must be {CSV_FORMAT} or {INVENTORY_FORMAT}")
         if not self.manifest and not self.manifest_generator:
             raise SpecError("a job needs a manifest (--manifest) or a manifest generator")
+        if self.skip_unchanged is not None and not self.manifest_generator:
+            raise SpecError("skipping unchanged objects by their listings needs a listing "
+                            "(--from-listing)")
         if self.max_ops_per_second < 0 or self.max_bytes_per_second < 0:
             raise SpecError("--max-ops-per-second and --max-bytes-per-second must be positive")
         if self.task_timeout < 0:

@@ -340,9 +340,15 @@ def _prepare(store: JobStore, doc: dict[str, Any], opts: JobOptions, fresh: bool
         location = opts.manifest
         if generator:
             location = f"listing:{generator['SourceBucket']}"
-            path, descriptor = generate(generator, job_id, store.dir, resolver)
-            if descriptor:
-                job["GeneratedManifestDescriptor"] = descriptor
+            if opts.skip_unchanged is not None:  # the difference with the target's listing
+                from batchops.schedule.unchanged import prepare_difference
+
+                path = prepare_difference(opts, generator, params, store.dir, resolver, job,
+                                          settings)
+            else:
+                path, descriptor = generate(generator, job_id, store.dir, resolver)
+                if descriptor:
+                    job["GeneratedManifestDescriptor"] = descriptor
         else:
             path = _fetch_manifest(opts.manifest, store.dir, opts.manifest_etag, resolver,
                                    opts.manifest_version)
