@@ -293,6 +293,32 @@ def build_parser() -> argparse.ArgumentParser:
     describe.add_argument("--extended", action="store_true",
                           help="add a \"Batchops\" member: retries, throttling, settings")
 
+    dif = command(
+        "diff", help="compare two listings: what a copy would still have to do",
+        description="List SOURCE_URL and TARGET_URL (s3://bucket/prefix, file:///folder, "
+                    "gs://, az://) and join the two listings on the key, in bounded memory "
+                    "(Polars' streaming engine): each source object is new (not at the "
+                    "target), changed or unchanged, and each target object the source lacks "
+                    "is extraneous. The source key K is compared with TARGET_URL's prefix "
+                    "followed by K, where `run --operation copy --target TARGET_URL` puts "
+                    "it. --out gets the new and changed objects as a CSV manifest "
+                    "(bucket,key, keys URL-encoded) for `run --manifest`.",
+        epilog="example:\n  batchops diff s3://src file:///backup --compare size+mtime "
+               "--out todo.csv\n  batchops run --manifest todo.csv --operation copy "
+               "--target file:///backup\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    dif.add_argument("source", metavar="SOURCE_URL")
+    dif.add_argument("target", metavar="TARGET_URL")
+    dif.add_argument("--compare", default="size+mtime", metavar="MODE",
+                     help=MODE_HELP + " (default size+mtime)")
+    dif.add_argument("--out", required=True, metavar="MANIFEST.csv",
+                     help="the manifest of the new and changed source objects")
+    dif.add_argument("--extraneous-out", metavar="MANIFEST.csv",
+                     help="the manifest of the extraneous target objects (for a delete job)")
+    dif.add_argument("--bucket-map", action="append", default=[], metavar="NAME=URL")
+    dif.add_argument("--json", action="store_true",
+                     help="print the counts as JSON: {\"new\": N, \"changed\": N, ...}")
+
     lst = command("list-jobs", help="print jobs as ListJobs JSON",
                          description="Print {\"Jobs\": [...]} in the shape of Amazon's "
                                      "ListJobs, newest first.")
@@ -350,32 +376,6 @@ def build_parser() -> argparse.ArgumentParser:
     ujs = command("update-job-status", help="confirm (Ready) or cancel a job",
                          description="Ready confirms a Suspended job; Cancelled stops a job "
                                      "within seconds wherever it runs (its report covers the "
-    dif = command(
-        "diff", help="compare two listings: what a copy would still have to do",
-        description="List SOURCE_URL and TARGET_URL (s3://bucket/prefix, file:///folder, "
-                    "gs://, az://) and join the two listings on the key, in bounded memory "
-                    "(Polars' streaming engine): each source object is new (not at the "
-                    "target), changed or unchanged, and each target object the source lacks "
-                    "is extraneous. The source key K is compared with TARGET_URL's prefix "
-                    "followed by K, where `run --operation copy --target TARGET_URL` puts "
-                    "it. --out gets the new and changed objects as a CSV manifest "
-                    "(bucket,key, keys URL-encoded) for `run --manifest`.",
-        epilog="example:\n  batchops diff s3://src file:///backup --compare size+mtime "
-               "--out todo.csv\n  batchops run --manifest todo.csv --operation copy "
-               "--target file:///backup\n",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    dif.add_argument("source", metavar="SOURCE_URL")
-    dif.add_argument("target", metavar="TARGET_URL")
-    dif.add_argument("--compare", default="size+mtime", metavar="MODE",
-                     help=MODE_HELP + " (default size+mtime)")
-    dif.add_argument("--out", required=True, metavar="MANIFEST.csv",
-                     help="the manifest of the new and changed source objects")
-    dif.add_argument("--extraneous-out", metavar="MANIFEST.csv",
-                     help="the manifest of the extraneous target objects (for a delete job)")
-    dif.add_argument("--bucket-map", action="append", default=[], metavar="NAME=URL")
-    dif.add_argument("--json", action="store_true",
-                     help="print the counts as JSON: {\"new\": N, \"changed\": N, ...}")
-
                                      "tasks that ran).")
     ujs.add_argument("--job-id", required=True, metavar="ID")
     ujs.add_argument("--requested-job-status", required=True, choices=("Ready", "Cancelled"))

@@ -719,6 +719,7 @@ def _bench_spec(args: argparse.Namespace) -> Any:
 
 COMMANDS = MappingProxyType({
             "bench": cmd_bench, "run": cmd_run, "resume": cmd_resume, "describe-job": cmd_describe,
+            "diff": cmd_diff,
             "list-jobs": cmd_list, "demo": cmd_demo, "create-job": cmd_create_job,
             "runner": cmd_runner, "update-job-status": cmd_update_status,
             "update-job-priority": cmd_update_priority, "get-job-tagging": cmd_tagging,
@@ -728,7 +729,6 @@ COMMANDS = MappingProxyType({
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "job_store", None):  # the job home, for this process and its workers
-            "diff": cmd_diff,
         os.environ["BATCHOPS_HOME"] = _job_store_url(args)
     args.signals = _Signals()
     if threading.current_thread() is threading.main_thread():
