@@ -215,6 +215,18 @@ def _add_engine_flags(p: argparse.ArgumentParser) -> None:
                         "started)")
 
 
+def _add_settings_flags(p: argparse.ArgumentParser, when: str) -> None:
+    """Settings that change how fast a job runs, not what it does (resume, retry-failed);
+    None: as the job has them."""
+    g = p.add_argument_group(f"settings {when}")
+    g.add_argument("--workers", type=int, metavar="N", help="worker processes")
+    g.add_argument("--concurrency", type=int, metavar="M", help="tasks in flight per worker")
+    g.add_argument("--max-ops-per-second", type=float, metavar="N",
+                   help="limit the job to N tasks per second (0: no limit)")
+    g.add_argument("--max-bytes-per-second", type=float, metavar="N",
+                   help="limit the bytes copied per second (0: no limit)")
+
+
 def _add_notify_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--notify", metavar="URL",
                    help="on each status change of the job, POST a JSON event (in the shape "
@@ -280,9 +292,54 @@ def build_parser() -> argparse.ArgumentParser:
                         help="write the report here from now on (a job whose report could "
                              "not be written keeps its work: resume it with another "
                              "location)")
+    _add_settings_flags(resume, "from now on (what the job does stays as it was)")
     _add_engine_flags(resume)
     _add_output_flags(resume)
     _add_notify_flag(resume)
+
+    retry = command(
+        "retry-failed", help="run a new job over every failed task of a finished job",
+        description="Create a job whose manifest is every failed-tasks part of JOB_ID (all "
+                    "its chunks), with the same operation, target and settings, and run "
+                    "it. Its description names the job it retries. Prints the new job id.",
+        epilog="example (copy again what verify found different):\n  batchops "
+               "retry-failed JOB_ID --operation copy\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    retry.add_argument("job_id", metavar="JOB_ID")
+    retry.add_argument("--operation", metavar="OP",
+                       help="another operation for the failed objects (its target kept), "
+                            "e.g. copy for the failures of a verify job")
+    retry.add_argument("--operation-overrides", metavar="JSON",
+                       help="operation parameters to change, as Amazon names them (inline "
+                            "JSON or file://path), e.g. '{\"TargetKeyPrefix\": \"retry\"}'")
+    retry.add_argument("--report", metavar="URL", help="the new job's report location")
+    retry.add_argument("--in-process", action="store_true",
+                       help="run tasks in this process instead of worker processes")
+    _add_settings_flags(retry, "of the new job (default: the old job's)")
+    _add_engine_flags(retry)
+    _add_output_flags(retry)
+
+    delete_job = command(
+        "delete-job", help="remove a job's folder (never a running job's)",
+        description="Remove everything kept about a job: job.json, its manifest copy, "
+                    "markers, report parts and log (a report published elsewhere stays). "
+                    "A running job is refused.")
+    delete_job.add_argument("job_id", metavar="JOB_ID")
+
+    prune = command(
+        "prune", help="remove the folders of finished jobs older than an age",
+        description="Remove every job in the given finished statuses that ended (or, "
+                    "never started, was created) longer ago than --older-than. Running "
+                    "jobs are never removed.",
+        epilog="example:\n  batchops prune --older-than 30d --status "
+               "Complete,Cancelled,Failed\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    prune.add_argument("--older-than", required=True, metavar="AGE",
+                       help="30d, 12h, 90m, 2w, 45s")
+    prune.add_argument("--status", default="Complete,Cancelled,Failed", metavar="S,S",
+                       help="finished statuses to remove (default Complete,Cancelled,Failed)")
+    prune.add_argument("--dry-run", action="store_true",
+                       help="print the jobs that would be removed, remove nothing")
 
     describe = command(
         "describe-job", help="print a job as DescribeJob JSON",

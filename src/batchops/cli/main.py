@@ -310,7 +310,7 @@ def _create_announced(opts: Any, args: argparse.Namespace, announce: bool = True
 
 def _run_and_report(store: Any, args: argparse.Namespace, prestarted: Any = None,
                     announced: bool = False, aws: Any = None, report: str | None = None,
-                    backend: Any = None) -> int:
+                    backend: Any = None, settings: dict[str, Any] | None = None) -> int:
     from batchops.cli.progress import Display
     from batchops.model.status import CANCELLED, COMPLETE, FAILED, PAUSED
     from batchops.schedule.coordinator import run_job
@@ -328,7 +328,7 @@ def _run_and_report(store: Any, args: argparse.Namespace, prestarted: Any = None
                           prestarted=prestarted, stop=stop, aws=aws, report_url=report,
                           engine=getattr(args, "engine", "local"),  # demo: local
                           ray_address=getattr(args, "ray_address", None),
-                          on_workers=display.workers, backend=backend)
+                          on_workers=display.workers, backend=backend, settings=settings)
     except KeyboardInterrupt:  # before any task ran (its checkpoint is as it was)
         print(f"batchops: interrupted; continue with: batchops resume {store.job_id}",
               file=sys.stderr)
@@ -454,17 +454,34 @@ def _check_engine(args: argparse.Namespace) -> None:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
+    from batchops.cli.jobadmin import check_report_change, given_settings
     from batchops.results.stores import open_job_store
 
     _check_engine(args)
     aws = _aws_from_args(args)  # given: the job's settings from now on
+    settings = given_settings(args)  # likewise
+    store = open_job_store(args.job_id)
     report = None
     if args.report:
         from batchops.storage.locations import normalise_url
 
+        check_report_change(store)
         report = normalise_url(args.report, "--report")
         report = report if "://" in report else "s3://" + report
-    return _run_and_report(open_job_store(args.job_id), args, aws=aws or None, report=report)
+    return _run_and_report(store, args, aws=aws or None, report=report, settings=settings)
+
+
+def cmd_retry_failed(args: argparse.Namespace) -> int:
+    from batchops.cli.jobadmin import retry_job_options
+
+    _check_engine(args)
+    opts, count = retry_job_options(args)
+    if opts is None:
+        print(f"job {args.job_id} has no failed task: nothing to retry", file=sys.stderr)
+        return errors.EXIT_OK
+    print(f"retrying the {count:,} failed task{'s' if count != 1 else ''} of job "
+          f"{args.job_id}", file=sys.stderr)
+    return _run_and_report(_create_announced(opts, args), args, announced=True)
 
 
 def cmd_describe(args: argparse.Namespace) -> int:
@@ -717,17 +734,32 @@ def _bench_spec(args: argparse.Namespace) -> Any:
     return spec
 
 
+def _admin(name: str) -> Any:
+    """A command of cli/jobadmin.py, imported when it runs."""
+    def command(args: argparse.Namespace) -> int:
+        from batchops.cli import jobadmin
+
+        code: int = getattr(jobadmin, name)(args)
+        return code
+    return command
+
+
 COMMANDS = MappingProxyType({
             "bench": cmd_bench, "run": cmd_run, "resume": cmd_resume, "describe-job": cmd_describe,
             "diff": cmd_diff,
             "list-jobs": cmd_list, "demo": cmd_demo, "create-job": cmd_create_job,
             "runner": cmd_runner, "update-job-status": cmd_update_status,
             "update-job-priority": cmd_update_priority, "get-job-tagging": cmd_tagging,
-            "put-job-tagging": cmd_tagging, "delete-job-tagging": cmd_tagging})
+            "put-job-tagging": cmd_tagging, "delete-job-tagging": cmd_tagging,
+            "retry-failed": cmd_retry_failed, "delete-job": _admin("cmd_delete_job"),
+            "prune": _admin("cmd_prune")})
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and args.command != "resume":
+        parser.parse_args(argv)  # argparse's own refusal (exit 2)
     if getattr(args, "job_store", None):  # the job home, for this process and its workers
         os.environ["BATCHOPS_HOME"] = _job_store_url(args)
     args.signals = _Signals()
@@ -739,6 +771,10 @@ def main(argv: list[str] | None = None) -> int:
             from batchops.results.objectjobs import check_home
 
             check_home(home, "--job-store" if args.job_store else "BATCHOPS_HOME")
+        if unknown:  # resume: flags that would change what the job does
+            from batchops.cli.jobadmin import refuse_unknown
+
+            refuse_unknown(args.command, unknown)
         if getattr(args, "notify", None):  # a bad value is refused before anything starts
             from batchops.schedule.notify import Notifier
 

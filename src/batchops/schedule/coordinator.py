@@ -19,7 +19,7 @@ import dataclasses
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from batchops._scheduler import Scheduler
@@ -89,8 +89,11 @@ class JobRun:
                  aws: AwsSettings | None = None, report_url: str | None = None,
                  engine: str = "local", ray_address: str | None = None,
                  on_workers: Callable[[int, int], None] | None = None,
-                 backend: WorkerBackend | None = None) -> None:
+                 backend: WorkerBackend | None = None,
+                 settings: Mapping[str, Any] | None = None) -> None:
         self.store = store
+        # `resume --workers/--concurrency/--max-*-per-second`: the job's from now on.
+        self.new_settings = dict(settings or {})
         self.given_backend = backend  # started early by the caller (Ray actors)
         self.on_workers = on_workers or (lambda workers, nodes: None)
         self._where: dict[int, str] = {}  # worker id -> its node (where backends say)
@@ -124,6 +127,10 @@ class JobRun:
                 self.report_url, old["ReportScope"], True,
                 partition=given_partition(old.get("Bucket")) or
                 given_partition(self.doc["Job"].get("JobArn")) or "aws")
+        for name, value in self.new_settings.items():
+            self.settings[name] = value
+            if self.settings.get("options"):
+                self.settings["options"][name] = value
         if self.aws:
             self.settings["aws"] = self.aws.to_json()
             if self.settings.get("options"):
@@ -656,7 +663,8 @@ def run_job(store: JobStore, on_progress: ProgressFn | None = None, in_process: 
             aws: AwsSettings | None = None, report_url: str | None = None,
             engine: str = "local", ray_address: str | None = None,
             on_workers: Callable[[int, int], None] | None = None,
-            backend: WorkerBackend | None = None) -> dict[str, Any]:
+            backend: WorkerBackend | None = None,
+            settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Run (or resume) a job to its end, or until it is cancelled or preempted; returns
     its final job document.
 
@@ -664,7 +672,7 @@ def run_job(store: JobStore, on_progress: ProgressFn | None = None, in_process: 
     SIGINT/SIGTERM) and the job stops soon after, Paused, its checkpoint intact.
     """
     run = JobRun(store, on_progress, in_process, preset_stores, should_yield, prestarted,
-                 stop, aws, report_url, engine, ray_address, on_workers, backend)
+                 stop, aws, report_url, engine, ray_address, on_workers, backend, settings)
     try:
         return run.run()
     finally:
