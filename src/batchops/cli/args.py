@@ -430,6 +430,32 @@ def build_parser() -> argparse.ArgumentParser:
                                "settings of every job this runner runs, as with "
                                "`resume JOB_ID --profile ...`")
 
+    serve = command(
+        "serve", help="serve the s3control jobs API (boto3, aws-cli) and run its jobs",
+        description="Serve Amazon's S3 Control jobs operations (CreateJob, DescribeJob, "
+                    "ListJobs, UpdateJobStatus, UpdateJobPriority, Get/Put/DeleteJobTagging) "
+                    "over REST-XML, as boto3 and aws-cli call them, on the job store; a pool "
+                    "of runners runs its Ready jobs in priority order, and on start resumes "
+                    "every job a stopped server left running. Clients reach it through a "
+                    "wildcard DNS name (botocore sends ACCOUNT.HOST) or with the server as "
+                    "their HTTP proxy (see the README).")
+    serve.add_argument("--listen", default="127.0.0.1:8750", metavar="HOST:PORT",
+                       help="address to listen on (default 127.0.0.1:8750; port 0: any free "
+                            "port, printed)")
+    serve.add_argument("--runners", type=int, default=2, metavar="N",
+                       help="jobs run at once (default 2)")
+    serve.add_argument("--auth", choices=("sigv4", "none"),
+                       help="sigv4: verify each request's signature against --keys (the "
+                            "default with --keys, and whenever --listen is not a loopback "
+                            "address); none: trust x-amz-account-id (loopback only)")
+    serve.add_argument("--keys", metavar="FILE",
+                       help="the operators' keys, in ~/.aws/credentials' shape: one section "
+                            "per key with aws_access_key_id, aws_secret_access_key and "
+                            "aws_account_id (the account whose jobs it reaches); mode 600. "
+                            "Kept in memory only, never in the job store")
+    _retitle_aws_flags(serve, "AWS settings (as aws-cli's): the settings of every job this "
+                              "server creates")
+
     ujs = command("update-job-status", help="confirm (Ready) or cancel a job",
                          description="Ready confirms a Suspended job; Cancelled stops a job "
                                      "within seconds wherever it runs (its report covers the "

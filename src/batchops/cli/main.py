@@ -600,6 +600,15 @@ def cmd_runner(args: argparse.Namespace) -> int:
     return errors.EXIT_INTERRUPTED if stop.is_set() else worst[0]
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from batchops.serve.server import config_from_args, serve
+
+    config = config_from_args(args)
+    signals: _Signals = args.signals
+    with signals.polling() as stop:
+        return serve(config, stop)
+
+
 def cmd_update_status(args: argparse.Namespace) -> int:
     from batchops.results.stores import open_job_store
     from batchops.schedule.control import update_job_status
@@ -748,7 +757,7 @@ COMMANDS = MappingProxyType({
             "bench": cmd_bench, "run": cmd_run, "resume": cmd_resume, "describe-job": cmd_describe,
             "diff": cmd_diff,
             "list-jobs": cmd_list, "demo": cmd_demo, "create-job": cmd_create_job,
-            "runner": cmd_runner, "update-job-status": cmd_update_status,
+            "runner": cmd_runner, "serve": cmd_serve, "update-job-status": cmd_update_status,
             "update-job-priority": cmd_update_priority, "get-job-tagging": cmd_tagging,
             "put-job-tagging": cmd_tagging, "delete-job-tagging": cmd_tagging,
             "retry-failed": cmd_retry_failed, "delete-job": _admin("cmd_delete_job"),

@@ -46,6 +46,10 @@ class SpecError(BadInputError, ValueError):
     """A job spec or flag is invalid: names the key or flag."""
 
 
+class IdempotencyError(SpecError):
+    """A ClientRequestToken used before for a different CreateJob request."""
+
+
 class JobNotFoundError(BadInputError, LookupError):
     """No job with that id in the job store."""
 

@@ -151,6 +151,15 @@ def describe(store: JobStore) -> dict[str, Any]:
     return {"Job": job}
 
 
+def list_entry(job: dict[str, Any]) -> dict[str, Any]:
+    """A job's JobListDescriptor (ListJobs' entry) from its JobDescriptor."""
+    entry: dict[str, Any] = {k: job[k] for k in (
+        "JobId", "Description", "Priority", "Status", "CreationTime", "TerminationDate",
+        "ProgressSummary") if k in job}
+    entry["Operation"] = next(iter(job["Operation"]))
+    return entry
+
+
 def list_jobs(home: str | None = None, statuses: tuple[str, ...] = (),
               max_results: int | None = None, next_token: str | None = None) -> dict[str, Any]:
     """ListJobs' output: `{"Jobs": [JobListDescriptor...], "NextToken"?}`, newest first."""
@@ -162,11 +171,7 @@ def list_jobs(home: str | None = None, statuses: tuple[str, ...] = (),
             continue
         if statuses and job["Status"] not in statuses:
             continue
-        entry = {k: job[k] for k in ("JobId", "Description", "Priority", "Status",
-                                     "CreationTime", "TerminationDate", "ProgressSummary")
-                 if k in job}
-        entry["Operation"] = next(iter(job["Operation"]))
-        out.append(entry)
+        out.append(list_entry(job))
     out.sort(key=lambda j: (j["CreationTime"], j["JobId"]), reverse=True)
     start = 0
     if next_token:

@@ -32,6 +32,7 @@ from batchops.model.chunk import auto_chunk_size
 from batchops.model.errors import (
     BadInputError,
     BatchopsError,
+    IdempotencyError,
     JobStateError,
     ManifestError,
     SpecError,
@@ -169,8 +170,8 @@ def _claim_token(opts: JobOptions, home: str | None, job_id: str) -> str | None:
         except FileNotFoundError:
             continue  # released meanwhile (that create-job failed): claim it again
         if seen["request"] != digest:
-            raise SpecError("ClientRequestToken was already used for a different create-job "
-                            "request; use a new token")
+            raise IdempotencyError("ClientRequestToken was already used for a different "
+                                   "create-job request; use a new token")
         job = job_store(str(seen["job_id"]), home)
         if job.exists():
             return job.job_id

@@ -44,13 +44,21 @@ def run_jobs(home: str | None = None, watch: bool = False, poll: float = 1.0,
              on_job: Callable[[str, dict[str, Any]], None] | None = None,
              stop: Callable[[], bool] = lambda: False,
              stop_event: threading.Event | None = None, engine: str = "local",
-             ray_address: str | None = None, aws: AwsSettings | None = None) -> list[str]:
+             ray_address: str | None = None, aws: AwsSettings | None = None,
+             runnable: Callable[[], list[tuple[int, str, str]]] | None = None,
+             idle: Callable[[], int] = lambda: 0) -> list[str]:
     """Run jobs until none is left (or forever with `watch`), or until `stop()`; returns
-    the ids run. `stop_event` is handed to the running job (set: it pauses soon)."""
+    the ids run. `stop_event` is handed to the running job (set: it pauses soon).
+
+    One of several runners of a pool (`batchops serve`) gets the pool's `runnable` (the
+    jobs to pick, best first, as `runnable_jobs`) and `idle` (how many runners of the
+    pool have nothing to run: they take the best waiting jobs, so a running job yields
+    only to a better one that no idle runner will take)."""
+    pick = runnable or (lambda: runnable_jobs(home))
     ran: list[str] = []
     broken: set[str] = set()  # jobs that cannot run (changed manifest, ...): not retried
     while not stop():
-        jobs = [j for j in runnable_jobs(home) if j[2] not in broken]
+        jobs = [j for j in pick() if j[2] not in broken]
         if not jobs:
             if not watch:
                 break
@@ -62,7 +70,7 @@ def run_jobs(home: str | None = None, watch: bool = False, poll: float = 1.0,
         def higher(current: str = job_id) -> str | None:
             now = job_store(current, home)
             mine = effective_priority(now, now.read()["Job"])
-            better = [j for j in runnable_jobs(home) if j[0] > mine and j[2] != current]
+            better = [j for j in pick() if j[0] > mine and j[2] != current][idle():]
             return better[0][2] if better else None
 
         try:
