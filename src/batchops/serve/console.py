@@ -423,4 +423,70 @@ def throughput_svg(points: list[tuple[float, int]], width: int = 640,
             f'<polyline class="rate" points="{line}"/></svg>')
 
 
-__all__ = ["API", "CSRF_HEADER", "Console", "Response", "progress_points", "throughput_svg"]
+# -- on the server (Starlette, ASGI) ----------------------------------------------------
+
+def console_routes(console: Console) -> list[Any]:
+    """The console's routes on the server (Starlette): GET /, /console/..., /static/..."""
+    from starlette.concurrency import run_in_threadpool
+    from starlette.requests import Request
+    from starlette.responses import Response as Reply
+    from starlette.routing import Route
+
+    async def endpoint(request: Request) -> Reply:
+        r = await run_in_threadpool(console.handle, request.method, request.url.path)
+        if r is None:
+            r = _not_found(f"no page {request.url.path}")
+        return Reply(r.body, r.status, headers={"Content-Type": r.content_type, **dict(r.headers)})
+
+    methods = ["GET", "HEAD"]
+    return [Route("/", endpoint, methods=methods, name="console"),
+            Route("/console/{rest:path}", endpoint, methods=methods),
+            Route("/static/{name}", endpoint, methods=methods)]
+
+
+class CsrfGuard:
+    """ASGI middleware: a state-changing API request sent by a browser (it names an
+    Origin, or Sec-Fetch-Site) must come from the console's own origin and carry its
+    token in X-Batchops-Csrf; otherwise it is refused, as S3 refuses, with AccessDenied.
+    SDKs and the CLI send neither header and are left to the API's own authorisation."""
+
+    def __init__(self, app: Any, console: Console) -> None:
+        self.app = app
+        self.console = console
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] not in ("GET", "HEAD", "OPTIONS"):
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1")
+                       for k, v in scope.get("headers") or ()}
+            why = self.refusal(headers)
+            if why is not None:
+                from batchops.serve.restxml import error_body
+
+                request_id = secrets.token_hex(8).upper()
+                body = error_body("AccessDenied", why, request_id)
+                await send({"type": "http.response.start", "status": 403,
+                            "headers": [(b"content-type", b"application/xml"),
+                                        (b"content-length", str(len(body)).encode()),
+                                        (b"x-amz-request-id", request_id.encode())]})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+    def refusal(self, headers: Mapping[str, str]) -> str | None:
+        """Why a state-changing request with these (lower-case) headers is refused; None
+        when it may go on."""
+        origin = headers.get("origin")
+        if origin is None and "sec-fetch-site" not in headers:
+            return None  # not a browser
+        host = headers.get("host", "")
+        if origin is not None and urllib.parse.urlsplit(origin).netloc != host:
+            return f"a request from {origin} may not change jobs here (cross-site)"
+        if headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+            return "a cross-site request may not change jobs here"
+        if not self.console.csrf_ok(headers):
+            return f"a browser's request must carry the console's {CSRF_HEADER} header"
+        return None
+
+
+__all__ = ["API", "CSRF_HEADER", "Console", "CsrfGuard", "Response", "console_routes",
+           "progress_points", "throughput_svg"]

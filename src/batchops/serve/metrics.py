@@ -125,5 +125,19 @@ def metrics_body(registry: CollectorRegistry) -> tuple[bytes, str]:
     return generate_latest(registry), CONTENT_TYPE
 
 
+def metrics_routes(registry: CollectorRegistry) -> list[Any]:
+    """The server's `GET /metrics` route (Starlette)."""
+    from starlette.concurrency import run_in_threadpool
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    async def endpoint(request: Request) -> Response:
+        body, kind = await run_in_threadpool(metrics_body, registry)
+        return Response(body, 200, headers={"Content-Type": kind})
+
+    return [Route("/metrics", endpoint, methods=["GET", "HEAD"], name="metrics")]
+
+
 __all__ = ["CONTENT_TYPE", "JobStoreCollector", "account_of", "job_rows", "metrics_body",
-           "metrics_registry"]
+           "metrics_registry", "metrics_routes"]

@@ -1,0 +1,209 @@
+"""The web console in a real browser: headless Chromium (Debian's chromium and
+chromium-driver, which .ci/run installs) driven by Selenium, against `batchops serve`
+on loopback. The page shows a running job's progress change without a reload; the
+priority and cancel buttons go through the s3control API and the job ends Cancelled.
+Screenshots are kept in pytest's tmp folder and copied to tests/artifacts/."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from helpers import write_manifest
+
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+
+
+def _wait(what: str, check: Callable[[], Any], timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except Exception as exc:  # noqa: BLE001 - a page being replaced: look again
+            last = exc
+        if last and not isinstance(last, Exception):
+            return last
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+
+
+@pytest.fixture
+def server(cli, tmp_path) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """`batchops serve --auth none` on a free loopback port; its base URL."""
+    proc = subprocess.Popen([sys.executable, "-m", "batchops", "serve", "--listen",
+                             "127.0.0.1:0", "--auth", "none", "--runners", "1"],
+                            env=cli.env(), stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+
+    def read() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.append(line)
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        line = _wait("the server to listen", lambda: next(
+            (m for m in (re.search(r"listening on (http://\S+)", x) for x in lines) if m),
+            None) or proc.poll() is not None and "".join(lines) + "(exited)", timeout=60)
+        assert not isinstance(line, str), line
+        yield line.group(1)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        pytest.fail("the console test needs Debian's chromium and chromium-driver: "
+                    "apt-get install -y chromium chromium-driver (.ci/run does)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                "--disable-gpu", "--window-size=1400,1000"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _slow_job(cli, tmp_path: Path, n: int = 600) -> str:  # type: ignore[no-untyped-def]
+    """A job that runs for about half a minute (20 tasks/s), Ready for the server."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(n):
+        (src / f"k{i:04d}").write_bytes(b"console")
+    manifest = write_manifest(tmp_path / "m.csv", [(f"file://{src}", f"k{i:04d}")
+                                                   for i in range(n)])
+    import hashlib
+
+    request = {
+        "Operation": {"S3PutObjectCopy": {"TargetResource": f"file://{tmp_path / 'out'}"}},
+        "Manifest": {"Spec": {"Format": "S3BatchOperations_CSV_20180820",
+                              "Fields": ["Bucket", "Key"]},
+                     "Location": {"ObjectArn": f"file://{manifest}",
+                                  "ETag": hashlib.md5(manifest.read_bytes()).hexdigest()}},
+        "Report": {"Enabled": False}, "Priority": 10, "ConfirmationRequired": False,
+        "RoleArn": "arn:aws:iam::123456789012:role/batch", "Description": "console test"}
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps(request))
+    out = cli("create-job", "--cli-input-json", f"file://{path}", "--account-id",
+              "123456789012", "--max-ops-per-second", "20", "--chunk-size", "20",
+              "--workers", "1", check=True).stdout
+    return str(json.loads(out)["JobId"])
+
+
+def _shot(driver: Any, tmp_path: Path, name: str) -> Path:
+    path = tmp_path / name
+    driver.save_screenshot(str(path))
+    ARTIFACTS.mkdir(exist_ok=True)
+    shutil.copy(path, ARTIFACTS / name)
+    return path
+
+
+def test_console_shows_progress_live_and_cancels(cli, tmp_path, server, browser) -> None:
+    from selenium.webdriver.common.by import By
+
+    job_id = _slow_job(cli, tmp_path)
+    browser.get(server + "/")
+    assert browser.title.startswith("Jobs")
+    browser.execute_script("window.__sameDocument = true")  # gone if the page reloads
+    row = f'tr[data-job="{job_id}"]'
+
+    def done() -> int:
+        text = browser.find_element(By.CSS_SELECTOR, f"{row} .counts").text
+        return int(text.split("/")[0].replace(",", "").strip())
+
+    _wait("the job to be Active", lambda: browser.find_element(
+        By.CSS_SELECTOR, row).get_attribute("data-status") == "Active")
+    first = _wait("tasks done", done)
+    later = _wait("the progress to move on", lambda: done() > first and done())
+    assert first < later < 600
+    assert browser.execute_script("return window.__sameDocument === true")
+    cells = browser.find_elements(By.CSS_SELECTOR, f"{row} td")
+    assert cells[1].text == "Active" and cells[2].text == "S3PutObjectCopy"
+    assert browser.find_element(By.CSS_SELECTOR, f"{row} progress").get_attribute("value")
+    _shot(browser, tmp_path, "console-running.png")
+
+    # Priority through UpdateJobPriority (the dialog, then the API).
+    browser.find_element(By.CSS_SELECTOR, f'{row} button[data-act="priority"]').click()
+    field = browser.find_element(By.CSS_SELECTOR, "#action-dialog input[name=priority]")
+    field.clear()
+    field.send_keys("42")
+    browser.find_element(By.CSS_SELECTOR, '#action-dialog button[value="yes"]').click()
+    _wait("priority 42", lambda: browser.find_elements(
+        By.CSS_SELECTOR, f"{row} td")[3].text == "42")
+
+    # Cancel through UpdateJobStatus.
+    browser.find_element(By.CSS_SELECTOR, f'{row} button[data-act="cancel"]').click()
+    assert "Cancel job" in browser.find_element(By.CSS_SELECTOR, "#action-dialog").text
+    browser.find_element(By.CSS_SELECTOR, '#action-dialog button[value="yes"]').click()
+    _wait("the job to be Cancelled", lambda: browser.find_element(
+        By.CSS_SELECTOR, row).get_attribute("data-status") == "Cancelled", timeout=30)
+    assert browser.execute_script("return window.__sameDocument === true")
+    assert "failed" not in browser.find_element(By.ID, "status-line").text
+    _shot(browser, tmp_path, "console-cancelled.png")
+    described = json.loads(cli("describe-job", "--job-id", job_id, check=True).stdout)["Job"]
+    assert described["Status"] == "Cancelled" and described["Priority"] == 42
+    assert described["StatusUpdateReason"] == "cancelled in the console"
+    assert 0 < described["ProgressSummary"]["NumberOfTasksSucceeded"] < 600
+
+    # The job's page: its DescribeJob fields and the throughput chart from its log.
+    browser.find_element(By.CSS_SELECTOR, f'{row} a[href="/console/jobs/{job_id}"]').click()
+    _wait("the job's page", lambda: job_id in browser.title)
+    text = browser.find_element(By.ID, "live").text
+    assert "Cancelled" in text and "cancelled in the console" in text
+    assert "arn:aws:s3:local:123456789012:job/" + job_id in text
+    assert browser.find_elements(By.CSS_SELECTOR, "svg.chart polyline.rate")
+    _shot(browser, tmp_path, "console-job.png")
+
+
+def test_a_cross_site_request_cannot_change_a_job(cli, tmp_path, server) -> None:
+    """What a page of another origin could send (no token, its own Origin) is refused;
+    the console's own request with its token goes through."""
+    job_id = _slow_job(cli, tmp_path, n=40)
+    page = urllib.request.urlopen(server + "/").read().decode()
+    token = re.search(r'name="batchops-csrf" content="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+    url = f"{server}/v20180820/jobs/{job_id}/priority?priority=7"
+
+    def post(headers: dict[str, str]) -> tuple[int, str]:
+        request = urllib.request.Request(url, method="POST", headers={
+            "x-amz-account-id": "123456789012", **headers})
+        try:
+            with urllib.request.urlopen(request) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    status, body = post({"Origin": "http://evil.example"})
+    assert status == 403 and "<Code>AccessDenied</Code>" in body
+    status, body = post({"Origin": server, "Sec-Fetch-Site": "same-origin"})
+    assert status == 403 and "X-Batchops-Csrf" in body
+    status, body = post({"Origin": "http://evil.example", "X-Batchops-Csrf": token})
+    assert status == 403
+    status, body = post({"Origin": server, "X-Batchops-Csrf": token})
+    assert status == 200 and "<Priority>7</Priority>" in body
