@@ -4,10 +4,12 @@ one, its peer or baseline, in one run; prints a table and writes bench/RESULTS.m
     python bench/compare.py                 # full sizes
     BATCHOPS_BENCH_SCALE=0.1 python bench/compare.py   # quick run
 
-Workloads here: 3 runner ceiling (noop, 2 workers), 4 memory-store copy (in-process,
-against a naive asyncio loop over obstore's copy_async), 5 preparing pass (10M-row CSV,
-against Python's csv module on the first 1M rows), 6 memory growth (peak RSS of the
-process tree, 1M vs 10M rows), 7 resume (10M-task noop killed at 90%;
+Workloads here: 3 runner ceiling (noop in its per-task mode, every task through the
+per-task loop, 2 workers; beside it plain noop, whose chunks succeed whole without the
+loop: the chunk ceiling), 4 memory-store copy (in-process, against plain loops over
+obstore on the same objects: sync `obs.copy`, and `copy_async` on uvloop), 5 preparing
+pass (10M-row CSV, against Python's csv module on the first 1M rows), 6 memory growth
+(peak RSS of the process tree, 1M vs 10M rows), 7 resume (10M-task noop killed at 90%;
 BATCHOPS_BENCH_RESUME_ROWS=100000000 for 100M). Workloads 1 and
 2 are bench/local_copy.py and bench/s3_cpu.py, which this script runs too (--only to
 pick).
@@ -20,6 +22,7 @@ import asyncio
 import csv
 import os
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -30,7 +33,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import psutil
+try:
+    import psutil
+except ImportError:  # the bench extra: nothing here installs anything
+    sys.exit("bench/compare.py needs psutil: pip install -e '.[bench]'")
 
 HERE = Path(__file__).resolve().parent
 SCALE = float(os.environ.get("BATCHOPS_BENCH_SCALE", "1"))
@@ -103,66 +109,100 @@ def _baseline_rev() -> str:
                           capture_output=True, text=True).stdout.strip() or "baseline"
 
 
+PER_TASK_NOOP = '{"BatchopsNoop": {"PerTask": true}}'
+
+
 def runner_ceiling(work: Path) -> list[tuple]:
+    """noop over 10M rows, 2 workers: per-task (every task through execute/loop.py's
+    per-task loop: the runner ceiling) and whole-chunk (no per-task loop: the chunk
+    ceiling). Rate over the whole command, and over the tasks phase alone (the job log's
+    `active` to `complete`: without interpreter start, imports and the preparing pass)."""
     rows = n(10_000_000)
     m = write_manifest(work / "noop.csv", rows)
-    args = ("run", "--manifest", str(m), "--operation", "noop", "--workers", "2",
-            "--no-progress")
-    elapsed, peak, _ = run_batchops(work / "h-noop", *args)
-    out = [("3 runner ceiling", f"noop, {rows:,} tasks, 2 workers", "batchops",
-            f"{rows / elapsed:,.0f} tasks/s", f"{elapsed:.2f} s wall", "target ≥ 500k/s")]
-    if BASELINE_SRC:  # the earlier build, same command, same manifest
-        env = dict(os.environ, BATCHOPS_HOME=str(work / "h-noop-old"), PYTHONPATH=BASELINE_SRC)
-        start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "batchops", *args], env=env, check=True,
-                       capture_output=True)
-        old = time.perf_counter() - start
-        out.append(("3 runner ceiling", f"noop, {rows:,} tasks, 2 workers",
-                    f"batchops @{_baseline_rev()}", f"{rows / old:,.0f} tasks/s",
-                    f"{old:.2f} s wall; batchops is {old / elapsed:.2f}× its speed", ""))
+    out = []
+    for label, op, target in (
+            ("3 runner ceiling (per-task loop)", PER_TASK_NOOP, "target ≥ 1M/s"),
+            ("3 chunk ceiling (whole chunks, no per-task loop)", "noop", "")):
+        args = ("run", "--manifest", str(m), "--operation", op, "--workers", "2",
+                "--no-progress")
+        home = work / f"h-noop-{len(out)}"
+        elapsed, _, _ = run_batchops(home, *args)
+        tasks = _active_seconds(home)
+        out.append((label, f"noop{' PerTask' if op != 'noop' else ''}, {rows:,} tasks, "
+                    "2 workers", "batchops", f"{rows / elapsed:,.0f} tasks/s",
+                    f"{elapsed:.2f} s wall (whole command); tasks phase {tasks:.2f} s = "
+                    f"{rows / tasks:,.0f} tasks/s", target))
+        if BASELINE_SRC:  # the earlier build, same command, same manifest
+            env = dict(os.environ, BATCHOPS_HOME=str(home) + "-old", PYTHONPATH=BASELINE_SRC)
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "batchops", *args], env=env, check=True,
+                           capture_output=True)
+            old = time.perf_counter() - start
+            out.append((label, f"noop, {rows:,} tasks, 2 workers",
+                        f"batchops @{_baseline_rev()}", f"{rows / old:,.0f} tasks/s",
+                        f"{old:.2f} s wall; batchops is {old / elapsed:.2f}× its speed", ""))
     return out
 
 
+def _cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
 def memory_copy(work: Path) -> list[tuple]:
+    """A copy inside one memory:// store, N objects, all in this process: batchops
+    (in-process: a memory store lives in one process, so its job has one worker) against
+    plain loops over the same N objects with the same obstore calls: (a) sync `obs.copy`
+    in a for loop, (b) `copy_async` on uvloop, 64 in flight. Rates from wall time; CPU
+    per task from getrusage of this process."""
     import obstore as obs
+    import uvloop
     from obstore.store import MemoryStore
 
     from batchops import JobOptions, create_job, run_job
 
     rows = n(200_000)
     store = MemoryStore()
-    for i in range(rows):
-        obs.put(store, f"data/{i % 1000:03d}/object-{i:010d}.bin", b"x" * 64)
+    keys = [f"data/{i % 1000:03d}/object-{i:010d}.bin" for i in range(rows)]
+    for k in keys:
+        obs.put(store, k, b"x" * 64)
     m = work / "mem.csv"
     with m.open("w") as f:
-        f.writelines(f"memory://,data/{i % 1000:03d}/object-{i:010d}.bin\n" for i in range(rows))
+        f.writelines(f"memory://,{k}\n" for k in keys)
     os.environ["BATCHOPS_HOME"] = str(work / "h-mem")
     job = create_job(JobOptions(manifest=str(m), operation="copy",
                                 params={"TargetResource": "memory://",
                                         "TargetKeyPrefix": "copies"}))
-    start = time.perf_counter()
+    cpu, start = _cpu(), time.perf_counter()
     run_job(job, in_process=True, preset_stores={"memory://": store})
-    ours = rows / (time.perf_counter() - start)
-    # Baseline: the naive design, one coroutine per object over copy_async.
-    base_rows = min(rows, 50_000)
-    keys = [f"data/{i % 1000:03d}/object-{i:010d}.bin" for i in range(base_rows)]
+    ours, ours_cpu = rows / (time.perf_counter() - start), (_cpu() - cpu) / rows
 
-    async def naive() -> None:
+    cpu, start = _cpu(), time.perf_counter()
+    for k in keys:
+        obs.copy(store, k, "plain/" + k)
+    plain, plain_cpu = rows / (time.perf_counter() - start), (_cpu() - cpu) / rows
+
+    async def on_uvloop() -> None:
         sem = asyncio.Semaphore(64)
 
         async def one(k: str) -> None:
             async with sem:
-                await obs.copy_async(store, k, "naive/" + k)
+                await obs.copy_async(store, k, "async/" + k)
 
         await asyncio.gather(*(one(k) for k in keys))
 
-    start = time.perf_counter()
-    asyncio.run(naive())
-    theirs = base_rows / (time.perf_counter() - start)
-    return [("4 memory-store copy", f"{rows:,} objects, in-process", "batchops",
-             f"{ours:,.0f} tasks/s", f"{ours / theirs:.1f}× naive", "target ≥ 40k/s"),
-            ("4 memory-store copy", f"{base_rows:,} objects", "naive asyncio copy_async",
-             f"{theirs:,.0f} tasks/s", "1.0×", "")]
+    cpu, start = _cpu(), time.perf_counter()
+    uvloop.run(on_uvloop())
+    aio, aio_cpu = rows / (time.perf_counter() - start), (_cpu() - cpu) / rows
+    size = f"{rows:,} objects, one process"
+    return [("4 memory-store copy", size, "batchops (in-process, 1 worker)",
+             f"{ours:,.0f} tasks/s", f"{ours_cpu * 1e6:.2f} µs CPU/task; "
+             f"{ours / plain:.2f}× (a), {ours / aio:.1f}× (b)",
+             "target ≥ 3× (a) with 2 workers"),
+            ("4 memory-store copy", size, "(a) plain sync loop: for k: obs.copy",
+             f"{plain:,.0f} tasks/s", f"{plain_cpu * 1e6:.2f} µs CPU/task; 1.0×", ""),
+            ("4 memory-store copy", size, "(b) plain copy_async on uvloop, 64 in flight",
+             f"{aio:,.0f} tasks/s", f"{aio_cpu * 1e6:.2f} µs CPU/task", "")]
 
 
 def preparing(work: Path) -> list[tuple]:
@@ -359,29 +399,43 @@ def _commit() -> str:
 
 
 def write_results(rows: list[tuple], command: str) -> str:
-    """Replace the rows of the workloads just measured; keep the others' rows."""
+    """Replace the rows of the workloads just measured (by workload number: "3", "4",
+    ...); keep the others' rows, each with the date, commit and command of its own run."""
     path = HERE / "RESULTS.md"
     text = path.read_text() if path.exists() else "# Benchmark results\n"
-    measured = {str(r[0]) for r in rows}
+    measured = {str(r[0]).split()[0] for r in rows}
     kept = []
     old = re.search(r"## Macro suite \(issue 5 workloads 3–7\)\n.*?(?=\n## |\Z)", text, re.S)
     if old:
         for line in old.group(0).splitlines():
             cells = [c.strip() for c in line.strip("|").split("|")]
-            if line.startswith("| ") and cells[0] not in measured | {"workload"}:
+            # (rows without the run column are from before it: stale, dropped)
+            if line.startswith("| ") and len(cells) == 7 and cells[0] != "workload" \
+                    and cells[0].split()[0] not in measured:
                 kept.append(line)
-    table = ["| workload | size | tool | figure | comparison | target |",
-             "|---|---|---|---:|---|---|"]
-    table += kept + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    section = (f"## Macro suite (issue 5 workloads 3–7)\n\nReproduce: `{command}`  \n"
-               f"date: {datetime.now(UTC).date()}; commit {_commit()}; scale {SCALE}; "
-               f"machine: nproc "
-               f"{os.cpu_count()}, Python {sys.version.split()[0]}\n\n" + "\n".join(table) + "\n")
+    run = f"{datetime.now(UTC).date()} {_commit()} `{command}`"
+    table = ["| workload | size | tool | figure | comparison | target | run (date, commit, "
+             "command) |", "|---|---|---|---:|---|---|---|"]
+    table += kept + ["| " + " | ".join(str(c) for c in (*r, run)) + " |" for r in rows]
+    section = (f"## Macro suite (issue 5 workloads 3–7)\n\nReproduce: `python "
+               f"bench/compare.py` (every workload; `--only NAME ...` for some: "
+               f"{', '.join(WORKLOADS)}); each row names the run it comes from. Last run: "
+               f"`{command}`, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, commit {_commit()}; "
+               f"scale {SCALE}; machine: nproc {os.cpu_count()}, Python "
+               f"{sys.version.split()[0]}; load average {_load()} at the end\n\n"
+               + "\n".join(table) + "\n")
     pattern = re.compile(r"## Macro suite \(issue 5 workloads 3–7\)\n.*?(?=\n## |\Z)", re.S)
     text = pattern.sub(section.rstrip("\n"), text) if pattern.search(text) \
         else text.rstrip("\n") + "\n\n" + section
     path.write_text(text)
     return "\n".join(table)
+
+
+def _load() -> str:
+    try:
+        return " / ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "?"
 
 
 def main() -> None:

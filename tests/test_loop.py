@@ -194,3 +194,34 @@ def test_a_cancel_starts_no_task_that_was_taken_but_not_run(tmp_path) -> None:
     with pytest.raises(StopIteration):
         steps.send((None, None))
     assert st.run.done_indices() == [0]
+
+
+def test_noop_per_task_runs_every_task_through_the_loop(tmp_path) -> None:
+    """`{"BatchopsNoop": {"PerTask": true}}`: each task is taken, run and recorded by the
+    per-task loop (the "runner ceiling" figure); plain noop succeeds a chunk as a whole."""
+    from batchops.operations.noop import NoopOperation
+
+    JobStore.create("j", str(tmp_path))
+    whole = TaskLoop(_config(tmp_path))
+    per_task = TaskLoop(_config(tmp_path, params={"PerTask": True}))
+    assert whole.no_task_work() and not per_task.no_task_work()
+    assert isinstance(per_task.op, NoopOperation) and not per_task.needs_loop(_chunk(1))
+    calls: list[int] = []
+    run = per_task.op.run_sync
+    per_task.op.run_sync = lambda chunk, i: calls.append(i) or run(chunk, i)  # type: ignore
+    st = per_task.state(_chunk(50))
+    per_task.run_sync(st)
+    assert calls == list(range(50))
+    assert st.run.finished and st.run.succeeded == 50 and not st.failures
+
+
+def test_noop_refuses_members_it_does_not_know() -> None:
+    from batchops.model.errors import SpecError
+    from batchops.operations.noop import NoopOperation
+
+    assert NoopOperation.validate({"PerTask": True}, None) == {"PerTask": True}  # type: ignore
+    assert NoopOperation.validate({}, None) == {}  # type: ignore[arg-type]
+    with pytest.raises(SpecError, match="PerTask"):
+        NoopOperation.validate({"PerTsk": True}, None)  # type: ignore[arg-type]
+    with pytest.raises(SpecError, match="true or false"):
+        NoopOperation.validate({"PerTask": "yes"}, None)  # type: ignore[arg-type]

@@ -210,3 +210,20 @@ def test_a_module_in_the_current_folder_does_not_reach_the_workers(home, tmp_pat
                           env=dict(os.environ, BATCHOPS_HOME=str(home)), timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert (out / "k").read_bytes() == b"data"
+
+
+def test_noop_per_task_through_workers_reports_every_row_once(cli, tmp_path) -> None:
+    """The per-task noop (the runner-ceiling benchmark) on two worker processes: every
+    manifest row is in the report once, succeeded."""
+    m = tmp_path / "m.csv"
+    keys = [f"k/{i:05d}" for i in range(3000)]
+    write_manifest(m, [("bucket", k) for k in keys])
+    proc = cli("run", "--manifest", str(m), "--operation", '{"BatchopsNoop": {"PerTask": true}}',
+               "--workers", "2", "--chunk-size", "1000", "--json", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    job = json.loads(proc.stdout)["Job"]
+    assert job["Operation"] == {"BatchopsNoop": {"PerTask": True}}
+    assert job["ProgressSummary"]["NumberOfTasksSucceeded"] == 3000
+    _, rows = read_report(report_manifest_path(cli.home, job["JobId"]))
+    assert sorted(decoded_keys(rows)) == keys
+    assert {r[3] for r in rows} == {"succeeded"}
