@@ -1,0 +1,112 @@
+"""`batchops retry-failed JOB_ID` (issue 14 §3): a new job over every failed task of a
+finished job, all chunks' failed parts, each failed row once."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+from helpers import (
+    decoded_keys,
+    error_lines,
+    job_id_of,
+    read_report,
+    report_manifest_path,
+    write_manifest,
+)
+
+
+def _report(cli, job_id: str) -> list[list[str]]:  # type: ignore[no-untyped-def]
+    return read_report(report_manifest_path(cli.home, job_id))[1]
+
+
+def _describe(cli, job_id: str) -> dict:  # type: ignore[no-untyped-def]
+    return json.loads(cli("describe-job", "--job-id", job_id, check=True).stdout)["Job"]
+
+
+def test_retry_failed_over_many_chunks_retries_each_failed_row_once(cli, s3, bucket,
+                                                                    tmp_path) -> None:
+    keys = [f"k{i:02d} +x" for i in range(12)]
+    # In chunks 0, 1 (two of its rows), 2 and 3 (3 rows each).
+    missing = {keys[1], keys[4], keys[5], keys[7], keys[10]}
+    for k in keys:
+        if k not in missing:
+            s3.put_object(Bucket=bucket, Key=k, Body=k.encode())
+    out = tmp_path / "out"
+    m = write_manifest(tmp_path / "m.csv", [(bucket, k) for k in keys])
+    first = cli("run", "--manifest", str(m), "--operation", "copy", "--target", f"file://{out}",
+                "--chunk-size", "3", "--workers", "2", "--json", "--no-progress")
+    assert first.returncode == 1, first.stderr
+    old_id = job_id_of(first.stdout)
+    failed_parts = list((cli.home / "jobs" / old_id / "results").glob("*-failed.csv"))
+    assert len(failed_parts) == 4  # one failed part per chunk: what the old recipe met
+    for k in missing:  # the cause is fixed
+        s3.put_object(Bucket=bucket, Key=k, Body=k.encode())
+
+    proc = cli("retry-failed", old_id, "--json", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    new_id = job_id_of(proc.stdout)
+    assert new_id != old_id and f"job {new_id}" in proc.stderr
+    job = json.loads(proc.stdout)["Job"]
+    assert job["ProgressSummary"]["TotalNumberOfTasks"] == len(missing)
+    assert job["ProgressSummary"]["NumberOfTasksSucceeded"] == len(missing)
+    rows = _report(cli, new_id)
+    assert Counter(decoded_keys(rows)) == Counter(missing)  # each failed row once
+    for k in keys:
+        assert (out / k).read_bytes() == k.encode()
+    described = _describe(cli, new_id)
+    assert old_id in described["Description"]
+    assert described["Operation"] == _describe(cli, old_id)["Operation"]  # same target
+    tags = json.loads(cli("get-job-tagging", "--job-id", new_id, check=True).stdout)["Tags"]
+    assert {"Key": "batchops:retry-of", "Value": old_id} in tags
+
+
+def test_retry_failed_of_a_verify_job_copies_what_differs(cli, tmp_path) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    dst.mkdir()
+    for k in ("a", "b", "c"):
+        (src / k).write_bytes(b"data " + k.encode())
+    (dst / "a").write_bytes(b"data a")
+    (dst / "b").write_bytes(b"stale")
+    m = write_manifest(tmp_path / "m.csv", [(f"file://{src}", k) for k in "abc"])
+    verify = cli("run", "--manifest", str(m), "--operation", "verify", "--target",
+                 f"file://{dst}", "--json", "--no-progress")
+    assert verify.returncode == 1, verify.stderr
+    proc = cli("retry-failed", job_id_of(verify.stdout), "--operation", "copy",
+               "--operation-overrides", '{"TargetKeyPrefix": ""}', "--json", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(decoded_keys(_report(cli, job_id_of(proc.stdout)))) == ["b", "c"]
+    assert [(dst / k).read_bytes() for k in "abc"] == [b"data a", b"data b", b"data c"]
+
+
+def test_retry_failed_with_no_failures_creates_no_job(cli, tmp_path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "k").write_bytes(b"x")
+    m = write_manifest(tmp_path / "m.csv", [(f"file://{src}", "k")])
+    run = cli("run", "--manifest", str(m), "--operation", "copy", "--target",
+              f"file://{tmp_path / 'out'}", "--json", "--no-progress", check=True)
+    proc = cli("retry-failed", job_id_of(run.stdout))
+    assert proc.returncode == 0, proc.stderr
+    assert "no failed task" in proc.stderr
+    assert len(list((cli.home / "jobs").iterdir())) == 1
+
+
+def test_retry_failed_refuses_bad_input_in_one_sentence(cli, tmp_path: Path) -> None:
+    missing = cli("retry-failed", "no-such-job")
+    assert missing.returncode == 2 and len(error_lines(missing.stderr)) == 1, missing.stderr
+    src = tmp_path / "src"
+    src.mkdir()
+    m = write_manifest(tmp_path / "m.csv", [(f"file://{src}", "absent")])
+    run = cli("run", "--manifest", str(m), "--operation", "copy", "--target",
+              f"file://{tmp_path / 'out'}", "--json", "--no-progress")
+    job_id = job_id_of(run.stdout)
+    for flags, words in ((("--operation-overrides", "[1]"), "JSON object"),
+                         (("--operation-overrides", "{bad"), "not valid JSON"),
+                         (("--operation", "frobnicate"), "unknown operation")):
+        proc = cli("retry-failed", job_id, *flags)
+        lines = error_lines(proc.stderr)
+        assert proc.returncode == 2 and len(lines) == 1 and words in lines[0], proc.stderr
+    assert len(list((cli.home / "jobs").iterdir())) == 1  # no job made
