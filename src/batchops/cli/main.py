@@ -500,6 +500,8 @@ def cmd_describe(args: argparse.Namespace) -> int:
             "ReportManifest": settings.get("report_manifest"),
             "ManifestDigest": (settings.get("manifest") or {}).get("digest"),
         }
+        if settings.get("skip_unchanged"):  # run --from-listing --skip-unchanged
+            out["Batchops"]["SkippedUnchanged"] = settings["skip_unchanged"]
     _json_out(out)
     return errors.EXIT_OK
 

@@ -1,0 +1,302 @@
+"""Copy only what differs (issue 14 §1): `batchops diff`, `run --from-listing
+--skip-unchanged MODE` and `--delete-extraneous`, end to end through the real CLI on
+two moto buckets and on two local folders; the listing diff at scale; its rule against
+model/compare.py's."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+import uuid
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from batchops.manifest.diff import LISTING_SCHEMA, Side, diff
+from batchops.model.compare import CompareMode, ObjectInfo, metadata_difference
+from helpers import decoded_keys, enc, error_lines, job_id_of, read_report, report_manifest_path
+
+SPECIAL = "dir/with space+plus,comma ü.txt"  # URL-encoded in every manifest and report
+#: key -> (source body or None, target body or None); the timeline in `_make` decides
+#: which side is newer.
+OBJECTS = {
+    "same/a.txt": (b"same bytes", b"same bytes"),  # target written after the source
+    "new/b.txt": (b"only at the source", None),
+    SPECIAL: (b"new, with a name to encode", None),
+    "changed/same-size.txt": (b"AAAA", b"BBBB"),  # source rewritten after the target
+    "changed/size.txt": (b"longer now", b"short"),
+    "touched/f.txt": (b"same content", b"same content"),  # source rewritten later
+    "extraneous/e.txt": (None, b"only at the target"),
+}
+NEW = {"new/b.txt", SPECIAL}
+#: What each mode copies (beyond the new objects), for S3 (MD5 ETags) and local folders
+#: (no ETag: in etag mode the sizes decide there, as model/compare.py says).
+CHANGED = {
+    "size": {"changed/size.txt"},
+    "size+mtime": {"changed/size.txt", "changed/same-size.txt", "touched/f.txt"},
+    "etag": {"changed/size.txt", "changed/same-size.txt"},
+    "checksum": {"changed/size.txt", "changed/same-size.txt"},
+}
+LOCAL_CHANGED = {**CHANGED, "etag": {"changed/size.txt"}}
+SOURCE_FIRST = {"same/a.txt"}  # written at the source before the target
+TARGET_FIRST = {"changed/same-size.txt", "changed/size.txt", "touched/f.txt"}
+
+
+def _make_s3(s3) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+    src, dst = f"src-{uuid.uuid4().hex[:10]}", f"dst-{uuid.uuid4().hex[:10]}"
+    s3.create_bucket(Bucket=src)
+    s3.create_bucket(Bucket=dst)
+
+    def put(bucket: str, key: str, side: int) -> None:
+        body = OBJECTS[key][side]
+        if body is not None:
+            s3.put_object(Bucket=bucket, Key=key, Body=body)
+
+    for key in SOURCE_FIRST:
+        put(src, key, 0)
+    for key in TARGET_FIRST:
+        put(dst, key, 1)
+    time.sleep(1.1)  # S3 keeps whole seconds
+    for key in OBJECTS:
+        if key not in SOURCE_FIRST:
+            put(src, key, 0)
+        if key not in TARGET_FIRST:
+            put(dst, key, 1)
+    return f"s3://{src}", f"s3://{dst}"
+
+
+def _make_local(root: Path) -> tuple[str, str]:
+    for side, name in ((0, "src"), (1, "dst")):
+        for key, bodies in OBJECTS.items():
+            if bodies[side] is None:
+                continue
+            path = root / name / key
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(bodies[side])
+            older = (key in SOURCE_FIRST and side == 0) or (key in TARGET_FIRST and side == 1)
+            os.utime(path, (2_000_000, 1_000_000 if older else 2_000_000))
+    return f"file://{root}/src", f"file://{root}/dst"
+
+
+@pytest.fixture(params=["s3", "local"])
+def sides(request, tmp_path):  # type: ignore[no-untyped-def]
+    """(kind, source URL, target URL, a reader of target objects)."""
+    if request.param == "s3":
+        s3 = request.getfixturevalue("s3")
+        src, dst = _make_s3(s3)
+
+        def read(key: str) -> bytes | None:
+            try:
+                return s3.get_object(Bucket=dst[5:], Key=key)["Body"].read()
+            except s3.exceptions.NoSuchKey:
+                return None
+
+        return "s3", src, dst, read
+    src, dst = _make_local(tmp_path / "folders")
+
+    def read_local(key: str) -> bytes | None:
+        path = Path(dst[7:]) / key
+        return path.read_bytes() if path.exists() else None
+
+    return "local", src, dst, read_local
+
+
+def _run(cli, src: str, dst: str, *extra: str):  # type: ignore[no-untyped-def]
+    proc = cli("run", "--from-listing", src, "--operation", "copy", "--target", dst,
+               "--json", "--no-progress", "--workers", "1", *extra)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc
+
+
+def _copied(cli, proc) -> set[str]:  # type: ignore[no-untyped-def]
+    _, rows = read_report(report_manifest_path(cli.home, job_id_of(proc.stdout)))
+    assert {r[3] for r in rows} <= {"succeeded"}, rows
+    return set(decoded_keys(rows))
+
+
+@pytest.mark.parametrize("mode", ["size", "size+mtime", "etag", "checksum"])
+def test_skip_unchanged_copies_exactly_what_differs_then_nothing(cli, sides, mode) -> None:
+    kind, src, dst, read = sides
+    expected = NEW | (CHANGED if kind == "s3" else LOCAL_CHANGED)[mode]
+    proc = _run(cli, src, dst, "--skip-unchanged", mode)
+    assert proc.returncode == 0, proc.stderr
+    assert _copied(cli, proc) == expected
+    for key in OBJECTS:
+        source, target = OBJECTS[key]
+        assert read(key) == (source if key in expected else target), key
+    job = json.loads(proc.stdout)["Job"]
+    unchanged = len(OBJECTS) - 1 - len(expected)
+    assert job["ProgressSummary"]["TotalNumberOfTasks"] == len(expected)
+    assert f"{unchanged:,} unchanged skipped (compared by {mode})" in job["Description"]
+    described = json.loads(cli("describe-job", "--job-id", job["JobId"], "--extended",
+                               check=True).stdout)
+    assert set(described["Job"]) <= {  # Amazon's JobDescriptor members only
+        "JobId", "ConfirmationRequired", "Description", "JobArn", "Status", "Manifest",
+        "Operation", "Priority", "ProgressSummary", "StatusUpdateReason", "FailureReasons",
+        "Report", "CreationTime", "TerminationDate", "RoleArn", "SuspendedDate",
+        "SuspendedCause", "ManifestGenerator", "GeneratedManifestDescriptor"}
+    assert described["Batchops"]["SkippedUnchanged"] == {
+        "compare": mode, "new": len(NEW), "changed": len(expected) - len(NEW),
+        "unchanged": unchanged, "extraneous": 1}
+    again = _run(cli, src, dst, "--skip-unchanged", mode)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["Job"]["ProgressSummary"]["TotalNumberOfTasks"] == 0
+    assert read("extraneous/e.txt") == OBJECTS["extraneous/e.txt"][1]  # never deleted
+
+
+def test_summary_line_says_how_many_were_skipped(cli, sides) -> None:
+    _, src, dst, _ = sides
+    proc = cli("run", "--from-listing", src, "--operation", "copy", "--target", dst,
+               "--no-progress", "--skip-unchanged", "size", check=True)
+    assert "2 new and 1 changed objects to copy; 3 unchanged skipped (compared by size); " \
+           "1 extraneous at the target" in proc.stdout
+
+
+@pytest.mark.parametrize("mode", ["size", "size+mtime", "etag", "checksum"])
+def test_diff_writes_exactly_the_manifest(cli, sides, tmp_path, mode) -> None:
+    kind, src, dst, read = sides
+    expected = NEW | (CHANGED if kind == "s3" else LOCAL_CHANGED)[mode]
+    out, extra = tmp_path / "todo.csv", tmp_path / "extraneous.csv"
+    proc = cli("diff", src, dst, "--compare", mode, "--out", str(out), "--extraneous-out",
+               str(extra), "--json", check=True)
+    assert json.loads(proc.stdout) == {
+        "compare": mode, "new": 2, "changed": len(expected) - 2,
+        "unchanged": len(OBJECTS) - 1 - len(expected), "extraneous": 1}
+    bucket = src[5:] if kind == "s3" else src
+    assert sorted(out.read_text().splitlines()) == sorted(f"{bucket},{enc(k)}"
+                                                          for k in expected)
+    target = dst[5:] if kind == "s3" else dst
+    assert extra.read_text() == f"{target},extraneous/e.txt\n"
+    assert read("new/b.txt") is None  # diff copies nothing
+    ran = cli("run", "--manifest", str(out), "--operation", "copy", "--target", dst,
+              "--json", "--no-progress", check=True)
+    assert _copied(cli, ran) == expected
+
+
+def test_diff_of_an_empty_or_missing_target_is_all_new(cli, tmp_path) -> None:
+    (tmp_path / "src" / "x").mkdir(parents=True)
+    (tmp_path / "src" / "x" / "1").write_bytes(b"1")
+    out = tmp_path / "m.csv"
+    proc = cli("diff", f"file://{tmp_path}/src", f"file://{tmp_path}/nowhere", "--out",
+               str(out), "--json", check=True)
+    assert json.loads(proc.stdout)["new"] == 1
+    assert out.read_text() == f"file://{tmp_path}/src,x/1\n"
+
+
+def test_delete_extraneous_is_refused_without_confirmation(cli, sides) -> None:
+    _, src, dst, read = sides
+    proc = _run(cli, src, dst, "--skip-unchanged", "size", "--delete-extraneous")
+    assert proc.returncode == 2
+    assert error_lines(proc.stderr) == [
+        "batchops: --delete-extraneous removes objects for good: add --confirm-delete, or "
+        "--dry-run to list what would be deleted"]
+    assert not (cli.home / "jobs").exists() or not list((cli.home / "jobs").iterdir())
+    assert read("extraneous/e.txt") is not None and read("new/b.txt") is None
+
+
+def test_delete_extraneous_deletes_exactly_the_extraneous(cli, sides) -> None:
+    _, src, dst, read = sides
+    proc = _run(cli, src, dst, "--skip-unchanged", "size+mtime", "--delete-extraneous",
+                "--confirm-delete")
+    assert proc.returncode == 0, proc.stderr
+    copy_doc, delete_doc = (json.loads(d) for d in proc.stdout.replace("}\n{", "}\n\n{")
+                            .split("\n\n"))
+    delete_id = delete_doc["Job"]["JobId"]
+    assert f"deleting the extraneous objects: job {delete_id}" in proc.stderr
+    assert next(iter(delete_doc["Job"]["Operation"])) == "BatchopsDeleteObject"
+    assert copy_doc["Job"]["JobId"] in delete_doc["Job"]["Description"]
+    _, rows = read_report(report_manifest_path(cli.home, delete_id))
+    assert decoded_keys(rows) == ["extraneous/e.txt"] and rows[0][3] == "succeeded"
+    assert read("extraneous/e.txt") is None
+    for key, (source, _) in OBJECTS.items():
+        if source is not None:
+            assert read(key) == source, key
+
+
+@pytest.mark.parametrize("args, sentence", [
+    (["diff", "file:///tmp", "file:///tmp", "--out", "x.csv", "--compare", "md5"],
+     "batchops: --compare must be one of size | size+mtime | etag | checksum, not 'md5'"),
+    (["run", "--from-listing", "file:///tmp", "--operation", "copy", "--target",
+      "file:///tmp/x", "--skip-unchanged", "newer"],
+     "batchops: --skip-unchanged must be one of size | size+mtime | etag | checksum, not "
+     "'newer'"),
+    (["diff", "file:///no/such/folder", "file:///tmp", "--out", "x.csv"],
+     "batchops: SOURCE_URL file:///no/such/folder: no such folder"),
+    (["run", "--from-listing", "file:///no/such/folder", "--operation", "copy", "--target",
+      "file:///tmp/x", "--skip-unchanged", "size"],
+     "batchops: --from-listing file:///no/such/folder: no such folder"),
+    (["run", "--manifest", "m.csv", "--operation", "copy", "--target", "file:///tmp/x",
+      "--skip-unchanged", "size", "--delete-extraneous", "--confirm-delete"],
+     "batchops: --delete-extraneous needs --from-listing URL and --skip-unchanged MODE (the "
+     "extraneous objects are those of the target's listing that the source's lacks)"),
+])
+def test_bad_input_is_one_sentence(cli, tmp_path, args, sentence) -> None:
+    proc = cli(*args, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert error_lines(proc.stderr) == [sentence]
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_unreachable_source_is_one_sentence(cli, tmp_path, aws_env) -> None:
+    proc = cli("diff", "s3://nobody-there", f"file://{tmp_path}", "--out",
+               str(tmp_path / "x.csv"), "--endpoint-url", "http://127.0.0.1:9", timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    [line] = error_lines(proc.stderr)
+    assert line.startswith("batchops: SOURCE_URL s3://nobody-there: cannot list it ("), line
+    assert not (tmp_path / "x.csv").exists()
+
+
+# -- the listing diff itself, at scale -------------------------------------------------
+
+def _listing(path: Path, rows: dict[str, tuple[int, int, str | None]]) -> str:
+    pl.DataFrame({"key": list(rows), "size": [r[0] for r in rows.values()],
+                  "mtime": [r[1] for r in rows.values()],
+                  "etag": [r[2] for r in rows.values()]},
+                 schema=LISTING_SCHEMA).write_parquet(path)
+    return str(path)
+
+
+@pytest.mark.parametrize("mode", ["size", "size+mtime", "etag"])
+def test_large_diff_matches_a_plain_python_diff(tmp_path, mode) -> None:
+    """200k keys a side (made up listings, several hash partitions), against the same
+    diff written with dicts and model/compare.py's rule."""
+    rng = random.Random(14)
+    n = 200_000
+    source: dict[str, tuple[int, int, str | None]] = {}
+    target: dict[str, tuple[int, int, str | None]] = {}
+    for i in range(n):
+        key = f"p{i % 97}/obj {i}+{'ü' if i % 5 == 0 else ''}.bin"
+        row = (rng.randrange(1000), 1_700_000_000_000_000 + rng.randrange(10**8),
+               f"{rng.getrandbits(128):032x}" if i % 7 else f"{rng.getrandbits(128):032x}-3")
+        which = rng.random()
+        if which < 0.1:
+            source[key] = row  # new
+        elif which < 0.2:
+            target[key] = row  # extraneous
+        else:
+            source[key] = row
+            target[key] = row if which < 0.6 else (
+                row[0] + rng.randrange(2), row[1] + rng.randrange(-3, 3) * 1_000_000,
+                row[2] if rng.random() < 0.5 else f"{rng.getrandbits(128):032x}")
+    counts = diff(Side(_listing(tmp_path / "s.parquet", source), "src"),
+                  Side(_listing(tmp_path / "t.parquet", target), "dst", "pre/"),
+                  CompareMode(mode), str(tmp_path / "out"), rows_per_join=40_000)
+
+    def info(row: tuple[int, int, str | None]) -> ObjectInfo:
+        return ObjectInfo(row[0], row[1] / 1e6, row[2])
+
+    changed = {k for k in source if k in target and
+               metadata_difference(CompareMode(mode), info(source[k]), info(target[k]))}
+    new = source.keys() - target.keys()
+    extraneous = target.keys() - source.keys()
+    assert (counts.new, counts.changed, counts.extraneous) == (len(new), len(changed),
+                                                               len(extraneous))
+    assert counts.unchanged == len(source) - len(new) - len(changed)
+    assert 0 < len(changed) < len(source.keys() & target.keys())  # the test discriminates
+    lines = (tmp_path / "out" / "copy.csv").read_text().splitlines()
+    assert sorted(lines) == sorted(f"src,{enc(k)}" for k in new | changed)
+    lines = (tmp_path / "out" / "extraneous.csv").read_text().splitlines()
+    assert sorted(lines) == sorted(f"dst,{enc('pre/' + k)}" for k in extraneous)
