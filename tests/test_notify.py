@@ -200,3 +200,67 @@ def test_publish_never_blocks_and_keeps_the_newest() -> None:
     numbers = [json.loads(b)["n"] for b in seen]
     assert numbers == sorted(numbers) and numbers[-5:] == [95, 96, 97, 98, 99]
     assert notifier.dropped == 100 - len(numbers)
+
+
+def _copy_request(tmp_path: Path, n: int, **members: object) -> dict:
+    import hashlib
+
+    manifest = _files(tmp_path, n)
+    return {
+        "AccountId": "123456789012", "Priority": 10, "RoleArn": "arn:aws:iam::1:role/x",
+        "ConfirmationRequired": False, "Report": {"Enabled": False},
+        "Operation": {"S3PutObjectCopy": {"TargetResource": f"file://{tmp_path / 'out'}"}},
+        "Manifest": {"Spec": {"Format": "S3BatchOperations_CSV_20180820",
+                              "Fields": ["Bucket", "Key"]},
+                     "Location": {"ObjectArn": f"file://{manifest}",
+                                  "ETag": hashlib.md5(manifest.read_bytes()).hexdigest()}},
+        **members}
+
+
+def test_runner_notifies_the_jobs_it_runs(cli, tmp_path, receiver) -> None:
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps(_copy_request(tmp_path, 10)))
+    job_id = json.loads(cli("create-job", "--cli-input-json", f"file://{path}",
+                            check=True).stdout)["JobId"]
+    cli("runner", "--notify", receiver.url, check=True)
+    assert receiver.statuses() == ["Active", "Completing", "Complete"]
+    assert {e["detail"]["serviceEventDetails"]["jobId"] for e in receiver.events} == {job_id}
+    assert receiver.events[0]["detail"]["previousStatus"] == "Ready"
+
+
+def test_serve_notifies_creation_confirmation_and_the_run(cli, tmp_path, receiver) -> None:
+    """boto3 against `batchops serve --notify`: the job created (ConfirmationRequired),
+    confirmed through the API, then run by the server's runner."""
+    import re
+    import subprocess
+
+    import boto3
+    import botocore.config
+
+    proc = subprocess.Popen([sys.executable, "-m", "batchops", "serve", "--listen",
+                             "127.0.0.1:0", "--auth", "none", "--notify", receiver.url],
+                            env=cli.env(), stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        url = re.search(r"listening on (http://\S+)", line)
+        assert url, line
+        client = boto3.client(
+            "s3control", endpoint_url=url.group(1), region_name="us-east-1",
+            aws_access_key_id="anyone", aws_secret_access_key="anything",
+            config=botocore.config.Config(proxies={"http": url.group(1)}))
+        request = _copy_request(tmp_path, 10, ConfirmationRequired=True)
+        job_id = client.create_job(**request)["JobId"]
+        deadline = time.monotonic() + 30
+        while "Suspended" not in receiver.statuses() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        client.update_job_status(AccountId="123456789012", JobId=job_id,
+                                 RequestedJobStatus="Ready")
+        while "Complete" not in receiver.statuses() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert receiver.statuses() == ["New", "Preparing", "Suspended", "Ready", "Active",
+                                   "Completing", "Complete"]
+    assert {e["account"] for e in receiver.events} == {"123456789012"}

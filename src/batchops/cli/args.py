@@ -426,6 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_engine_flags(runner)
     runner.add_argument("--poll", type=float, default=1.0, metavar="SECONDS")
     runner.add_argument("--json", action="store_true", help="one JSON line per job run")
+    _add_notify_flag(runner)
     _retitle_aws_flags(runner, "AWS settings (as aws-cli's): given, they become the "
                                "settings of every job this runner runs, as with "
                                "`resume JOB_ID --profile ...`")
@@ -453,6 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "per key with aws_access_key_id, aws_secret_access_key and "
                             "aws_account_id (the account whose jobs it reaches); mode 600. "
                             "Kept in memory only, never in the job store")
+    _add_notify_flag(serve)
     _retitle_aws_flags(serve, "AWS settings (as aws-cli's): the settings of every job this "
                               "server creates")
 

@@ -598,7 +598,7 @@ def cmd_runner(args: argparse.Namespace) -> int:
     with signals.polling() as stop:
         run_jobs(watch=args.watch, poll=args.poll, on_job=report, stop=stop.is_set,
                  stop_event=stop, engine=args.engine, ray_address=args.ray_address,
-                 aws=aws)
+                 aws=aws, on_store=args.notifier.watch if args.notify else None)
     return errors.EXIT_INTERRUPTED if stop.is_set() else worst[0]
 
 
@@ -608,7 +608,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     signals: _Signals = args.signals
     with signals.polling() as stop:
-        return serve(config, stop)
+        return serve(config, stop, notifier=getattr(args, "notifier", None))
 
 
 def cmd_update_status(args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ from typing import Any
 from batchops.model.errors import BatchopsError, JobLockedError
 from batchops.model.spec import AwsSettings
 from batchops.model.status import NEW, PAUSED, RESUMABLE
+from batchops.results.jobstore import JobStore
 from batchops.results.stores import job_ids, job_store
 from batchops.schedule.control import effective_priority
 from batchops.schedule.coordinator import run_job
@@ -46,14 +47,16 @@ def run_jobs(home: str | None = None, watch: bool = False, poll: float = 1.0,
              stop_event: threading.Event | None = None, engine: str = "local",
              ray_address: str | None = None, aws: AwsSettings | None = None,
              runnable: Callable[[], list[tuple[int, str, str]]] | None = None,
-             idle: Callable[[], int] = lambda: 0) -> list[str]:
+             idle: Callable[[], int] = lambda: 0,
+             on_store: Callable[[JobStore], None] | None = None) -> list[str]:
     """Run jobs until none is left (or forever with `watch`), or until `stop()`; returns
     the ids run. `stop_event` is handed to the running job (set: it pauses soon).
 
     One of several runners of a pool (`batchops serve`) gets the pool's `runnable` (the
     jobs to pick, best first, as `runnable_jobs`) and `idle` (how many runners of the
     pool have nothing to run: they take the best waiting jobs, so a running job yields
-    only to a better one that no idle runner will take)."""
+    only to a better one that no idle runner will take). `on_store` sees each job's
+    store before it runs (--notify watches it)."""
     pick = runnable or (lambda: runnable_jobs(home))
     ran: list[str] = []
     broken: set[str] = set()  # jobs that cannot run (changed manifest, ...): not retried
@@ -66,6 +69,8 @@ def run_jobs(home: str | None = None, watch: bool = False, poll: float = 1.0,
             continue
         priority, _, job_id = jobs[0]
         store = job_store(job_id, home)
+        if on_store is not None:
+            on_store(store)
 
         def higher(current: str = job_id) -> str | None:
             now = job_store(current, home)

@@ -56,7 +56,10 @@ class Jobs:
         entry = self.index.get(job_id)
         if entry is None or entry.account != account:
             raise JobNotFoundError(f"no job {job_id} in account {account}")
-        return job_store(job_id, self.home)
+        store = job_store(job_id, self.home)
+        if self.pool.on_store is not None:  # --notify: confirm and cancel change statuses
+            self.pool.on_store(store)
+        return store
 
     def create_job(self, params: Mapping[str, Any], account: str) -> dict[str, Any]:
         request = dict(params, AccountId=account)

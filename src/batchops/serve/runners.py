@@ -37,8 +37,11 @@ class RunnerPool:
 
     def __init__(self, index: JobIndex, runners: int, stop: threading.Event,
                  home: str | None = None,
-                 on_job: Callable[[str, dict[str, Any]], None] | None = None) -> None:
+                 on_job: Callable[[str, dict[str, Any]], None] | None = None,
+                 on_store: Callable[[JobStore], None] | None = None) -> None:
         self.index = index
+        # Sees every store through which this server changes a job (--notify watches).
+        self.on_store = on_store
         self.size = runners
         self.stop = stop
         self.home = home
@@ -57,6 +60,8 @@ class RunnerPool:
         result: dict[str, Any] = {}
 
         def on_created(store: JobStore) -> None:
+            if self.on_store is not None:
+                self.on_store(store)
             result["id"] = store.job_id
             self.index.add(store.job_id)
             made.set()
@@ -98,7 +103,7 @@ class RunnerPool:
             try:
                 run_jobs(self.home, watch=True, poll=POLL, on_job=self.on_job,
                          stop=self.stop.is_set, stop_event=self.stop, runnable=pick,
-                         idle=self.idle)
+                         idle=self.idle, on_store=self.on_store)
             except Exception as exc:  # noqa: BLE001 - a runner outlives any one job's bug
                 print(f"batchops serve: runner {slot}: {type(exc).__name__}: {exc}",
                       file=sys.stderr)

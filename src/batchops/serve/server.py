@@ -102,8 +102,10 @@ def _bind(config: ServeConfig) -> socket.socket:
     return sock
 
 
-def serve(config: ServeConfig, stop: threading.Event) -> int:
-    """Run the server until a signal; returns the exit code."""
+def serve(config: ServeConfig, stop: threading.Event, notifier: Any = None) -> int:
+    """Run the server until a signal; returns the exit code. `notifier` (--notify, a
+    schedule/notify.py Notifier) hears every status change of the jobs it runs or
+    changes."""
     import uvicorn
 
     from batchops.serve.api import Jobs
@@ -115,7 +117,8 @@ def serve(config: ServeConfig, stop: threading.Event) -> int:
     sock = _bind(config)  # first: a port in use is refused before any job is touched
     index = JobIndex(config.home)
     index.rebuild()
-    pool = RunnerPool(index, config.runners, stop, config.home)
+    pool = RunnerPool(index, config.runners, stop, config.home,
+                      on_store=notifier.watch if notifier is not None else None)
     service = Service(load_operations(), Jobs(index, pool, config.home, config.aws),
                       config.keys)
     host, port = sock.getsockname()[:2]
