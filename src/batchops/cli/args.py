@@ -455,6 +455,13 @@ def build_parser() -> argparse.ArgumentParser:
                             "aws_account_id (the account whose jobs it reaches); mode 600. "
                             "Kept in memory only, never in the job store")
     _add_notify_flag(serve)
+    g = serve.add_argument_group("settings of every job this server creates (as "
+                                 "create-job's)")
+    g.add_argument("--workers", type=int, default=0, metavar="N",
+                   help="worker processes per job (default: one per core)")
+    g.add_argument("--concurrency", type=int, default=64, metavar="M")
+    g.add_argument("--chunk-size", type=int, default=0, metavar="K")
+    g.add_argument("--max-ops-per-second", type=float, default=0.0, metavar="N")
     _retitle_aws_flags(serve, "AWS settings (as aws-cli's): the settings of every job this "
                               "server creates")
 

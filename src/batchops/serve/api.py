@@ -45,11 +45,13 @@ class Jobs:
     """The jobs operations of one server: its index, its runner pool, its settings."""
 
     def __init__(self, index: JobIndex, pool: RunnerPool, home: str | None = None,
-                 aws: AwsSettings | None = None) -> None:
+                 aws: AwsSettings | None = None,
+                 settings: Mapping[str, Any] | None = None) -> None:
         self.index = index
         self.pool = pool
         self.home = home
         self.aws = aws or AwsSettings()
+        self.settings = dict(settings or {})  # JobOptions fields of every job created
 
     def _store(self, params: Mapping[str, Any], account: str) -> JobStore:
         job_id = str(params.get("JobId", ""))
@@ -63,7 +65,7 @@ class Jobs:
 
     def create_job(self, params: Mapping[str, Any], account: str) -> dict[str, Any]:
         request = dict(params, AccountId=account)
-        opts = options_from_request(request, aws=self.aws)
+        opts = options_from_request(request, aws=self.aws, **self.settings)
         return {"JobId": self.pool.create(opts)}
 
     def describe_job(self, params: Mapping[str, Any], account: str) -> dict[str, Any]:

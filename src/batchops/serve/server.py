@@ -17,6 +17,7 @@ import sys
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from batchops.model.errors import SpecError
@@ -37,6 +38,8 @@ class ServeConfig:
     keys: Mapping[str, Key] | None = field(default=None, repr=False)
     home: str | None = None
     aws: AwsSettings = AwsSettings()
+    #: JobOptions settings of every job it creates (workers, concurrency, chunk size...).
+    job_settings: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def auth(self) -> str:
@@ -80,11 +83,19 @@ def config_from_args(args: Any) -> ServeConfig:
             raise SpecError("--auth sigv4 needs the operators' keys: --keys FILE (in "
                             "~/.aws/credentials' shape, with aws_account_id per key)")
         keys = load_keys(args.keys)
+    for flag in ("workers", "chunk_size", "max_ops_per_second"):
+        if getattr(args, flag) < 0:
+            raise SpecError(f"--{flag.replace('_', '-')} must not be negative")
+    if args.concurrency < 1:
+        raise SpecError("--concurrency must be at least 1")
     from batchops.results.jobstore import batchops_home
 
+    settings = MappingProxyType({
+        "workers": args.workers, "concurrency": args.concurrency,
+        "chunk_size": args.chunk_size, "max_ops_per_second": args.max_ops_per_second})
     return ServeConfig(host, port, args.runners, keys, batchops_home(),
                        AwsSettings(args.profile or None, args.region or None,
-                                   args.endpoint_url or None))
+                                   args.endpoint_url or None), settings)
 
 
 def _bind(config: ServeConfig) -> socket.socket:
@@ -119,7 +130,8 @@ def serve(config: ServeConfig, stop: threading.Event, notifier: Any = None) -> i
     index.rebuild()
     pool = RunnerPool(index, config.runners, stop, config.home,
                       on_store=notifier.watch if notifier is not None else None)
-    service = Service(load_operations(), Jobs(index, pool, config.home, config.aws),
+    service = Service(load_operations(),
+                      Jobs(index, pool, config.home, config.aws, config.job_settings),
                       config.keys)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
