@@ -45,8 +45,27 @@ def _wait(what: str, check: Callable[[], Any], timeout: float = 60) -> Any:
 @pytest.fixture
 def server(cli, tmp_path) -> Iterator[str]:  # type: ignore[no-untyped-def]
     """`batchops serve --auth none` on a free loopback port; its base URL."""
+    yield from _serve(cli, "--auth", "none")
+
+
+KEYS = {"ops-one": ("AKIAONE0000000000001", "secret-one-" + "x" * 29, "111111111111"),
+        "ops-two": ("AKIATWO0000000000002", "secret-two-" + "y" * 29, "222222222222")}
+
+
+@pytest.fixture
+def signed_server(cli, tmp_path) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """`batchops serve --keys FILE` (SigV4) with a key for each of two accounts."""
+    path = tmp_path / "keys"
+    path.write_text("".join(f"[{name}]\naws_access_key_id = {k}\naws_secret_access_key = "
+                            f"{secret}\naws_account_id = {account}\n"
+                            for name, (k, secret, account) in KEYS.items()))
+    path.chmod(0o600)
+    yield from _serve(cli, "--keys", str(path))
+
+
+def _serve(cli, *flags: str) -> Iterator[str]:  # type: ignore[no-untyped-def]
     proc = subprocess.Popen([sys.executable, "-m", "batchops", "serve", "--listen",
-                             "127.0.0.1:0", "--auth", "none", "--runners", "1"],
+                             "127.0.0.1:0", "--runners", "1", *flags],
                             env=cli.env(), stderr=subprocess.PIPE, text=True)
     lines: list[str] = []
 
@@ -91,28 +110,29 @@ def browser() -> Iterator[Any]:
         driver.quit()
 
 
-def _slow_job(cli, tmp_path: Path, n: int = 600) -> str:  # type: ignore[no-untyped-def]
+def _slow_job(cli, tmp_path: Path, n: int = 600, account: str = "123456789012",  # type: ignore[no-untyped-def]
+              name: str = "src") -> str:
     """A job that runs for about half a minute (20 tasks/s), Ready for the server."""
-    src = tmp_path / "src"
+    src = tmp_path / name
     src.mkdir()
     for i in range(n):
         (src / f"k{i:04d}").write_bytes(b"console")
-    manifest = write_manifest(tmp_path / "m.csv", [(f"file://{src}", f"k{i:04d}")
+    manifest = write_manifest(tmp_path / f"{name}.csv", [(f"file://{src}", f"k{i:04d}")
                                                    for i in range(n)])
     import hashlib
 
     request = {
-        "Operation": {"S3PutObjectCopy": {"TargetResource": f"file://{tmp_path / 'out'}"}},
+        "Operation": {"S3PutObjectCopy": {"TargetResource": f"file://{tmp_path / name}-out"}},
         "Manifest": {"Spec": {"Format": "S3BatchOperations_CSV_20180820",
                               "Fields": ["Bucket", "Key"]},
                      "Location": {"ObjectArn": f"file://{manifest}",
                                   "ETag": hashlib.md5(manifest.read_bytes()).hexdigest()}},
         "Report": {"Enabled": False}, "Priority": 10, "ConfirmationRequired": False,
         "RoleArn": "arn:aws:iam::123456789012:role/batch", "Description": "console test"}
-    path = tmp_path / "job.json"
+    path = tmp_path / f"{name}.json"
     path.write_text(json.dumps(request))
     out = cli("create-job", "--cli-input-json", f"file://{path}", "--account-id",
-              "123456789012", "--max-ops-per-second", "20", "--chunk-size", "20",
+              account, "--max-ops-per-second", "20", "--chunk-size", "20",
               "--workers", "1", check=True).stdout
     return str(json.loads(out)["JobId"])
 
@@ -207,3 +227,51 @@ def test_a_cross_site_request_cannot_change_a_job(cli, tmp_path, server) -> None
     assert status == 403
     status, body = post({"Origin": server, "X-Batchops-Csrf": token})
     assert status == 200 and "<Priority>7</Priority>" in body
+
+
+def test_signed_server_console_signs_in_and_shows_one_account(cli, tmp_path, signed_server,
+                                                               browser) -> None:
+    """--auth sigv4: the console asks for a key, shows that key's account only, and its
+    Cancel reaches the API as that account (the browser signs nothing)."""
+    from selenium.webdriver.common.by import By
+
+    mine = _slow_job(cli, tmp_path, account="111111111111", name="one")
+    other = _slow_job(cli, tmp_path, n=40, account="222222222222", name="two")
+    with pytest.raises(urllib.error.HTTPError) as refused:  # no session, no job list
+        urllib.request.urlopen(signed_server + "/console/jobs")
+    assert refused.value.code == 401
+    browser.get(signed_server + "/")
+    assert browser.title.startswith("Sign in")
+    key_id, secret, _ = KEYS["ops-one"]
+
+    def sign_in(with_secret: str) -> None:
+        browser.find_element(By.NAME, "access_key_id").send_keys(key_id)
+        browser.find_element(By.NAME, "secret_access_key").send_keys(with_secret)
+        browser.find_element(By.CSS_SELECTOR, "form.login button").click()
+
+    sign_in("not-the-secret")
+    _wait("a refusal", lambda: "not one of this server's keys" in browser.page_source)
+    sign_in(secret)
+    _wait("the job list", lambda: browser.title.startswith("Jobs"))
+    assert "account 111111111111" in browser.find_element(By.TAG_NAME, "header").text
+    row = f'tr[data-job="{mine}"]'
+    _wait("the job to be Active", lambda: browser.find_element(
+        By.CSS_SELECTOR, row).get_attribute("data-status") == "Active")
+    assert not browser.find_elements(By.CSS_SELECTOR, f'tr[data-job="{other}"]')
+    browser.find_element(By.CSS_SELECTOR, f'{row} button[data-act="cancel"]').click()
+    browser.find_element(By.CSS_SELECTOR, '#action-dialog button[value="yes"]').click()
+    _wait("the job to be Cancelled", lambda: browser.find_element(
+        By.CSS_SELECTOR, row).get_attribute("data-status") == "Cancelled", timeout=30)
+    _shot(browser, tmp_path, "console-signed-in.png")
+    browser.get(f"{signed_server}/console/jobs/{other}")  # another account's job
+    assert "no job" in browser.page_source
+    browser.get(signed_server + "/")
+    browser.find_element(By.CSS_SELECTOR, "button.signout").click()
+    _wait("the sign-in form again", lambda: browser.title.startswith("Sign in"))
+    # The session's account is the console's only: an unsigned API request is refused.
+    request = urllib.request.Request(f"{signed_server}/v20180820/jobs/{other}/priority"
+                                     "?priority=1", method="POST",
+                                     headers={"x-amz-account-id": "222222222222"})
+    with pytest.raises(urllib.error.HTTPError) as unsigned:
+        urllib.request.urlopen(request)
+    assert unsigned.value.code == 403

@@ -32,6 +32,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from batchops.model.errors import BatchopsError
 from batchops.serve.api import Jobs, api_error
 from batchops.serve.auth import Key, verify
+from batchops.serve.consoleauth import CONSOLE_ACCOUNT_HEADER
 from batchops.serve.restxml import (
     ApiError,
     Operation,
@@ -78,6 +79,14 @@ class Service:
             if not given:
                 raise ApiError("InvalidRequest", "the x-amz-account-id header is missing")
             return given
+        # Signed in to the console: CsrfGuard (serve/consoleauth.py) vouches for the
+        # session's account, and strips this header from whatever arrives.
+        console = next((v for k, v in headers if k.lower() == CONSOLE_ACCOUNT_HEADER), None)
+        if console:
+            if given and given != console:
+                raise ApiError("AccessDenied", f"the console's session may not act for "
+                                               f"account {given}", 403)
+            return console
         key = verify(self.keys, method, url, headers, body)
         if given and given != key.account_id:
             raise ApiError("AccessDenied", f"access key {key.access_key_id} may not act for "
@@ -140,15 +149,17 @@ def routes(service: Service) -> list[BaseRoute]:
 
 def build_app(service: Service) -> ASGIApp:
     """The ASGI application uvicorn serves."""
-    from batchops.serve.console import Console, CsrfGuard, console_routes
+    from batchops.serve.console import Console, console_routes
+    from batchops.serve.consoleauth import ConsoleAuth, CsrfGuard
     from batchops.serve.metrics import metrics_registry, metrics_routes
 
     index, home = service.jobs.index, service.jobs.home
-    console = Console(home, jobs=lambda: [(e.account, e.listed) for e in index.entries()])
+    auth = ConsoleAuth(service.keys)  # --auth sigv4: the console signs in with a key
+    console = Console(home, auth, jobs=lambda: [(e.account, e.listed) for e in index.entries()])
     registry = metrics_registry(home, ids=lambda: [e.job_id for e in index.entries()])
     app = Starlette(routes=[*routes(service), *metrics_routes(registry),
                             *console_routes(console)])
-    return AbsoluteForm(CsrfGuard(app, console))
+    return AbsoluteForm(CsrfGuard(app, auth))
 
 
 __all__ = ["AbsoluteForm", "Service", "api_routes", "build_app", "routes"]

@@ -10,25 +10,21 @@ Server-rendered HTML and a little JavaScript (static/console.js), no build step:
                                          the report's parts
     GET  /console/jobs/<id>/panel        that page's body (polled)
     GET  /console/jobs/<id>/report/<key> a part of a report kept in a folder
-    GET  /static/<file>                  console.js, console.css
+    GET  /static/<file>                  console.js, console.css, favicon.svg
+    POST /console/login, /console/logout with --auth sigv4: sign in with a key
 
 Reads are the console's own; every action (confirm, cancel, change priority) is a
 request to the s3control API itself (UpdateJobStatus, UpdateJobPriority), so it passes
-the server's authorisation like any client's. Against cross-site requests, the page
-carries a per-server random token which the script sends in an `X-Batchops-Csrf`
-header: a page of another origin can neither read the token nor send a custom header
-without a CORS preflight the server never grants. The server refuses a state-changing
-request that has neither a signature nor this header (`Console.csrf_ok`).
+the server's authorisation like any client's. Who sees which account's jobs, the
+sign-in and the protection against cross-site requests are serve/consoleauth.py's.
 """
 
 from __future__ import annotations
 
-import hmac
 import html
 import json
 import os
 import re
-import secrets
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -42,8 +38,8 @@ from batchops.model.errors import BatchopsError
 from batchops.model.status import RUNNING, SUSPENDED, TERMINAL
 from batchops.results.stores import job_ids, job_store
 from batchops.schedule.control import describe
+from batchops.serve.consoleauth import LOGIN_PATH, ConsoleAuth
 
-CSRF_HEADER = "X-Batchops-Csrf"
 API = "/v20180820"
 STATIC_TYPES = (("js", "text/javascript; charset=utf-8"), ("css", "text/css; charset=utf-8"),
                 ("svg", "image/svg+xml"))
@@ -135,9 +131,24 @@ def _actions(job: Mapping[str, Any], account: str) -> str:
     return " ".join(out)
 
 
-def page(title: str, body: str, token: str, poll: str) -> str:
+def _login_form(error: str = "") -> str:
+    problem = f'<p class="bad" role="alert">{e(error)}</p>' if error else ""
+    return (f'{problem}<form class="login" method="post" action="{LOGIN_PATH}">'
+            '<p>This server checks signatures (--auth sigv4): sign in with one of its '
+            'keys. You will see the jobs of that key\'s account.</p>'
+            '<label>Access key id <input name="access_key_id" autocomplete="username" '
+            'required></label><label>Secret access key <input name="secret_access_key" '
+            'type="password" autocomplete="current-password" required></label>'
+            '<button class="primary" type="submit">Sign in</button></form>')
+
+
+def page(title: str, body: str, token: str, poll: str, account: str | None = None) -> str:
     """A whole page: the console's frame around `body`; `poll` is what the script
-    fetches each second to replace `#live`."""
+    fetches each second to replace `#live` ("": nothing); `account`: the signed-in
+    account (a sign-out button), "" for every account."""
+    who = ("" if not account else
+           f'<span class="account">account {e(account)}</span><form method="post" '
+           f'action="/console/logout"><button class="signout">Sign out</button></form>')
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -148,21 +159,21 @@ def page(title: str, body: str, token: str, poll: str) -> str:
 <script src="/static/console.js" defer></script>
 </head><body>
 <header><a class="home" href="/">batchops</a> <span class="crumb">Batch Operations</span>
-<span id="status-line" role="status"></span></header>
+<span id="status-line" role="status"></span>{who}</header>
 <main><h1>{e(title)}</h1>
 <div id="live" data-poll="{e(poll)}">{body}</div></main>
 </body></html>"""
 
 
 class Console:
-    """The console's routes over one job home. `token` guards state-changing requests
-    (a random one per server when not given)."""
+    """The console's routes over one job home. `auth` (serve/consoleauth.py): who may
+    see which account's jobs, and the anti-CSRF tokens (--auth none: every account)."""
 
-    def __init__(self, home: str | None = None, token: str | None = None,
+    def __init__(self, home: str | None = None, auth: ConsoleAuth | None = None,
                  jobs: Callable[[], Iterable[tuple[str, dict[str, Any]]]] | None = None
                  ) -> None:
         self.home = home
-        self.token = token or secrets.token_urlsafe(32)
+        self.auth = auth or ConsoleAuth()
         # (account, JobListDescriptor or JobDescriptor) of every job, newest first: the
         # server's index when it has one, else read from the job store.
         self._jobs = jobs or self._stored_jobs
@@ -178,46 +189,78 @@ class Console:
         out.sort(key=lambda a_j: (a_j[1]["CreationTime"], a_j[1]["JobId"]), reverse=True)
         return out
 
-    def csrf_ok(self, headers: Mapping[str, str]) -> bool:
-        """Whether a request carries this console's token in X-Batchops-Csrf (header
-        names compared without case)."""
-        given = next((v for k, v in headers.items() if k.lower() == CSRF_HEADER.lower()), "")
-        return hmac.compare_digest(given.encode(), self.token.encode())
-
-    def handle(self, method: str, path: str) -> Response | None:
+    def handle(self, method: str, path: str, headers: Mapping[str, str] | None = None,
+               body: bytes = b"") -> Response | None:
         """The response to a console request; None for a path that is not the console's
         (the API's, /metrics)."""
+        headers = headers or {}
         path = urllib.parse.urlsplit(path).path
+        if path.startswith("/static/") and method in ("GET", "HEAD"):
+            return self.static(path[len("/static/"):])
+        if path in (LOGIN_PATH, "/console/logout"):
+            return self.sign_in(method, path, headers, body)
         if method not in ("GET", "HEAD"):
             return None
+        account = self.auth.account(headers)
+        token = self.auth.token(headers)
+        if account is None:  # --auth sigv4, not signed in
+            if path == "/":
+                return _html(page("Sign in", _login_form(), token, ""))
+            match = _JOB_PATH.match(path)
+            return Response(401, "text/plain; charset=utf-8", b"sign in first\n") \
+                if path == "/console/jobs" or match else None
         if path == "/":
-            return _html(page("Jobs", self.list_body(), self.token, "/console/jobs"))
+            return _html(page("Jobs", self.list_body(account), token, "/console/jobs",
+                              account))
         if path == "/console/jobs":
-            return _html(self.list_body())
-        if path.startswith("/static/"):
-            return self.static(path[len("/static/"):])
+            return _html(self.list_body(account))
         match = _JOB_PATH.match(path)
         if not match:
             return None
         job_id, rest, key = match.groups()
         try:
             store = job_store(job_id, self.home)
-            if not store.exists():
+            if not store.exists() or account and _account(store.read()["Job"]) != account:
                 return _not_found(f"no job {job_id}")
             if key is not None:
                 return self.report_part(store, urllib.parse.unquote(key))
-            body = self.detail_body(store)
+            body_html = self.detail_body(store)
         except BatchopsError as exc:
             return _not_found(str(exc))
         if rest == "/panel":
-            return _html(body)
-        return _html(page(f"Job {job_id}", body, self.token, f"/console/jobs/{job_id}/panel"))
+            return _html(body_html)
+        return _html(page(f"Job {job_id}", body_html, token,
+                          f"/console/jobs/{job_id}/panel", account))
+
+    def sign_in(self, method: str, path: str, headers: Mapping[str, str],
+                body: bytes) -> Response:
+        """POST /console/login (the form's key id and secret) and /console/logout."""
+        if method != "POST":
+            return Response(303, "text/plain; charset=utf-8", b"", (("Location", "/"),))
+        if path == "/console/logout":
+            self.auth.sign_out(headers)
+            return Response(303, "text/plain; charset=utf-8", b"",
+                            (("Location", "/"), ("Set-Cookie", self.auth.cookie("", 0))))
+        form = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
+        found = self.auth.sign_in((form.get("access_key_id") or [""])[0].strip(),
+                                  (form.get("secret_access_key") or [""])[0].strip()) \
+            if self.auth.signing_in else None
+        if found is None:
+            page_html = page("Sign in", _login_form("That key id and secret are not one of "
+                                                    "this server's keys."),
+                             self.auth.token(headers), "")
+            return _html(page_html, 401)
+        return Response(303, "text/plain; charset=utf-8", b"",
+                        (("Location", "/"), ("Set-Cookie", self.auth.cookie(found[0]))))
 
     # -- the list ---------------------------------------------------------------------------
 
-    def list_body(self) -> str:
+    def list_body(self, account: str = "") -> str:
+        """The job table; `account`: only that account's jobs ("": every account's)."""
         rows = []
-        for account, job in self._jobs():
+        for owner, job in self._jobs():
+            if account and owner != account:
+                continue
             summary = job.get("ProgressSummary") or {}
             ok, bad, total, _ = _progress(summary)
             job_id = e(job["JobId"])
@@ -234,7 +277,7 @@ class Console:
                 f'<td class="num">{_rate(summary):,.1f}</td>'
                 f'<td class="num{" bad" if bad else ""}">{bad:,}</td>'
                 f'<td>{_time(job.get("CreationTime"))}</td>'
-                f'<td class="actions">{_actions(job, account)}</td></tr>')
+                f'<td class="actions">{_actions(job, owner)}</td></tr>')
         if not rows:
             rows.append('<tr><td colspan="9" class="empty">No jobs yet. Create one with '
                         '<code>aws s3control create-job</code> or '
@@ -433,60 +476,23 @@ def console_routes(console: Console) -> list[Any]:
     from starlette.routing import Route
 
     async def endpoint(request: Request) -> Reply:
-        r = await run_in_threadpool(console.handle, request.method, request.url.path)
+        body = await request.body() if request.method == "POST" else b""
+        r = await run_in_threadpool(console.handle, request.method, request.url.path,
+                                    dict(request.headers), body)
         if r is None:
             r = _not_found(f"no page {request.url.path}")
-        return Reply(r.body, r.status, headers={"Content-Type": r.content_type, **dict(r.headers)})
+        reply = Reply(r.body, r.status, headers={"Content-Type": r.content_type})
+        for name, value in r.headers:
+            reply.headers.append(name, value)
+        return reply
 
     methods = ["GET", "HEAD"]
     return [Route("/", endpoint, methods=methods, name="console"),
+            Route(LOGIN_PATH, endpoint, methods=["GET", "POST"]),
+            Route("/console/logout", endpoint, methods=["POST"]),
             Route("/console/{rest:path}", endpoint, methods=methods),
             Route("/static/{name}", endpoint, methods=methods)]
 
 
-class CsrfGuard:
-    """ASGI middleware: a state-changing API request sent by a browser (it names an
-    Origin, or Sec-Fetch-Site) must come from the console's own origin and carry its
-    token in X-Batchops-Csrf; otherwise it is refused, as S3 refuses, with AccessDenied.
-    SDKs and the CLI send neither header and are left to the API's own authorisation."""
-
-    def __init__(self, app: Any, console: Console) -> None:
-        self.app = app
-        self.console = console
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["method"] not in ("GET", "HEAD", "OPTIONS"):
-            headers = {k.decode("latin-1").lower(): v.decode("latin-1")
-                       for k, v in scope.get("headers") or ()}
-            why = self.refusal(headers)
-            if why is not None:
-                from batchops.serve.restxml import error_body
-
-                request_id = secrets.token_hex(8).upper()
-                body = error_body("AccessDenied", why, request_id)
-                await send({"type": "http.response.start", "status": 403,
-                            "headers": [(b"content-type", b"application/xml"),
-                                        (b"content-length", str(len(body)).encode()),
-                                        (b"x-amz-request-id", request_id.encode())]})
-                await send({"type": "http.response.body", "body": body})
-                return
-        await self.app(scope, receive, send)
-
-    def refusal(self, headers: Mapping[str, str]) -> str | None:
-        """Why a state-changing request with these (lower-case) headers is refused; None
-        when it may go on."""
-        origin = headers.get("origin")
-        if origin is None and "sec-fetch-site" not in headers:
-            return None  # not a browser
-        host = headers.get("host", "")
-        if origin is not None and urllib.parse.urlsplit(origin).netloc != host:
-            return f"a request from {origin} may not change jobs here (cross-site)"
-        if headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
-            return "a cross-site request may not change jobs here"
-        if not self.console.csrf_ok(headers):
-            return f"a browser's request must carry the console's {CSRF_HEADER} header"
-        return None
-
-
-__all__ = ["API", "CSRF_HEADER", "Console", "CsrfGuard", "Response", "console_routes",
-           "progress_points", "throughput_svg"]
+__all__ = ["API", "Console", "Response", "console_routes", "progress_points",
+           "throughput_svg"]

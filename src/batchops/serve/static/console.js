@@ -25,6 +25,8 @@
           live.dataset.last = html;
         }
         if (line.classList.contains("offline")) say("", false);
+      } else if (r.status === 401) {
+        say("Signed out: reload the page to sign in again", true);
       } else {
         say(`Cannot refresh: HTTP ${r.status}`, true);
       }
@@ -112,5 +114,5 @@
     refresh();
   });
 
-  setInterval(refresh, POLL_MS);
+  if (live.dataset.poll) setInterval(refresh, POLL_MS);
 })();
