@@ -68,3 +68,38 @@ def test_each_registry_is_its_own(cli, tmp_path) -> None:
     other = _samples(metrics_body(metrics_registry(str(tmp_path / "empty")))[0].decode())
     assert any(name == "batchops_job_tasks_succeeded_total" for name, _ in mine)
     assert not any(name.startswith("batchops_job_") for name, _ in other)
+
+
+def test_served_metrics_match_describe_job(cli, tmp_path) -> None:
+    """GET /metrics on `batchops serve`: the same numbers, over HTTP, in the Prometheus
+    text format (its Content-Type), from the server's own registry."""
+    import re
+    import subprocess
+    import sys
+    import urllib.request
+
+    job = _job(cli, tmp_path, "a", 12, 3)
+    proc = subprocess.Popen([sys.executable, "-m", "batchops", "serve", "--listen",
+                             "127.0.0.1:0", "--auth", "none"], env=cli.env(),
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        url = re.search(r"listening on (http://\S+)", line)
+        assert url, line
+        with urllib.request.urlopen(url.group(1) + "/metrics") as r:
+            assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+            samples = _samples(r.read().decode())
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    described = json.loads(cli("describe-job", "--job-id", job["JobId"], "--extended",
+                               check=True).stdout)
+    summary = described["Job"]["ProgressSummary"]
+    labels = (("account", job["JobArn"].split(":")[4]), ("job_id", job["JobId"]),
+              ("operation", "S3PutObjectCopy"))
+    assert samples[("batchops_job_tasks_succeeded_total", labels)] == \
+        summary["NumberOfTasksSucceeded"] == 9
+    assert samples[("batchops_job_tasks_failed_total", labels)] == \
+        summary["NumberOfTasksFailed"] == 3
+    assert samples[("batchops_job_retries_total", labels)] == described["Batchops"]["Retries"]
