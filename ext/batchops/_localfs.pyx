@@ -28,15 +28,24 @@ Rules the code relies on:
   copy of the same name) is left alone and the copy takes a random name instead.
 - Only regular files are copied (EISDIR for a folder, EINVAL for a FIFO, socket or
   device; a FIFO is opened without blocking).
+- A byte rate limit (`copy_files(..., limiter)`) moves each file in slices of a tenth of
+  a second's bytes, each reserved from the limiter before it is copied, so a large file
+  takes as long as its bytes allow rather than arriving at once and waiting after; the
+  GIL is taken back for the reservation only, and the wait sleeps without it.
 - A DirCache's descriptors stay open until `release()` (the caller calls it when a chunk
   ends, so a folder replaced by hand is looked up again by the next chunk); it keeps at
   most CACHE_SIZE of them, and empties itself before an item when it might overflow
   (an item adds at most four), never during one.
 """
 
+from time import monotonic as _monotonic
+
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from libc.errno cimport EINTR, errno
 from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport free, malloc
+from posix.time cimport nanosleep, timespec
+from posix.types cimport time_t
 
 cdef extern from *:
     """
@@ -60,12 +69,30 @@ cdef extern from *:
     #define BATCHOPS_CACHE 64
     #define BATCHOPS_KEY_MAX 8192
 
-    static int batchops_copy_data(int in, int out, long long size, long long *copied) {
+    /* A byte rate limit: `wait(ctx, n)` is called before each slice of at most `slice`
+       bytes is copied, and returns once those bytes may move (it sleeps as long as the
+       limiter says). NULL: no limit, whole files at once. */
+    typedef struct { void (*wait)(void *ctx, long long n); void *ctx; long long slice; }
+        batchops_pace;
+
+    static long long batchops_slice(const batchops_pace *pace, long long left) {
+        if (pace == NULL || left <= pace->slice) return left;
+        return pace->slice;
+    }
+
+    static int batchops_copy_data(int in, int out, long long size, long long *copied,
+                                  const batchops_pace *pace) {
         char buf[65536];
+        long long paid = 0;  /* bytes the limiter has been asked for */
         *copied = 0;
     #ifdef __linux__
         while (*copied < size) {
-            ssize_t n = copy_file_range(in, NULL, out, NULL, (size_t)(size - *copied), 0);
+            long long want = batchops_slice(pace, size - *copied);
+            if (pace != NULL && paid < *copied + want) {
+                pace->wait(pace->ctx, *copied + want - paid);
+                paid = *copied + want;
+            }
+            ssize_t n = copy_file_range(in, NULL, out, NULL, (size_t)want, 0);
             if (n < 0) {
                 if (errno == EINTR) continue;
                 if (*copied == 0 && (errno == EXDEV || errno == ENOSYS || errno == EINVAL
@@ -86,6 +113,11 @@ cdef extern from *:
         if (*copied > 0 && lseek(in, (off_t)*copied, SEEK_SET) < 0) return errno;
     #endif
         while (*copied < size) {
+            if (pace != NULL && paid < *copied + (long long)sizeof buf) {
+                long long want = batchops_slice(pace, size - *copied);
+                pace->wait(pace->ctx, want);
+                paid = *copied + want;
+            }
             ssize_t n = read(in, buf, sizeof buf);
             if (n < 0) { if (errno == EINTR) continue; return errno; }
             if (n == 0) return 0;
@@ -101,7 +133,8 @@ cdef extern from *:
     }
 
     static int batchops_copy_at(int src_dir, const char *src, int dst_dir, const char *tmp,
-                                const char *dst, long long *size, int *step) {
+                                const char *dst, long long *size, int *step,
+                                const batchops_pace *pace) {
         struct stat st;
         int in, out, err;
         *step = BATCHOPS_OPEN_SOURCE;
@@ -117,7 +150,7 @@ cdef extern from *:
                      0666);
         if (out < 0) { err = errno; close(in); return err; }
         *step = BATCHOPS_COPY;
-        err = batchops_copy_data(in, out, (long long)st.st_size, size);
+        err = batchops_copy_data(in, out, (long long)st.st_size, size, pace);
         close(in);
         if (close(out) < 0 && err == 0) err = errno;
         if (err == 0) {
@@ -340,7 +373,7 @@ cdef extern from *:
     static int batchops_copy_item(batchops_cache *c, const char *sroot, size_t srl,
                                   const char *skey, size_t skl, const char *droot, size_t drl,
                                   const char *dkey, size_t dkl, uint64_t *rng,
-                                  long long *size, int *step) {
+                                  long long *size, int *step, const batchops_pace *pace) {
         const char *sdir, *sname, *ddir, *dname;
         size_t sdl, snl, ddl, dnl;
         char sbuf[256], dbuf[256], tmp[32];
@@ -369,7 +402,7 @@ cdef extern from *:
         out = batchops_temp(dfd, dbuf, dnl, tmp, rng, &err);
         if (out < 0) { close(in); return err; }
         *step = BATCHOPS_COPY;
-        err = batchops_copy_data(in, out, (long long)st.st_size, size);
+        err = batchops_copy_data(in, out, (long long)st.st_size, size, pace);
         close(in);
         if (err == 0) {
             *step = BATCHOPS_RENAME;
@@ -479,13 +512,18 @@ cdef extern from *:
     int BATCHOPS_CACHE
     ctypedef struct batchops_cache:
         int n
+    ctypedef struct batchops_pace:
+        void (*wait)(void *ctx, long long n) noexcept nogil
+        void *ctx
+        long long slice
     void batchops_cache_clear(batchops_cache *c) nogil
     int batchops_copy_at(int src_dir, const char *src, int dst_dir, const char *tmp,
-                         const char *dst, long long *size, int *step) nogil
+                         const char *dst, long long *size, int *step,
+                         const batchops_pace *pace) nogil
     int batchops_copy_item(batchops_cache *c, const char *sroot, size_t srl,
                            const char *skey, size_t skl, const char *droot, size_t drl,
                            const char *dkey, size_t dkl, uint64_t *rng,
-                           long long *size, int *step) nogil
+                           long long *size, int *step, const batchops_pace *pace) nogil
     int batchops_beneath(batchops_cache *c, const char *root, size_t rlen, const char *key,
                          size_t klen, int create, char *name, int *err, int *step) nogil
     int batchops_unlink(batchops_cache *c, const char *root, size_t rlen, const char *key,
@@ -499,6 +537,34 @@ cdef extern from *:
     int batchops_commit(int dir, int fd, const char *tmp, const char *name) nogil
     void batchops_abort(int dir, int fd, const char *tmp) nogil
     uint64_t batchops_hash(const char *s, size_t n) nogil
+
+
+cdef void _pace_wait(void *ctx, long long n) noexcept nogil:
+    """batchops_pace's wait: reserve `n` bytes of the job's RateLimiter (ctx, a Python
+    object with `reserve(n, now)`, called with the GIL), then sleep without the GIL."""
+    cdef double wait = 0.0
+    cdef timespec ts
+    with gil:
+        try:
+            wait = (<object>ctx).reserve(<double>n, _monotonic())
+        except BaseException:  # never raised across the C frames above: no pacing then
+            wait = 0.0
+    if wait > 0.0:
+        ts.tv_sec = <time_t>wait
+        ts.tv_nsec = <long>((wait - <double>ts.tv_sec) * 1e9)
+        while nanosleep(&ts, &ts) != 0 and errno == EINTR:
+            pass
+
+
+cdef bint _pace_from(object limiter, batchops_pace *pace):
+    """Fill `pace` from a RateLimiter (None: no limit); slices of a tenth of a second's
+    bytes (its burst), from 64 KiB to 4 MiB."""
+    if limiter is None:
+        return False
+    pace.wait = _pace_wait
+    pace.ctx = <void *>limiter
+    pace.slice = <long long>min(max(float(limiter.rate) / 10.0, 65536.0), 4194304.0)
+    return True
 
 
 STEPS = ("open the source", "create the copy", "copy the data", "rename the copy into place",
@@ -545,11 +611,13 @@ cdef class DirCache:
         return self.c.n
 
     def copy_files(self, list roots, list src_roots, list src_keys, list dst_roots,
-                   list dst_keys):
+                   list dst_keys, object limiter=None):
         """Copy file i from `roots[src_roots[i]]/src_keys[i]` to
         `roots[dst_roots[i]]/dst_keys[i]`, for every i, in one call without the GIL.
 
         `roots` are folder paths (bytes; destination roots must exist), keys are bytes.
+        `limiter` (a RateLimiter of bytes, or None): the data moves in slices, each
+        waited for (the GIL taken back only to ask the limiter).
         Returns (bytes copied in total, [(i, errno, step), ...] for the files that failed).
         """
         # Tuples of our own: nothing can change them (or free the bytes they hold) while
@@ -569,6 +637,8 @@ cdef class DirCache:
         cdef int *steps
         cdef long long size = 0, total = 0
         cdef long long a, b
+        cdef batchops_pace pace
+        cdef const batchops_pace *paced = &pace if _pace_from(limiter, &pace) else NULL
         if len(SR) != n or len(DR) != n or len(DK) != n:
             raise ValueError("copy_files: the four per-file lists differ in length")
         for k in range(nroots):
@@ -608,7 +678,7 @@ cdef class DirCache:
                 for i in range(n):
                     errs[i] = batchops_copy_item(&self.c, rp[sr[i]], rl[sr[i]], sk[i], skl[i],
                                                  rp[dr[i]], rl[dr[i]], dk[i], dkl[i],
-                                                 &self.rng, &size, &steps[i])
+                                                 &self.rng, &size, &steps[i], paced)
                     if errs[i] == 0:
                         total += size
             failed = [(i, errs[i], steps[i]) for i in range(n) if errs[i] != 0]
@@ -709,7 +779,7 @@ def copy_at(int src_dir, bytes src_name, int dst_dir, bytes tmp_name, bytes dst_
     cdef const char *tmp = tmp_name
     cdef const char *dst = dst_name
     with nogil:
-        err = batchops_copy_at(src_dir, src, dst_dir, tmp, dst, &size, &step)
+        err = batchops_copy_at(src_dir, src, dst_dir, tmp, dst, &size, &step, NULL)
     if err:
         raise _error(err, step)
     return size

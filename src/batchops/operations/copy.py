@@ -407,8 +407,8 @@ class CopyOperation(Operation):
 
     def run_chunk_sync(self, chunk: Chunk, indices: list[int]) -> list[Any] | None:
         """Folder to folder: the whole chunk in one native call (storage/localfs.py)."""
-        if self.bytes_limiter is not None or not indices or self._skip or self._verify:
-            return None  # --max-bytes-per-second paces file by file; comparisons too
+        if not indices or self._skip or self._verify:
+            return None  # comparisons go file by file
         items: list[tuple[str, str, str, str]] = []
         where: list[int] = []
         out: list[Any] = [None] * len(indices)
@@ -451,7 +451,8 @@ class CopyOperation(Operation):
                     continue
                 items.append((src.local_path, src_key, dst.local_path, dst_key))
                 where.append(n)
-        for n, result in zip(where, self.folders.copy_chunk(items), strict=True):
+        for n, result in zip(where, self.folders.copy_chunk(items, self.bytes_limiter),
+                             strict=True):
             out[n] = result
         return out
 
@@ -470,8 +471,9 @@ class CopyOperation(Operation):
         if src.local_path is not None and dst.local_path is not None:
             # Always a real copy: obstore's same-folder copy is a hard link, which a later
             # in-place write to either file would show in both.
-            self.throttle_bytes_sync(self.folders.copy(src.local_path, src_key,
-                                                       dst.local_path, dst_key))
+            # --max-bytes-per-second paces the copy itself, slice by slice.
+            self.folders.copy(src.local_path, src_key, dst.local_path, dst_key,
+                              self.bytes_limiter)
             return
         # Memory and local folders (read and written by storage/localfs.py, not obstore).
         if src.root == dst.root:

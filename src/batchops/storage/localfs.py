@@ -31,6 +31,7 @@ import os
 import sys
 import threading
 from collections.abc import AsyncIterable, Iterable, Iterator, Sequence
+from typing import Any
 
 from batchops._localfs import (
     STEP_KEY,
@@ -102,19 +103,23 @@ class FolderCopier:
                 self._written.add(root)
         return os.fsencode(root)
 
-    def copy(self, src_root: str, src_key: str, dst_root: str, dst_key: str) -> int:
-        """Copy one file; returns the number of bytes copied."""
+    def copy(self, src_root: str, src_key: str, dst_root: str, dst_key: str,
+             limiter: Any = None) -> int:
+        """Copy one file; returns the number of bytes copied. `limiter`: a RateLimiter of
+        bytes that paces the copy as it goes (None: no limit)."""
         total, failed = self._cache().copy_files(
             [os.fsencode(src_root or "/"), self._dest_root(dst_root or "/")], [0], [
-                os.fsencode(src_key)], [1], [os.fsencode(dst_key)])
+                os.fsencode(src_key)], [1], [os.fsencode(dst_key)], limiter)
         if failed:
             _, err, step = failed[0]
             raise _task_error(err, step, src_key if step != _DEST_DIR else dst_key)
         return int(total)
 
-    def copy_chunk(self, items: Sequence[tuple[str, str, str, str]]) -> list[Exception | None]:
+    def copy_chunk(self, items: Sequence[tuple[str, str, str, str]],
+                   limiter: Any = None) -> list[Exception | None]:
         """Copy many files in one native call: (source root, source key, destination
-        root, destination key) each. One entry per item: None, or what it failed with."""
+        root, destination key) each. One entry per item: None, or what it failed with.
+        `limiter`: as for `copy`."""
         sources: dict[str, int] = {}
         targets: dict[str, int] = {}  # (created first)
         root_paths: list[bytes] = []
@@ -138,7 +143,7 @@ class FolderCopier:
             src_keys.append(src_key.encode(encoding, errors))
             dst_keys.append(dst_key.encode(encoding, errors))
         _, failed = self._cache().copy_files(root_paths, src_roots, src_keys, dst_roots,
-                                             dst_keys)
+                                             dst_keys, limiter)
         out: list[Exception | None] = [None] * len(items)
         for i, err, step in failed:
             item = items[i]
