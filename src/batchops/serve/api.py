@@ -46,12 +46,13 @@ class Jobs:
 
     def __init__(self, index: JobIndex, pool: RunnerPool, home: str | None = None,
                  aws: AwsSettings | None = None,
-                 settings: Mapping[str, Any] | None = None) -> None:
+                 settings: Mapping[str, Any] | None = None, create_shape: Any = None) -> None:
         self.index = index
         self.pool = pool
         self.home = home
         self.aws = aws or AwsSettings()
         self.settings = dict(settings or {})  # JobOptions fields of every job created
+        self.create_shape = create_shape  # CreateJob's input shape, loaded once
 
     def _store(self, params: Mapping[str, Any], account: str) -> JobStore:
         job_id = str(params.get("JobId", ""))
@@ -65,7 +66,8 @@ class Jobs:
 
     def create_job(self, params: Mapping[str, Any], account: str) -> dict[str, Any]:
         request = dict(params, AccountId=account)
-        opts = options_from_request(request, aws=self.aws, **self.settings)
+        opts = options_from_request(request, self.create_shape, aws=self.aws,
+                                    **self.settings)
         return {"JobId": self.pool.create(opts)}
 
     def describe_job(self, params: Mapping[str, Any], account: str) -> dict[str, Any]:

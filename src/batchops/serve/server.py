@@ -130,8 +130,10 @@ def serve(config: ServeConfig, stop: threading.Event, notifier: Any = None) -> i
     index.rebuild()
     pool = RunnerPool(index, config.runners, stop, config.home,
                       on_store=notifier.watch if notifier is not None else None)
-    service = Service(load_operations(),
-                      Jobs(index, pool, config.home, config.aws, config.job_settings),
+    operations = load_operations()
+    create = next(op for op in operations if op.name == "CreateJob")
+    service = Service(operations, Jobs(index, pool, config.home, config.aws,
+                                       config.job_settings, create.model.input_shape),
                       config.keys)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
