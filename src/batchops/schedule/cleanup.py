@@ -10,13 +10,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
 
 from batchops.model.errors import BatchopsError, JobLockedError, SpecError
 from batchops.model.status import STATUSES, TERMINAL
 from batchops.results.jobstore import JobStore
 from batchops.results.stores import job_ids, open_job_store
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_UNITS = MappingProxyType({"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400})
 
 
 def parse_age(text: str, flag: str = "--older-than") -> timedelta:
