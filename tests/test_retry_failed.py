@@ -110,3 +110,46 @@ def test_retry_failed_refuses_bad_input_in_one_sentence(cli, tmp_path: Path) -> 
         lines = error_lines(proc.stderr)
         assert proc.returncode == 2 and len(lines) == 1 and words in lines[0], proc.stderr
     assert len(list((cli.home / "jobs").iterdir())) == 1  # no job made
+
+
+def test_retry_failed_refuses_a_job_that_has_not_finished(cli, tmp_path: Path) -> None:
+    import hashlib
+
+    m = write_manifest(tmp_path / "m.csv", [(f"file://{tmp_path}", "k")])
+    request = {"AccountId": "123456789012", "RoleArn": "arn:aws:iam::123456789012:role/b",
+               "ClientRequestToken": "t-ready",
+               "Operation": {"S3PutObjectCopy": {"TargetResource": f"file://{tmp_path}/o"}},
+               "Manifest": {"Spec": {"Format": "S3BatchOperations_CSV_20180820",
+                                     "Fields": ["Bucket", "Key"]},
+                            "Location": {"ObjectArn": str(m),
+                                         "ETag": hashlib.md5(m.read_bytes()).hexdigest()}},
+               "Report": {"Enabled": False}, "Priority": 10}
+    (tmp_path / "req.json").write_text(json.dumps(request))
+    ready = json.loads(cli("create-job", "--cli-input-json", f"file://{tmp_path / 'req.json'}",
+                           check=True).stdout)["JobId"]
+    proc = cli("retry-failed", ready)
+    lines = error_lines(proc.stderr)
+    assert proc.returncode == 3 and len(lines) == 1 and "is Ready" in lines[0], proc.stderr
+    assert len(list((cli.home / "jobs").iterdir())) == 1
+
+
+def test_retry_failed_on_an_s3_job_store(cli, s3, bucket, tmp_path: Path) -> None:
+    store = f"s3://{bucket}/home"
+    src = tmp_path / "src"
+    src.mkdir()
+    for k in ("a", "c"):
+        (src / k).write_bytes(k.encode())
+    m = write_manifest(tmp_path / "m.csv", [(f"file://{src}", k) for k in "abcd"])
+    first = cli("run", "--manifest", str(m), "--operation", "copy", "--target",
+                f"file://{tmp_path / 'out'}", "--chunk-size", "2", "--job-store", store,
+                "--json", "--no-progress")
+    assert first.returncode == 1, first.stderr
+    for k in ("b", "d"):
+        (src / k).write_bytes(k.encode())
+    proc = cli("retry-failed", job_id_of(first.stdout), "--job-store", store, "--json",
+               "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    job = json.loads(proc.stdout)["Job"]
+    assert job["ProgressSummary"]["NumberOfTasksSucceeded"] == 2
+    assert job["ProgressSummary"]["TotalNumberOfTasks"] == 2
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a", "b", "c", "d"]
