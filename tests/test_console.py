@@ -168,6 +168,9 @@ def test_console_shows_progress_live_and_cancels(cli, tmp_path, server, browser)
     assert cells[1].text == "Active" and cells[2].text == "S3PutObjectCopy"
     assert browser.find_element(By.CSS_SELECTOR, f"{row} progress").get_attribute("value")
     _shot(browser, tmp_path, "console-running.png")
+    # A chart worth looking at: three progress events in the log (one each 5 s).
+    log = cli.home / "jobs" / job_id / "log"
+    _wait("three progress events", lambda: log.read_text().count('"progress"') >= 3)
 
     # Priority through UpdateJobPriority (the dialog, then the API).
     browser.find_element(By.CSS_SELECTOR, f'{row} button[data-act="priority"]').click()

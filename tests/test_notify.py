@@ -264,3 +264,12 @@ def test_serve_notifies_creation_confirmation_and_the_run(cli, tmp_path, receive
     assert receiver.statuses() == ["New", "Preparing", "Suspended", "Ready", "Active",
                                    "Completing", "Complete"]
     assert {e["account"] for e in receiver.events} == {"123456789012"}
+
+
+def test_a_job_kept_on_an_object_store_notifies_too(cli, s3, bucket, tmp_path,
+                                                    receiver) -> None:
+    """--job-store s3://...: job.json is written by ObjectJobStore; the same events."""
+    proc = _run(cli, tmp_path, receiver.url, 20, "--job-store", f"s3://{bucket}/home")
+    assert proc.returncode == 0, proc.stderr
+    assert receiver.statuses() == ["New", "Preparing", "Ready", "Active", "Completing",
+                                   "Complete"]

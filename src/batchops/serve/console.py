@@ -463,7 +463,11 @@ def throughput_svg(points: list[tuple[float, int]], width: int = 640,
             f'<text x="{pad_l}" y="{height - 6}">0 s</text>'
             f'<text x="{pad_l + w}" y="{height - 6}" text-anchor="end">{span:,.0f} s</text>'
             f'<text x="{pad_l + 6}" y="{pad_t + 10}">tasks/s</text>'
-            f'<polyline class="rate" points="{line}"/></svg>')
+            f'<polyline class="rate" points="{line}"/>'
+            + "".join(f'<circle class="point" cx="{xy(t, r).split(",")[0]}" '
+                      f'cy="{xy(t, r).split(",")[1]}" r="3"><title>{r:,.1f} tasks/s</title>'
+                      "</circle>" for t, r in rates)
+            + "</svg>")
 
 
 # -- on the server (Starlette, ASGI) ----------------------------------------------------
