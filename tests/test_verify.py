@@ -237,3 +237,17 @@ def test_skip_unchanged_per_task_between_folders(cli, tmp_path) -> None:
     assert messages == {"a": "unchanged (size+mtime): not copied", "b": "Successful",
                         "c": "Successful"}
     assert [(dst / k).read_bytes() for k in "abc"] == [b"first", b"second, longer", b"again"]
+
+
+def test_verify_compares_the_version_the_manifest_names(cli, s3, bucket, tmp_path) -> None:
+    dst = bucket + "-copy"
+    s3.create_bucket(Bucket=dst)
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    v1 = s3.put_object(Bucket=bucket, Key="k", Body=b"first")["VersionId"]
+    v2 = s3.put_object(Bucket=bucket, Key="k", Body=b"second, longer")["VersionId"]
+    s3.put_object(Bucket=dst, Key="k", Body=b"first")  # a copy of the first version
+    m = write_manifest(tmp_path / "m.csv", [(bucket, "k", v1), (bucket, "k", v2)])
+    proc = _run(cli, m, "--operation", "verify", "--target", f"s3://{dst}", "--compare", "etag")
+    _, rows = read_report(report_manifest_path(cli.home, job_id_of(proc.stdout)))
+    assert sorted((r[2], r[3], r[5]) for r in rows) == sorted(
+        [(v1, "succeeded", ""), (v2, "failed", "SizeMismatch")])
