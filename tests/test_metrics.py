@@ -52,6 +52,9 @@ def test_metrics_parse_and_match_describe_job(cli, tmp_path) -> None:
         assert samples[("batchops_job_tasks", labels)] == summary["TotalNumberOfTasks"]
         assert samples[("batchops_job_retries_total", labels)] == extra["Retries"]
         assert samples[("batchops_job_throttled_total", labels)] == extra["Throttled"]
+        assert samples[("batchops_job_bytes_total", labels)] == extra["Bytes"] == \
+            4 * summary["NumberOfTasksSucceeded"]  # each file holds b"data"
+        assert ("batchops_job_bytes_per_second", labels) in samples
         assert samples[("batchops_job_priority", labels)] == job["Priority"]
         assert samples[("batchops_job_status", (*labels, ("status", job["Status"])))] == 1
         assert ("batchops_job_tasks_per_second", labels) in samples
@@ -103,3 +106,23 @@ def test_served_metrics_match_describe_job(cli, tmp_path) -> None:
     assert samples[("batchops_job_tasks_failed_total", labels)] == \
         summary["NumberOfTasksFailed"] == 3
     assert samples[("batchops_job_retries_total", labels)] == described["Batchops"]["Retries"]
+
+
+def test_bytes_streamed_from_s3_are_counted(cli, s3, bucket, tmp_path) -> None:
+    """A copy from an S3 bucket into a folder streams every object through batchops:
+    their sizes are the job's bytes (describe-job --extended, /metrics)."""
+    keys = [f"obj-{i}" for i in range(6)]
+    for i, key in enumerate(keys):
+        s3.put_object(Bucket=bucket, Key=key, Body=b"z" * (1000 + i))
+    m = write_manifest(tmp_path / "s3.csv", [(bucket, k) for k in keys])
+    proc = cli("run", "--manifest", str(m), "--operation", "copy", "--target",
+               f"file://{tmp_path / 'copied'}", "--no-progress", "--json")
+    assert proc.returncode == 0, proc.stderr
+    job = json.loads(proc.stdout)["Job"]
+    extra = json.loads(cli("describe-job", "--job-id", job["JobId"], "--extended",
+                           check=True).stdout)["Batchops"]
+    assert extra["Bytes"] == sum(1000 + i for i in range(6))
+    samples = _samples(metrics_body(metrics_registry(str(cli.home)))[0].decode())
+    labels = (("account", job["JobArn"].split(":")[4]), ("job_id", job["JobId"]),
+              ("operation", "S3PutObjectCopy"))
+    assert samples[("batchops_job_bytes_total", labels)] == extra["Bytes"]

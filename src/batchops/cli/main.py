@@ -495,6 +495,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
         out["Batchops"] = {
             "Retries": settings.get("stats", {}).get("retries", 0),
             "Throttled": settings.get("stats", {}).get("throttled", 0),
+            "Bytes": settings.get("stats", {}).get("bytes", 0),  # moved through batchops
             "Workers": settings.get("workers"), "Concurrency": settings.get("concurrency"),
             "ChunkSize": settings.get("chunk_size"),
             "ReportManifest": settings.get("report_manifest"),

@@ -220,7 +220,7 @@ class TaskLoop:
     def finish(self, st: ChunkState) -> dict[str, Any] | None:
         """Make the chunk's data durable, then write its report parts and marker (durable
         on return); returns the marker, plus how hard the store pushed back while it ran
-        (not part of the checkpoint).
+        and the bytes moved since the last marker (not part of the checkpoint).
 
         A chunk closed by a cancel reports the tasks that ran (None if none did)."""
         only = None
@@ -234,7 +234,7 @@ class TaskLoop:
             marker = write_chunk(self.store, st.chunk, st.failures, st.messages,
                                  self.cfg.report_scope, self.cfg.dry_run, only)
         return dict(marker, retries=st.run.retries, throttled=st.throttled,
-                    concurrency=self.aimd.allowed)
+                    concurrency=self.aimd.allowed, bytes=self.op.take_bytes())
 
 
 __all__ = ["ChunkState", "TaskLoop", "PARK_SECONDS"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
@@ -36,6 +37,20 @@ class Operation:
         self.job_id = job_id
         #: Set by the executor when the job has --max-bytes-per-second.
         self.bytes_limiter: Any = None
+        self._moved = 0  # bytes moved through this process since take_bytes (copies)
+        self._moved_lock = threading.Lock()
+
+    def moved(self, n: int) -> None:
+        """Count `n` bytes of an object this process has read and written in full."""
+        with self._moved_lock:
+            self._moved += n
+
+    def take_bytes(self) -> int:
+        """The bytes moved since the last call; each chunk's marker carries them to the
+        coordinator (job.json's stats, /metrics). A server-side copy moves none here."""
+        with self._moved_lock:
+            n, self._moved = self._moved, 0
+        return n
 
     async def throttle_bytes(self, n: int) -> None:
         """Wait so that moving `n` more bytes keeps within --max-bytes-per-second."""

@@ -381,6 +381,7 @@ class CopyOperation(Operation):
         await self.throttle_bytes(size)
         if dst.local_path is not None:
             await self.folders.write_async(dst.local_path, dst_key, body)
+            self.moved(size)
             return
         dst_store = self.resolver.store(dst, create=True)
         extra: dict[str, Any] = {"attributes": attributes}
@@ -392,9 +393,13 @@ class CopyOperation(Operation):
         else:
             await obs.put_async(dst_store, dst_key, body, chunk_size=PART_SIZE,
                                 max_concurrency=4, **extra)
+        self.moved(size)
 
     def sync_chunk_done(self) -> None:
         self.folders.release()
+
+    def take_bytes(self) -> int:
+        return super().take_bytes() + self.folders.take_bytes()  # (native folder copies)
 
     def make_durable(self) -> None:
         self.folders.make_durable()
@@ -492,6 +497,7 @@ class CopyOperation(Operation):
         self.throttle_bytes_sync(size)
         if dst.local_path is not None:
             self.folders.write(dst.local_path, dst_key, body)
+            self.moved(size)
             return
         dst_store = self.resolver.store(dst, create=True)
         if size <= SMALL_OBJECT:
@@ -499,6 +505,7 @@ class CopyOperation(Operation):
                     use_multipart=False)
         else:
             obs.put(dst_store, dst_key, body, attributes=attributes, chunk_size=PART_SIZE)
+        self.moved(size)
 
 
 def _verified(compared: tuple[Difference | None, ObjectInfo, ObjectInfo | None]) -> None:

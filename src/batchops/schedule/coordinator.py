@@ -254,6 +254,7 @@ class JobRun:
         stats = self.settings.setdefault("stats", {"retries": 0, "throttled": 0})
         stats["retries"] += marker.get("retries", 0)
         stats["throttled"] += marker.get("throttled", 0)
+        stats["bytes"] = stats.get("bytes", 0) + marker.get("bytes", 0)
         if marker.get("throttled"):
             self.store.log("throttled", chunk=c, times=marker["throttled"],
                            concurrency=marker.get("concurrency"))

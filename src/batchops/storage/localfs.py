@@ -83,6 +83,7 @@ class FolderCopier:
         # its sync. A syncfs with nothing to write costs little.)
         self._written: set[str] = set()
         self._made: set[str] = set()  # destination roots known to exist
+        self._copied = 0  # bytes copied since take_bytes
         # For bench/local_copy.py only: the cost of durability, measured in one run.
         self._skip_sync = os.environ.get("BATCHOPS_BENCH_NO_SYNCFS") == "1"
 
@@ -113,7 +114,18 @@ class FolderCopier:
         if failed:
             _, err, step = failed[0]
             raise _task_error(err, step, src_key if step != _DEST_DIR else dst_key)
+        self._count(int(total))
         return int(total)
+
+    def _count(self, n: int) -> None:
+        with self._lock:
+            self._copied += n
+
+    def take_bytes(self) -> int:
+        """The bytes of the files copied since the last call."""
+        with self._lock:
+            n, self._copied = self._copied, 0
+        return n
 
     def copy_chunk(self, items: Sequence[tuple[str, str, str, str]],
                    limiter: Any = None) -> list[Exception | None]:
@@ -142,8 +154,9 @@ class FolderCopier:
             dst_roots.append(d)
             src_keys.append(src_key.encode(encoding, errors))
             dst_keys.append(dst_key.encode(encoding, errors))
-        _, failed = self._cache().copy_files(root_paths, src_roots, src_keys, dst_roots,
-                                             dst_keys, limiter)
+        total, failed = self._cache().copy_files(root_paths, src_roots, src_keys, dst_roots,
+                                                 dst_keys, limiter)
+        self._count(int(total))
         out: list[Exception | None] = [None] * len(items)
         for i, err, step in failed:
             item = items[i]
