@@ -30,7 +30,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from batchops.model.errors import BatchopsError
-from batchops.model.status import STATUSES
+from batchops.model.status import STATUSES, TERMINAL
 from batchops.results.stores import job_ids, job_store
 from batchops.schedule.control import describe
 
@@ -45,20 +45,28 @@ def account_of(job: dict[str, Any]) -> str:
 
 
 def job_rows(home: str | None = None,
-             ids: Callable[[], Iterable[str]] | None = None) -> Iterator[dict[str, Any]]:
+             ids: Callable[[], Iterable[str]] | None = None,
+             final: dict[str, dict[str, Any]] | None = None) -> Iterator[dict[str, Any]]:
     """Each job as describe-job shows it, plus its retries, throttles and bytes moved:
     {"Job": ..., "Retries": n, "Throttled": n, "Bytes": n}. Jobs that vanish or are
-    unreadable are skipped."""
+    unreadable are skipped. `final` keeps the rows of finished jobs (Complete, Failed,
+    Cancelled never change again), so a scrape reads only the others."""
     for job_id in (ids() if ids is not None else job_ids(home)):
+        if final is not None and job_id in final:
+            yield final[job_id]
+            continue
         store = job_store(job_id, home)
         try:
             stats = store.read()["Batchops"].get("stats") or {}
             job = describe(store)["Job"]
         except BatchopsError:
             continue
-        yield {"Job": job, "Retries": int(stats.get("retries", 0)),
+        row = {"Job": job, "Retries": int(stats.get("retries", 0)),
                "Throttled": int(stats.get("throttled", 0)),
                "Bytes": int(stats.get("bytes", 0))}
+        if final is not None and job["Status"] in TERMINAL:
+            final[job_id] = row
+        yield row
 
 
 class JobStoreCollector(Collector):
@@ -68,6 +76,7 @@ class JobStoreCollector(Collector):
                  ids: Callable[[], Iterable[str]] | None = None) -> None:
         self.home = home
         self.ids = ids  # the server's own list of ids (its index), when it has one
+        self._final: dict[str, dict[str, Any]] = {}  # rows of finished jobs
 
     def collect(self) -> Iterator[Metric]:
         def counter(name: str, doc: str) -> CounterMetricFamily:
@@ -94,7 +103,8 @@ class JobStoreCollector(Collector):
         status = gauge("batchops_job_status", "1 for the job's current status", ("status",))
         per_status: Counter[tuple[str, str]] = Counter()
         accounts: set[str] = set()
-        for row in job_rows(self.home, self.ids):
+        seen: set[str] = set()
+        for row in job_rows(self.home, self.ids, self._final):
             job = row["Job"]
             summary = job.get("ProgressSummary") or {}
             labels = [account_of(job), job["JobId"], next(iter(job["Operation"]), "")]
@@ -113,6 +123,9 @@ class JobStoreCollector(Collector):
             status.add_metric([*labels, job["Status"]], 1)
             per_status[(labels[0], job["Status"])] += 1
             accounts.add(labels[0])
+            seen.add(job["JobId"])
+        for gone in set(self._final) - seen:  # deleted (delete-job, prune)
+            del self._final[gone]
         jobs = GaugeMetricFamily("batchops_jobs", "Jobs in each status",
                                  labels=("account", "status"))
         for account in sorted(accounts):
