@@ -15,7 +15,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from batchops.manifest.diff import LISTING_SCHEMA, Side, diff
+from batchops.manifest.diff import Side, diff, listing_schema
 from batchops.model.compare import CompareMode, ObjectInfo, metadata_difference
 from helpers import decoded_keys, enc, error_lines, job_id_of, read_report, report_manifest_path
 
@@ -176,6 +176,27 @@ def test_diff_writes_exactly_the_manifest(cli, sides, tmp_path, mode) -> None:
     assert _copied(cli, ran) == expected
 
 
+@pytest.mark.parametrize("mode", ["size", "size+mtime", "etag", "checksum"])
+def test_small_and_large_listing_paths_agree(sides, tmp_path, mode, aws_env) -> None:
+    """The in-memory join (small listings) and the Parquet + Polars one give the same."""
+    from batchops.manifest.diff import diff_stores
+    from batchops.schedule.unchanged import content_decider
+    from batchops.storage.locations import Resolver
+
+    _, src, dst, _ = sides
+    resolver = Resolver(())
+    outs = []
+    for limit, name in ((100, "memory"), (0, "polars")):
+        counts, _, _ = diff_stores(src, dst, CompareMode(mode), str(tmp_path / name),
+                                   resolver, decider=content_decider(resolver),
+                                   in_memory_rows=limit)
+        outs.append((counts, *(sorted((tmp_path / name / f).read_text().splitlines())
+                               for f in ("copy.csv", "extraneous.csv"))))
+    assert outs[0] == outs[1]
+    assert outs[0][0].to_copy == len(outs[0][1]) > 0 and len(outs[0][2]) == 1
+    assert (tmp_path / "polars" / "diff").is_dir()  # the large path did run
+
+
 def test_diff_of_an_empty_or_missing_target_is_all_new(cli, tmp_path) -> None:
     (tmp_path / "src" / "x").mkdir(parents=True)
     (tmp_path / "src" / "x" / "1").write_bytes(b"1")
@@ -255,7 +276,7 @@ def _listing(path: Path, rows: dict[str, tuple[int, int, str | None]]) -> str:
     pl.DataFrame({"key": list(rows), "size": [r[0] for r in rows.values()],
                   "mtime": [r[1] for r in rows.values()],
                   "etag": [r[2] for r in rows.values()]},
-                 schema=LISTING_SCHEMA).write_parquet(path)
+                 schema=listing_schema()).write_parquet(path)
     return str(path)
 
 

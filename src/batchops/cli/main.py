@@ -386,9 +386,12 @@ def _workers_worth_starting(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     prestarted = []
     _check_engine(args)
-    if not args.in_process and args.engine == "local":
+    if not args.in_process and args.engine == "local" and \
+            not (args.from_listing and args.skip_unchanged):
         # Worker processes start while this process imports the rest and prepares the
-        # manifest (about 0.2 s saved on every run).
+        # manifest (about 0.2 s saved on every run). Not for a listing diff: most often
+        # little or nothing is left to copy, and the workers would compete with the
+        # listing for the cores.
         from batchops.schedule.processes import prestart_workers
 
         prestarted = prestart_workers(_workers_worth_starting(args))

@@ -359,7 +359,7 @@ def list_source(gen: dict[str, Any],
                         "S3 source (they are read from the bucket's replication "
                         f"configuration and each object's HEAD); {source} is not S3")
     rows = _list_store(resolver, loc.root + ("/" + loc.prefix if loc.prefix else ""), prefix)
-    return loc.root, "", (row for row in rows if keep(*row[:4]))
+    return loc.root, "", (row for row in rows if keep(*row[:4])) if flt else rows
 
 
 def generate(gen: dict[str, Any], job_id: str, job_dir: str,
