@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import signal
 import subprocess
 import time
@@ -212,25 +213,27 @@ def test_max_bytes_per_second_limits_folder_copies(cli, tmp_path) -> None:
 
 
 def test_a_large_file_is_paced_while_it_is_copied(cli, tmp_path) -> None:
-    """At 1 MB/s a 3 MB file is written over about 3 s (its temporary grows), not copied
-    at once and waited for afterwards: the final name appears at least ~1.5 s after the
-    temporary does."""
-    m = _files(tmp_path, 1, size=3_000_000)
+    """At 1 MB/s a 3 MB file is written over about 3 s, not copied at once and waited for
+    afterwards: it appears at least ~1.5 s after the small file copied just before it
+    (in the same chunk, in order)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a-small").write_bytes(b"x")
+    (src / "b-large").write_bytes(os.urandom(3_000_000))
+    m = write_manifest(tmp_path / "m.csv", [(f"file://{src}", "a-small"),
+                                            (f"file://{src}", "b-large")])
     out = tmp_path / "out"
     proc = cli.popen("run", "--manifest", str(m), "--operation", "copy", "--target",
                      f"file://{out}", "--max-bytes-per-second", "1000000", "--workers", "1",
-                     "--no-progress", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    first_seen = done_at = None
+                     "--chunk-size", "2", "--no-progress", stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL)
+    seen: dict[str, float] = {}
     deadline = time.monotonic() + 120
-    while done_at is None and time.monotonic() < deadline:
+    while "b-large" not in seen and time.monotonic() < deadline:
         now = time.monotonic()
-        names = [p.name for p in out.iterdir()] if out.exists() else []
-        if names and first_seen is None:
-            first_seen = now
-        if "f0000" in names:
-            done_at = now
+        for name in (os.listdir(out) if out.exists() else []):
+            seen.setdefault(name, now)
         time.sleep(0.01)
     assert proc.wait(60) == 0
-    assert first_seen is not None and done_at is not None
-    assert done_at - first_seen >= 1.5, done_at - first_seen
-    assert (out / "f0000").read_bytes() == (tmp_path / "src" / "f0000").read_bytes()
+    assert seen["b-large"] - seen["a-small"] >= 1.5, seen
+    assert (out / "b-large").read_bytes() == (src / "b-large").read_bytes()
