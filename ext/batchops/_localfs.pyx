@@ -18,7 +18,15 @@ Rules the code relies on:
 - Every length and index that comes from Python is checked against its buffer before the
   nogil loop reads it (CopyBatch.__init__): the loop only sees C arrays whose sizes are
   known.
-- A copy goes to a temporary name in the destination folder, `.batchops-<16 hex>.tmp`
+- A chunk's copy (copy_files) is written to an unnamed file in the destination folder
+  (O_TMPFILE: nothing to name, lock or clean up; a killed copy leaves nothing) and linked
+  at its name once whole (linkat never replaces, never follows a symlink at that name).
+  That costs a flock, an fstat and a rename less per file than the temporary below
+  (18.3 -> 15.0 us of CPU per 4 KiB file on tmpfs, 35.9 -> 29.3 on ext4, in C alone).
+  When something is at the name, the written file is linked at a locked temporary (by
+  the rules below) and renamed over it; a filesystem without O_TMPFILE, or a process
+  that may not link one, gets the temporary from the start.
+- Otherwise a copy goes to a temporary name in the destination folder, `.batchops-<16 hex>.tmp`
   (30 bytes, so any valid file name can be copied), created with O_CREAT | O_EXCL |
   O_NOFOLLOW (never written through anything already there), flock()ed for as long as it
   exists, and renamed over the destination only once the data is written; on failure it is
@@ -202,12 +210,20 @@ cdef extern from *:
     /* ---- the folder cache -------------------------------------------------------------- */
 
     typedef struct { char *key; size_t len; int fd; } batchops_dir;
-    typedef struct { batchops_dir d[BATCHOPS_CACHE]; int n; } batchops_cache;
+    /* link: how an unnamed file (O_TMPFILE) is given its name, learnt on first use:
+       BATCHOPS_LINK_UNKNOWN, _EMPTY (linkat AT_EMPTY_PATH), _PROC (/proc/self/fd/N) or
+       _NONE (no O_TMPFILE here: a named temporary, renamed). */
+    typedef struct { batchops_dir d[BATCHOPS_CACHE]; int n; int link; } batchops_cache;
+    #define BATCHOPS_LINK_UNKNOWN 0
+    #define BATCHOPS_LINK_EMPTY 1
+    #define BATCHOPS_LINK_PROC 2
+    #define BATCHOPS_LINK_NONE 3
 
     static void batchops_cache_clear(batchops_cache *c) {
         int i;
         for (i = 0; i < c->n; i++) { close(c->d[i].fd); free(c->d[i].key); }
         c->n = 0;
+        c->link = BATCHOPS_LINK_UNKNOWN;  /* the next folders may be on another filesystem */
     }
 
     static int batchops_cache_find(batchops_cache *c, const char *key, size_t len) {
@@ -368,6 +384,101 @@ cdef extern from *:
         return -1;
     }
 
+    /* ---- unnamed copies (O_TMPFILE) ------------------------------------------------------ */
+
+    /* Give the unnamed file `fd` the name `name` in `dir` (fails with EEXIST when
+       something is there: linkat never replaces). 0, or the errno. */
+    static int batchops_link_fd(batchops_cache *c, int fd, int dir, const char *name) {
+    #ifdef O_TMPFILE
+        char proc[64];
+        if (c->link != BATCHOPS_LINK_PROC) {
+            if (linkat(fd, "", dir, name, AT_EMPTY_PATH) == 0) {
+                c->link = BATCHOPS_LINK_EMPTY;
+                return 0;
+            }
+            /* ENOENT or EPERM: AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH here */
+            if (errno != ENOENT && errno != EPERM) return errno;
+            if (c->link == BATCHOPS_LINK_EMPTY) return errno;
+        }
+        snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+        if (linkat(AT_FDCWD, proc, dir, name, AT_SYMLINK_FOLLOW) == 0) {
+            c->link = BATCHOPS_LINK_PROC;
+            return 0;
+        }
+        if (c->link == BATCHOPS_LINK_UNKNOWN && (errno == ENOENT || errno == EPERM))
+            c->link = BATCHOPS_LINK_NONE;  /* neither way works here */
+        return errno;
+    #else
+        return EOPNOTSUPP;
+    #endif
+    }
+
+    /* `fd` (unnamed, locked, written) at a temporary name for destination `dst`, by the
+       rules of batchops_temp (a stray nobody holds is taken; a held one is left). */
+    static int batchops_link_temp(batchops_cache *c, int dir, int fd, const char *dst,
+                                  size_t dlen, char *tmp, uint64_t *rng) {
+        int attempt, err = EEXIST;
+        snprintf(tmp, 32, ".batchops-%016llx.tmp",
+                 (unsigned long long)batchops_hash(dst, dlen));
+        for (attempt = 0; attempt < 6; attempt++) {
+            err = batchops_link_fd(c, fd, dir, tmp);
+            if (err == 0 || err != EEXIST) return err;
+            if (attempt < 2 && batchops_take_stray(dir, tmp)) continue;
+            snprintf(tmp, 32, ".batchops-%016llx.tmp", (unsigned long long)batchops_next(rng));
+        }
+        return EEXIST;
+    }
+
+    /* Copy `in` (size bytes) to `name` in `dir` through an unnamed file: the data is
+       written first, then the file is linked at its name, so that it appears whole or not
+       at all, and a killed copy leaves nothing behind. Something already at `name`: the
+       written file is linked at a locked temporary and renamed over it. Returns 1 when
+       done (*err: 0 or the errno), 0 when this filesystem has no O_TMPFILE (nothing was
+       written; use the named temporary). */
+    static int batchops_copy_unnamed(batchops_cache *c, int in, int dir, const char *name,
+                                     size_t nlen, long long size, uint64_t *rng,
+                                     long long *copied, int *step, int *err,
+                                     const batchops_pace *pace) {
+    #ifdef O_TMPFILE
+        char tmp[32];
+        int out;
+        if (c->link == BATCHOPS_LINK_NONE) return 0;
+        *step = BATCHOPS_CREATE;
+        out = openat(dir, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0666);
+        if (out < 0) {
+            if (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL) {
+                c->link = BATCHOPS_LINK_NONE;
+                return 0;
+            }
+            *err = errno;
+            return 1;
+        }
+        *step = BATCHOPS_COPY;
+        *err = batchops_copy_data(in, out, size, copied, pace);
+        if (*err == 0) {
+            *step = BATCHOPS_RENAME;
+            *err = batchops_link_fd(c, out, dir, name);
+            if (*err == EEXIST) {  /* replace what is there, atomically: rename */
+                if (batchops_locked(out) != 0
+                        && (*err = batchops_link_temp(c, dir, out, name, nlen, tmp, rng)) == 0
+                        && renameat(dir, tmp, dir, name) != 0) {
+                    *err = errno;
+                    unlinkat(dir, tmp, 0);
+                }
+            } else if (*err != 0 && c->link == BATCHOPS_LINK_NONE) {
+                close(out);  /* cannot be named here: start again with a named temporary */
+                if (lseek(in, 0, SEEK_SET) < 0) { *err = errno; return 1; }
+                *copied = 0;
+                return 0;
+            }
+        }
+        if (close(out) < 0 && *err == 0) *err = errno;
+        return 1;
+    #else
+        return 0;
+    #endif
+    }
+
     /* ---- one file of a chunk ------------------------------------------------------------- */
 
     static int batchops_copy_item(batchops_cache *c, const char *sroot, size_t srl,
@@ -398,6 +509,11 @@ cdef extern from *:
         if ((err = batchops_component(dbuf, dname, dnl)) != 0) { close(in); return err; }
         dfd = batchops_folder(c, droot, drl, ddir, ddl, 1, &err);
         if (dfd < 0) { close(in); return err; }
+        if (batchops_copy_unnamed(c, in, dfd, dbuf, dnl, (long long)st.st_size, rng, size,
+                                  step, &err, pace)) {
+            close(in);
+            return err;
+        }
         *step = BATCHOPS_CREATE;
         out = batchops_temp(dfd, dbuf, dnl, tmp, rng, &err);
         if (out < 0) { close(in); return err; }
@@ -512,6 +628,7 @@ cdef extern from *:
     int BATCHOPS_CACHE
     ctypedef struct batchops_cache:
         int n
+        int link
     ctypedef struct batchops_pace:
         void (*wait)(void *ctx, long long n) noexcept nogil
         void *ctx
@@ -595,6 +712,7 @@ cdef class DirCache:
 
     def __cinit__(self):
         self.c.n = 0
+        self.c.link = 0  # BATCHOPS_LINK_UNKNOWN
         import secrets
 
         self.rng = secrets.randbits(64) | 1

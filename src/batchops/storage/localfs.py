@@ -9,12 +9,15 @@ and the file itself with O_NOFOLLOW (ext/batchops/_localfs.pyx). Every object re
 written or deleted in a folder goes through here (copies between folders and to or from
 other stores, checksums, deletes), never through obstore's local store.
 
-**Copies.** Each copy goes to a temporary file in the destination folder, named
-`.batchops-<16 hex>.tmp` (30 bytes, so a 255-byte file name copies), never written through
-anything already there, and renamed into place, so the destination appears whole or not
-at all. The name is a hash of the destination's, so the next copy of the same key (a
-resume re-runs every chunk a kill interrupted) removes the temporary a killed copy left,
-once nobody holds its lock. A whole chunk is copied in one call (`copy_chunk`), without
+**Copies.** A folder-to-folder copy is written to an unnamed file (O_TMPFILE) in the
+destination folder and linked at its name once whole, so the destination appears whole
+or not at all and a killed copy leaves nothing. Over an existing file, for writes from
+other stores, and on filesystems without O_TMPFILE, a copy goes to a temporary file in
+the destination folder, named `.batchops-<16 hex>.tmp` (30 bytes, so a 255-byte file
+name copies), never written through anything already there, and renamed into place.
+The name is a hash of the destination's, so the next copy of the same key (a resume
+re-runs every chunk a kill interrupted) removes the temporary a killed copy left, once
+nobody holds its lock. A whole chunk is copied in one call (`copy_chunk`), without
 the GIL; files are opened and renamed relative to open folder descriptors, held for one
 chunk at most, so a folder deleted or replaced by hand during a job is looked up again by
 the next chunk.
