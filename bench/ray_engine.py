@@ -259,7 +259,8 @@ def wall_table(groups: dict[str, list[Run]], base: str) -> list[str]:
 
 
 def write_results(section: str) -> None:
-    """Replace our section of RESULTS.md (as bench/micro.py does); others are kept."""
+    """Replace the section of RESULTS.md that `section`'s first line (its `## ` heading)
+    names (as bench/micro.py does); others are kept. bench/diff.py writes with it too."""
     body = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n"
     pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.M | re.S)
     body = (pattern.sub(lambda _: section + "\n\n", body) if pattern.search(body)
