@@ -262,7 +262,8 @@ def write_results(section: str) -> None:
     """Replace the section of RESULTS.md that `section`'s first line (its `## ` heading)
     names (as bench/micro.py does); others are kept. bench/diff.py writes with it too."""
     body = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.M | re.S)
+    heading = section.partition("\n")[0]
+    pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.M | re.S)
     body = (pattern.sub(lambda _: section + "\n\n", body) if pattern.search(body)
             else body.rstrip("\n") + "\n\n" + section + "\n")
     RESULTS.write_text(body.rstrip("\n") + "\n", encoding="utf-8")
