@@ -228,6 +228,17 @@ def test_a_cross_site_request_cannot_change_a_job(cli, tmp_path, server) -> None
     assert status == 403 and "X-Batchops-Csrf" in body
     status, body = post({"Origin": "http://evil.example", "X-Batchops-Csrf": token})
     assert status == 403
+    # DNS rebinding: a page of evil.example, its name resolved to 127.0.0.1, is "same
+    # origin" as far as the browser knows; with --auth none the server wants a loopback
+    # Host, for the console's pages and for a browser's changes.
+    rebound = "evil.example:" + server.rsplit(":", 1)[1]
+    status, body = post({"Origin": f"http://{rebound}", "Host": rebound,
+                         "X-Batchops-Csrf": token})
+    assert status == 403 and "loopback" in body
+    with pytest.raises(urllib.error.HTTPError) as page_refused:
+        urllib.request.urlopen(urllib.request.Request(server + "/",
+                                                      headers={"Host": rebound}))
+    assert page_refused.value.code == 403
     status, body = post({"Origin": server, "X-Batchops-Csrf": token})
     assert status == 200 and "<Priority>7</Priority>" in body
 

@@ -201,6 +201,9 @@ class Console:
             return self.sign_in(method, path, headers, body)
         if method not in ("GET", "HEAD"):
             return None
+        refused = self.auth.host_refused(headers)
+        if refused is not None:
+            return Response(403, "text/plain; charset=utf-8", f"{refused}\n".encode())
         account = self.auth.account(headers)
         token = self.auth.token(headers)
         if account is None:  # --auth sigv4, not signed in
@@ -374,7 +377,10 @@ class Console:
             # The manifest is <root>/<prefix>job-<id>/manifest.json and a part's key is
             # <prefix>job-<id>/results/<name>, from the same root.
             folder = f"job-{store.job_id}/"
-            path = os.path.join(os.path.dirname(path), key[key.find(folder) + len(folder):])
+            base = os.path.dirname(path)
+            path = os.path.normpath(os.path.join(base, key[key.find(folder) + len(folder):]))
+            if not path.startswith(base + os.sep):
+                return _not_found(f"{key} is not inside this job's report")
         try:
             with open(path, "rb") as f:
                 data = f.read()

@@ -10,6 +10,8 @@ that account.
 
 Against cross-site requests (`CsrfGuard`, ASGI middleware around the whole app):
 
+- with --auth none, the console and a browser's state-changing requests answer only
+  at a loopback Host name (a rebound DNS name is refused);
 - a state-changing request sent by a browser (it names an Origin or Sec-Fetch-Site)
   must come from the server's own origin, and carry the console's token in
   X-Batchops-Csrf (derived from the session; a page of another origin can neither read
@@ -25,6 +27,7 @@ SDKs and the CLI send no Origin and are left to the API's own authorisation.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import secrets
 import threading
 import time
@@ -40,6 +43,18 @@ SESSION_SECONDS = 12 * 3600
 API_PREFIX = "/v20180820/"
 LOGIN_PATH = "/console/login"
 LOGOUT_PATH = "/console/logout"
+
+
+def loopback_host(host: str) -> bool:
+    """Whether a Host header names this machine's loopback (localhost, 127.x, [::1])."""
+    name = host.rsplit("]", 1)[0].lstrip("[") if host.startswith("[") else \
+        host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    if name.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 def header(headers: Mapping[str, str], name: str) -> str | None:
@@ -85,6 +100,16 @@ class ConsoleAuth:
                 del self._sessions[sid]
                 return None
         return sid
+
+    def host_refused(self, headers: Mapping[str, str]) -> str | None:
+        """With --auth none, a browser must name the server by a loopback address: a
+        page that had its own name resolved to 127.0.0.1 (DNS rebinding) would
+        otherwise be the console's origin. None when the Host is fine."""
+        host = header(headers, "host") or ""
+        if self.signing_in or loopback_host(host):
+            return None
+        return (f"the console answers at a loopback address (http://127.0.0.1:PORT/), "
+                f"not at {host!r}")
 
     def account(self, headers: Mapping[str, str]) -> str | None:
         """The account whose jobs the request may see: "" (every account) with --auth
@@ -177,6 +202,9 @@ class CsrfGuard:
             return f"a request from {origin} may not change jobs here (cross-site)"
         if headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
             return "a cross-site request may not change jobs here"
+        refused = self.auth.host_refused(headers)
+        if refused is not None:
+            return refused
         if path in (LOGIN_PATH, LOGOUT_PATH):  # forms: the same origin is enough
             return None
         if not self.auth.csrf_ok(headers):
