@@ -111,7 +111,7 @@ def browser() -> Iterator[Any]:
 
 
 def _slow_job(cli, tmp_path: Path, n: int = 600, account: str = "123456789012",  # type: ignore[no-untyped-def]
-              name: str = "src") -> str:
+              name: str = "src", confirm: bool = False) -> str:
     """A job that runs for about half a minute (20 tasks/s), Ready for the server."""
     src = tmp_path / name
     src.mkdir()
@@ -127,7 +127,7 @@ def _slow_job(cli, tmp_path: Path, n: int = 600, account: str = "123456789012", 
                               "Fields": ["Bucket", "Key"]},
                      "Location": {"ObjectArn": f"file://{manifest}",
                                   "ETag": hashlib.md5(manifest.read_bytes()).hexdigest()}},
-        "Report": {"Enabled": False}, "Priority": 10, "ConfirmationRequired": False,
+        "Report": {"Enabled": False}, "Priority": 10, "ConfirmationRequired": confirm,
         "RoleArn": "arn:aws:iam::123456789012:role/batch", "Description": "console test"}
     path = tmp_path / f"{name}.json"
     path.write_text(json.dumps(request))
@@ -192,6 +192,18 @@ def test_console_shows_progress_live_and_cancels(cli, tmp_path, server, browser)
     _shot(browser, tmp_path, "console-cancelled.png")
     described = json.loads(cli("describe-job", "--job-id", job_id, check=True).stdout)["Job"]
     assert described["Status"] == "Cancelled" and described["Priority"] == 42
+
+    # Confirm a job that waits for it (Suspended), through UpdateJobStatus: it runs.
+    waiting = _slow_job(cli, tmp_path, n=40, name="waiting", confirm=True)
+    other = f'tr[data-job="{waiting}"]'
+    _wait("the Suspended job in the list", lambda: browser.find_element(
+        By.CSS_SELECTOR, other).get_attribute("data-status") == "Suspended")
+    browser.find_element(By.CSS_SELECTOR, f'{other} button[data-act="confirm"]').click()
+    browser.find_element(By.CSS_SELECTOR, '#action-dialog button[value="yes"]').click()
+    _wait("the confirmed job to run to Complete", lambda: browser.find_element(
+        By.CSS_SELECTOR, other).get_attribute("data-status") == "Complete")
+    assert browser.execute_script("return window.__sameDocument === true")
+    _shot(browser, tmp_path, "console-list.png")
     assert described["StatusUpdateReason"] == "cancelled in the console"
     assert 0 < described["ProgressSummary"]["NumberOfTasksSucceeded"] < 600
 
