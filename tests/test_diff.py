@@ -130,6 +130,9 @@ def test_skip_unchanged_copies_exactly_what_differs_then_nothing(cli, sides, mod
     job = json.loads(proc.stdout)["Job"]
     unchanged = len(OBJECTS) - 1 - len(expected)
     assert job["ProgressSummary"]["TotalNumberOfTasks"] == len(expected)
+    job_dir = cli.home / "jobs" / job["JobId"]
+    assert (job_dir / "extraneous.csv").read_text().endswith("extraneous/e.txt\n")
+    assert not (job_dir / "difference").exists()  # the listings are not kept
     assert f"{unchanged:,} unchanged skipped (compared by {mode})" in job["Description"]
     described = json.loads(cli("describe-job", "--job-id", job["JobId"], "--extended",
                                check=True).stdout)
@@ -244,6 +247,8 @@ def test_delete_extraneous_deletes_exactly_the_extraneous(cli, sides) -> None:
       "file:///tmp/x", "--skip-unchanged", "newer"],
      "batchops: --skip-unchanged must be one of size | size+mtime | etag | checksum, not "
      "'newer'"),
+    (["diff", "file:///tmp", "file:///tmp", "--out", "no/such/x.csv"],
+     "batchops: --out no/such/x.csv: no such folder for it"),
     (["diff", "file:///no/such/folder", "file:///tmp", "--out", "x.csv"],
      "batchops: SOURCE_URL file:///no/such/folder: no such folder"),
     (["run", "--from-listing", "file:///no/such/folder", "--operation", "copy", "--target",

@@ -522,6 +522,9 @@ def cmd_diff(args: argparse.Namespace) -> int:
     mode = CompareMode.parse(args.compare, "--compare")
     resolver = Resolver(parse_bucket_map(args.bucket_map), aws=_aws_from_args(args))
     out = os.path.abspath(args.out)
+    for flag, path in (("--out", args.out), ("--extraneous-out", args.extraneous_out)):
+        if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            raise SpecError(f"{flag} {path}: no such folder for it")
     work = tempfile.mkdtemp(prefix=".batchops-diff-", dir=os.path.dirname(out))
     try:
         counts, _, _ = diff_stores(args.source, args.target, mode, work, resolver,

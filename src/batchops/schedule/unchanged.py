@@ -13,6 +13,7 @@ which `--delete-extraneous` runs as a second job, of operation `delete`.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -70,6 +71,7 @@ def prepare_difference(opts: JobOptions, generator: dict[str, Any], params: dict
     os.replace(os.path.join(work, "extraneous.csv"), os.path.join(job_dir, EXTRANEOUS_MANIFEST))
     path = os.path.join(job_dir, "manifest.csv")
     os.replace(os.path.join(work, "copy.csv"), path)
+    shutil.rmtree(work)  # the listings: the job keeps its manifests, not them
     settings["skip_unchanged"] = counts.to_json()
     if not opts.description:
         job["Description"] = fit_text("copy what differs: " + describe_counts(counts))
