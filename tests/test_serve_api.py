@@ -578,3 +578,38 @@ def test_keys_readable_by_others_and_a_port_in_use_are_refused(tmp_path) -> None
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().splitlines() == [
         f"batchops: --listen 127.0.0.1:{port}: cannot listen there (Address already in use)"]
+
+
+@pytest.mark.parametrize("runners", [1, 2])
+def test_runners_run_the_highest_priority_first(serve, tmp_path, runners) -> None:
+    """One runner: a job of higher priority pauses the running one, which resumes after
+    it. Two runners: the idle one takes it, and the running job goes on."""
+    server = serve("--runners", str(runners), "--workers", "1", "--concurrency", "2",
+                   "--chunk-size", "10", "--max-ops-per-second", "40")
+    c = s3control(server)
+    low, low_keys = copy_request(tmp_path, 120, Priority=1)
+    low_id = c.create_job(**low)["JobId"]
+    deadline = time.monotonic() + 60
+    while _done_chunks(server.home, low_id) < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    high, _ = copy_request(tmp_path, 20, Priority=100)
+    high_id = c.create_job(**high)["JobId"]
+    seen = set()
+    while True:
+        low_now = c.describe_job(AccountId=ACCOUNT, JobId=low_id)["Job"]
+        high_now = c.describe_job(AccountId=ACCOUNT, JobId=high_id)["Job"]["Status"]
+        seen.add(low_now["Status"])
+        if high_now == "Complete":
+            break
+        assert time.monotonic() < deadline + 60, (low_now["Status"], high_now)
+        time.sleep(0.05)
+    if runners == 1:
+        assert "Paused" in seen, seen
+    else:
+        assert seen <= {"Active"}, seen
+    job = wait_status(c, low_id, {"Complete", "Failed"})
+    assert job["Status"] == "Complete", job
+    from helpers import decoded_keys
+
+    assert sorted(decoded_keys(report_rows(tmp_path, low_id))) == sorted(low_keys)

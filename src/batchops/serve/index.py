@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import base64
 import bisect
+import heapq
 import os
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +34,7 @@ import orjson
 
 from batchops.model.errors import BatchopsError
 from batchops.model.status import RUNNING, TERMINAL
+from batchops.results.jobstore import batchops_home
 from batchops.results.objectjobs import is_remote_home
 from batchops.results.stores import job_ids, job_store
 from batchops.schedule.control import describe, list_entry
@@ -40,6 +43,9 @@ from batchops.schedule.queue import RUNNABLE
 #: Seconds between two listings of the store's job folders (jobs other processes made).
 RESCAN = 1.0
 RESCAN_REMOTE = 10.0
+#: Seconds within which the entries of jobs not finished are not looked at again (many
+#: ListJobs requests, and every idle runner, ask at once).
+FRESH = 0.05
 
 
 def account_of(job: dict[str, Any]) -> str:
@@ -59,10 +65,10 @@ class Entry:
     priority: int
     stamp: tuple[int, ...]  # job.json's and control.json's mtime and size
     locked: bool
+    status: str = ""
 
-    @property
-    def status(self) -> str:
-        return str(self.listed["Status"])
+    def __post_init__(self) -> None:
+        self.status = str(self.listed["Status"])
 
 
 class NextTokenError(ValueError):
@@ -82,6 +88,14 @@ def decode_token(token: str) -> tuple[str, str]:
         raise NextTokenError(token) from None
 
 
+def _newest_first(keys: list[tuple[str, str]], before: tuple[str, str] | None
+                  ) -> Iterator[tuple[str, str]]:
+    """The sorted `keys` from the newest, starting just before `before` (a NextToken's)."""
+    end = bisect.bisect_left(keys, before) if before is not None else len(keys)
+    for i in range(end - 1, -1, -1):
+        yield keys[i]
+
+
 class JobIndex:
     """Every job of one job store, by creation time, with its ListJobs entry."""
 
@@ -90,8 +104,11 @@ class JobIndex:
         self._lock = threading.Lock()
         self._entries: dict[str, Entry] = {}
         self._order: list[tuple[str, str]] = []  # sorted keys, oldest first
+        self._by_status: dict[str, list[tuple[str, str]]] = {}  # the same, per status
         self._live: set[str] = set()  # jobs not in a terminal status
         self._scanned = 0.0
+        self._refreshed = 0.0
+        self._jobs_dir = os.path.join(home or batchops_home(), "jobs")
         self._remote = bool(home and is_remote_home(home))
 
     def __len__(self) -> int:
@@ -102,11 +119,10 @@ class JobIndex:
     def _stamp(self, job_id: str) -> tuple[int, ...]:
         if self._remote:
             return (time.monotonic_ns(),)  # no cheap stat on an object store: read again
-        store = job_store(job_id, self.home)
         out: list[int] = []
         for name in ("job.json", "control.json"):
             try:
-                st = os.stat(os.path.join(store.dir, name))
+                st = os.stat(f"{self._jobs_dir}/{job_id}/{name}")
                 out += [st.st_mtime_ns, st.st_size]
             except FileNotFoundError:
                 out += [0, 0]
@@ -123,10 +139,20 @@ class JobIndex:
                      stamp if stamp is not None else self._stamp(job_id),
                      job["Status"] in RUNNING)
 
+    @staticmethod
+    def _remove(keys: list[tuple[str, str]], key: tuple[str, str]) -> None:
+        i = bisect.bisect_left(keys, key)
+        if i < len(keys) and keys[i] == key:
+            del keys[i]
+
     def _put(self, entry: Entry) -> None:
         old = self._entries.get(entry.job_id)
         if old is None:
             bisect.insort(self._order, entry.key)
+        if old is None or old.status != entry.status:
+            if old is not None:
+                self._remove(self._by_status[old.status], old.key)
+            bisect.insort(self._by_status.setdefault(entry.status, []), entry.key)
         self._entries[entry.job_id] = entry
         if entry.status in TERMINAL:
             self._live.discard(entry.job_id)
@@ -136,9 +162,8 @@ class JobIndex:
     def _drop(self, job_id: str) -> None:
         entry = self._entries.pop(job_id, None)
         if entry is not None:
-            i = bisect.bisect_left(self._order, entry.key)
-            if i < len(self._order) and self._order[i] == entry.key:
-                del self._order[i]
+            self._remove(self._order, entry.key)
+            self._remove(self._by_status[entry.status], entry.key)
         self._live.discard(job_id)
 
     def rebuild(self) -> None:
@@ -147,6 +172,7 @@ class JobIndex:
         with self._lock:
             self._entries.clear()
             self._order.clear()
+            self._by_status.clear()
             self._live.clear()
             for job_id in ids:
                 entry = self._load(job_id)
@@ -188,8 +214,15 @@ class JobIndex:
         if now - self._scanned < (RESCAN_REMOTE if self._remote else RESCAN):
             return
         self._scanned = now
-        for job_id in job_ids(self.home):
-            if job_id not in self._entries:
+        if self._remote:
+            names = job_ids(self.home)
+        else:  # one listdir; only names not yet known are looked at (job_ids stats each)
+            try:
+                names = os.listdir(os.path.join(self.home or batchops_home(), "jobs"))
+            except FileNotFoundError:
+                names = []
+        for job_id in names:
+            if job_id not in self._entries and job_store(job_id, self.home).exists():
                 entry = self._load(job_id)
                 if entry is not None:
                     self._put(entry)
@@ -197,9 +230,13 @@ class JobIndex:
     def current(self) -> None:
         """Bring every entry up to date (jobs not finished, jobs made elsewhere)."""
         with self._lock:
+            now = time.monotonic()
+            if now - self._refreshed < FRESH:
+                return
             self._rescan()
             for job_id in list(self._live):
                 self._refresh(job_id)
+            self._refreshed = time.monotonic()
 
     # -- questions -----------------------------------------------------------------------
 
@@ -220,15 +257,17 @@ class JobIndex:
         when the first page was asked (jobs created since come before it)."""
         self.current()
         jobs: list[dict[str, Any]] = []
+        start = decode_token(next_token) if next_token else None
         with self._lock:
-            end = len(self._order)
-            if next_token:
-                end = bisect.bisect_left(self._order, decode_token(next_token))
+            # Newest first: the store's order, or the merged orders of the statuses asked.
+            lists = [self._by_status.get(st, []) for st in set(statuses)] if statuses \
+                else [self._order]
+            keys = heapq.merge(*(_newest_first(keys, start) for keys in lists), reverse=True)
             last: tuple[str, str] | None = None
             more = False
-            for i in range(end - 1, -1, -1):
-                entry = self._entries[self._order[i][1]]
-                if entry.account != account or (statuses and entry.status not in statuses):
+            for key in keys:
+                entry = self._entries[key[1]]
+                if entry.account != account:
                     continue
                 if len(jobs) == max_results:
                     more = True
