@@ -298,6 +298,10 @@ def main() -> int:
         return f"{a / b:.2f}×" if b else "–"
 
     f = figures
+    busy = (f" **The machine was busy** (load above its {os.cpu_count()} cores: other work "
+            "ran beside this benchmark): absolute figures carry that noise; the ratios, "
+            "measured in the same run, less so." if max(load0, load1) > (os.cpu_count() or 1)
+            else "")
 
     def row(*cells: str) -> str:
         return "| " + " | ".join(cells) + " |"
@@ -341,9 +345,9 @@ def main() -> int:
     section = f"""{SECTION}
 
 Reproduce: `{command}`{"  "}
-date: {datetime.now(UTC):%Y-%m-%d}; commit {commit()}; machine: {machine()}. Load
-average (1 min) {load0:.2f} at the start, {load1:.2f} at the end; whole run
-{(time.monotonic() - began) / 60:.1f} min. Job store: {jobs:,} jobs ({suspended:,}
+date: {datetime.now(UTC):%Y-%m-%d}; commit {commit()}; machine: {machine()}.
+Load average (1 min) {load0:.2f} at the start, {load1:.2f} at the end; whole run
+{(time.monotonic() - began) / 60:.1f} min.{busy} Job store: {jobs:,} jobs ({suspended:,}
 Suspended, the rest Complete) written in {fill_s:.1f} s; the server read them into its
 index at start ({start_s:.1f} s from the command to listening). One boto3 s3control client,
 unchanged, one request at a time, the server as its HTTP proxy; {args.seconds:g} s a figure.
