@@ -126,12 +126,15 @@ def runner_ceiling(work: Path) -> list[tuple]:
         args = ("run", "--manifest", str(m), "--operation", op, "--workers", "2",
                 "--no-progress")
         home = work / f"h-noop-{len(out)}"
+        cpu = _children_cpu()
         elapsed, _, _ = run_batchops(home, *args)
+        cpu = _children_cpu() - cpu  # the command and its workers (it waits for them)
         tasks = _active_seconds(home)
         out.append((label, f"noop{' PerTask' if op != 'noop' else ''}, {rows:,} tasks, "
                     "2 workers", "batchops", f"{rows / elapsed:,.0f} tasks/s",
                     f"{elapsed:.2f} s wall (whole command); tasks phase {tasks:.2f} s = "
-                    f"{rows / tasks:,.0f} tasks/s", target))
+                    f"{rows / tasks:,.0f} tasks/s; CPU {cpu / rows * 1e6:.2f} µs/task "
+                    f"({cpu / elapsed:.2f} cores busy)", target))
         if BASELINE_SRC:  # the earlier build, same command, same manifest
             env = dict(os.environ, BATCHOPS_HOME=str(home) + "-old", PYTHONPATH=BASELINE_SRC)
             start = time.perf_counter()
@@ -142,6 +145,11 @@ def runner_ceiling(work: Path) -> list[tuple]:
                         f"batchops @{_baseline_rev()}", f"{rows / old:,.0f} tasks/s",
                         f"{old:.2f} s wall; batchops is {old / elapsed:.2f}× its speed", ""))
     return out
+
+
+def _children_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 def _cpu() -> float:

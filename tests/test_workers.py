@@ -227,3 +227,32 @@ def test_noop_per_task_through_workers_reports_every_row_once(cli, tmp_path) -> 
     _, rows = read_report(report_manifest_path(cli.home, job["JobId"]))
     assert sorted(decoded_keys(rows)) == keys
     assert {r[3] for r in rows} == {"succeeded"}
+
+
+def test_process_workers_read_chunks_sent_as_byte_ranges(tmp_path, monkeypatch) -> None:
+    """Jobs of `ProcessBackend.by_range_from` rows or more send each worker its chunks as
+    byte ranges of the job's manifest copy, read by the worker: every row is reported
+    once, as when rows are sent (the threshold is lowered here to a small job)."""
+    from batchops import JobOptions, create_job
+    from batchops.model.chunk import ChunkRange
+    from batchops.schedule.backends import ProcessBackend
+    from batchops.schedule.coordinator import run_job
+
+    monkeypatch.setenv("BATCHOPS_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(ProcessBackend, "by_range_from", 0)
+    sent: list[type] = []
+    send = ProcessBackend.send
+
+    def spy(self, wid, chunk):  # type: ignore[no-untyped-def]
+        sent.append(type(chunk))
+        send(self, wid, chunk)
+
+    monkeypatch.setattr(ProcessBackend, "send", spy)
+    keys = [f"k/{i:05d}" for i in range(3000)]
+    m = write_manifest(tmp_path / "m.csv", [("bucket", k) for k in keys])
+    job = create_job(JobOptions(manifest=str(m), operation="noop", params={"PerTask": True},
+                                workers=2, chunk_size=1000))
+    run_job(job)
+    assert sent and set(sent) == {ChunkRange}
+    _, rows = read_report(report_manifest_path(tmp_path / "home", job.job_id))
+    assert sorted(decoded_keys(rows)) == keys and {r[3] for r in rows} == {"succeeded"}

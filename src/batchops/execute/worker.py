@@ -1,7 +1,8 @@
 """Workers: where tasks run.
 
 A worker is a fresh interpreter (started by `workerproc`; obstore is not fork-safe). It
-receives whole chunks from the parent over a socket pair and sends back, per chunk,
+receives whole chunks from the parent over a socket pair, as rows or (large jobs) as byte
+ranges of the job's copy of the manifest that it reads itself, and sends back, per chunk,
 progress counts and finally the chunk's marker once its report parts are durable.
 
 Chunks whose tasks need no event loop (local folders, memory stores: cheap, CPU-bound
@@ -33,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from batchops.execute.loop import ChunkState, TaskLoop
-from batchops.model.chunk import Chunk
+from batchops.model.chunk import Chunk, ChunkRange
 from batchops.model.errors import BatchopsError
 from batchops.model.spec import WorkerConfig
 
@@ -82,6 +83,7 @@ class WorkerCore:
         self._executor: Any = None
         self._cancelled = False  # a cancel: start nothing more
         self._runner: TaskLoop | None = None  # once built: its AIMD takes shared cuts
+        self._reader: Any = None  # a ChunkReader, for chunks sent as byte ranges
         # Chunks run on the main thread are finished (made durable, reported) here.
         self._finisher = ThreadPoolExecutor(1, thread_name_prefix="batchops-finish")
         self._finish_count_lock = threading.Lock()
@@ -157,7 +159,7 @@ class WorkerCore:
             while True:
                 msg = self.conn.recv()
                 if msg[0] == "chunk":
-                    self._chunks.put(msg[1])
+                    self._chunks.put(self._rows(msg[1]))
                 elif msg[0] == "slowdown":  # another worker of the job was throttled
                     if self._runner is not None:
                         self._runner.aimd.cut(time.monotonic())
@@ -168,6 +170,27 @@ class WorkerCore:
         except (EOFError, OSError):
             pass
         os._exit(0)
+
+    def _rows(self, chunk: Chunk | ChunkRange) -> Chunk:
+        """A chunk's rows: as sent, or read here from its byte range of the job's copy
+        of the manifest (on the reader thread, beside the main thread's tasks)."""
+        if isinstance(chunk, Chunk):
+            return chunk
+        try:
+            if self._reader is None:
+                from batchops.manifest.reader import ChunkReader, ManifestInfo, relocated
+                from batchops.results.stores import job_store
+
+                if not self.cfg.manifest:
+                    raise RuntimeError("a chunk range came, but no manifest was configured")
+                info, fetch = relocated(ManifestInfo.from_json(self.cfg.manifest),
+                                        job_store(self.cfg.job_id, self.cfg.home
+                                                  ).manifest_source)
+                self._reader = ChunkReader(info, self.cfg.chunk_size, fetch)
+            return self._reader.read_range(chunk)
+        except Exception as exc:  # noqa: BLE001 - the parent runs the chunk again elsewhere
+            _die("reading a chunk", exc)
+            raise
 
     def _report_what_ran(self, timeout: float = CANCEL_GRACE) -> None:
         """A cancel: start no more tasks, let the running ones end, and report, for each

@@ -517,7 +517,8 @@ class JobRun:
         n = 1 if self.in_process else int(self.settings["workers"]) or default_workers()
         n = max(1, min(n, self.sched.n_chunks - self.sched.chunks_done))
         cfg = self.worker_config(n)
-        self._by_range = bool(getattr(backend, "by_range", False)) and self._reader is not None
+        self._by_range = bool(getattr(backend, "by_range", False)) and self._reader is not None \
+            and self.sched.total_tasks >= getattr(backend, "by_range_from", 0)
         if self._by_range:
             cfg = dataclasses.replace(cfg, manifest=self.info.to_json(),
                                       chunk_size=self.chunk_size)

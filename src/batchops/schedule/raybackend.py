@@ -92,6 +92,7 @@ class RayBackend:
     """Workers as Ray actors (see the module docstring)."""
 
     by_range = True
+    by_range_from = 0
 
     def __init__(self, address: str | None = None, num_cpus: float = 1.0) -> None:
         self.ray = connect(address)
