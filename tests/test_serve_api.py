@@ -90,6 +90,15 @@ class Server:
             self.proc.stderr.close()
 
 
+@pytest.fixture(autouse=True)
+def _no_proxy_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The proxy settings are each test's own: a NO_PROXY naming 127.0.0.1 would send a
+    client that takes its proxy from the environment around the server."""
+    for name in ("NO_PROXY", "no_proxy", "HTTP_PROXY", "http_proxy", "HTTPS_PROXY",
+                 "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator[Any]:
     """A factory of started servers on `tmp_path/home`; all stopped at the end."""
@@ -300,6 +309,15 @@ def test_list_jobs_pages_with_a_stable_next_token(serve, tmp_path) -> None:
     with pytest.raises(ClientError) as err:
         c.list_jobs(AccountId=ACCOUNT, NextToken="not-a-token-of-ours")
     assert err.value.response["Error"]["Code"] == "InvalidNextTokenException"
+    # Not an operation of the API: Amazon's error shape all the same.
+    from botocore.parsers import RestXMLParser
+
+    with pytest.raises(urllib.error.HTTPError) as http:
+        urllib.request.urlopen(urllib.request.Request(
+            f"{server.url}/v20180820/jobs/x/nothing", method="DELETE"), timeout=30)
+    error = RestXMLParser().parse({"status_code": 404, "headers": {},
+                                   "body": http.value.read()}, None)["Error"]
+    assert http.value.code == 404 and error["Code"] == "NotFound", error
 
 
 CLIENT_SCRIPT = textwrap.dedent("""

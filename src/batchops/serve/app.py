@@ -136,9 +136,22 @@ class Service:
 
 
 def api_routes(service: Service) -> list[BaseRoute]:
-    """One route per operation of the model: its method and requestUri."""
-    return [Route(op.path, service.endpoint(op), methods=[op.method], name=op.name)
-            for op in service.operations]
+    """One route per operation of the model: its method and requestUri; then, under the
+    API's prefix, an XML error for any other request (a client's parser reads it)."""
+    table: list[BaseRoute] = [Route(op.path, service.endpoint(op), methods=[op.method],
+                                    name=op.name) for op in service.operations]
+    prefix = "/" + service.operations[0].path.strip("/").split("/")[0]
+    served = ", ".join(f"{op.method} {op.path}" for op in service.operations)
+
+    async def unknown(request: Request) -> Response:
+        message = (f"no s3control jobs operation is {request.method} {request.url.path}; "
+                   f"this server serves {served}")
+        return Response(error_body("NotFound", message, uuid.uuid4().hex[:16].upper()), 404,
+                        media_type="application/xml")
+
+    table.append(Route(prefix + "/{rest:path}", unknown, methods=[
+        "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"], include_in_schema=False))
+    return table
 
 
 def routes(service: Service) -> list[BaseRoute]:
