@@ -326,3 +326,26 @@ def test_large_diff_matches_a_plain_python_diff(tmp_path, mode) -> None:
     assert sorted(lines) == sorted(f"src,{enc(k)}" for k in new | changed)
     lines = (tmp_path / "out" / "extraneous.csv").read_text().splitlines()
     assert sorted(lines) == sorted(f"dst,{enc('pre/' + k)}" for k in extraneous)
+
+
+def test_prefixes_map_keys_as_copy_does(cli, s3) -> None:
+    """A source URL with a prefix and a --target-key-prefix: each source key K is
+    compared with TargetKeyPrefix/K at the target, where copy puts it; target objects
+    outside that prefix are not extraneous."""
+    src, dst = f"src-{uuid.uuid4().hex[:10]}", f"dst-{uuid.uuid4().hex[:10]}"
+    s3.create_bucket(Bucket=src)
+    s3.create_bucket(Bucket=dst)
+    for key in ("data/x", "data/y", "other/not-listed"):
+        s3.put_object(Bucket=src, Key=key, Body=key.encode())
+    s3.put_object(Bucket=dst, Key="bk/data/stale", Body=b"extraneous")
+    s3.put_object(Bucket=dst, Key="bk/elsewhere", Body=b"outside the listed prefix")
+    args = ("--target-key-prefix", "bk", "--skip-unchanged", "size")
+    first = _run(cli, f"s3://{src}/data", f"s3://{dst}", *args)
+    assert first.returncode == 0, first.stderr
+    assert _copied(cli, first) == {"data/x", "data/y"}
+    assert s3.get_object(Bucket=dst, Key="bk/data/x")["Body"].read() == b"data/x"
+    described = json.loads(cli("describe-job", "--job-id", job_id_of(first.stdout),
+                               "--extended", check=True).stdout)
+    assert described["Batchops"]["SkippedUnchanged"]["extraneous"] == 1
+    again = _run(cli, f"s3://{src}/data", f"s3://{dst}", *args)
+    assert json.loads(again.stdout)["Job"]["ProgressSummary"]["TotalNumberOfTasks"] == 0
