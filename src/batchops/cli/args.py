@@ -6,6 +6,7 @@ The commands themselves are in cli.py.
 from __future__ import annotations
 
 import argparse
+import textwrap
 from typing import Any
 
 from batchops.model.compare import MODE_HELP
@@ -263,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
         """A command, with aws-cli's --profile, --region and --endpoint-url."""
         p = sub.add_parser(name, **kw)
         _add_aws_flags(p)
-        if name not in ("bench", "demo"):
+        if name not in ("bench", "demo", "diff"):
             p.add_argument("--job-store", metavar="URL",
                            help="where jobs are kept: a folder, or an object-store prefix "
                                 "every node of a cluster reaches (s3://bucket/prefix); "
@@ -352,14 +353,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     dif = command(
         "diff", help="compare two listings: what a copy would still have to do",
-        description="List SOURCE_URL and TARGET_URL (s3://bucket/prefix, file:///folder, "
+        description=textwrap.fill(width=79, text=(
+                    "List SOURCE_URL and TARGET_URL (s3://bucket/prefix, file:///folder, "
                     "gs://, az://) and join the two listings on the key, in bounded memory "
                     "(Polars' streaming engine): each source object is new (not at the "
                     "target), changed or unchanged, and each target object the source lacks "
                     "is extraneous. The source key K is compared with TARGET_URL's prefix "
                     "followed by K, where `run --operation copy --target TARGET_URL` puts "
                     "it. --out gets the new and changed objects as a CSV manifest "
-                    "(bucket,key, keys URL-encoded) for `run --manifest`.",
+                    "(bucket,key, keys URL-encoded) for `run --manifest`.")),
         epilog="example:\n  batchops diff s3://src file:///backup --compare size+mtime "
                "--out todo.csv\n  batchops run --manifest todo.csv --operation copy "
                "--target file:///backup\n",
@@ -488,8 +490,6 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "put-job-tagging":
             t.add_argument("--tags", required=True, metavar="JSON",
                            help='[{"Key": "k", "Value": "v"}, ...] or file://tags.json')
-
-    import textwrap
 
     bench_about = (
         "Benchmark any store batchops reaches, as MinIO's warp does for S3: `batchops bench "
