@@ -531,7 +531,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
                                    decider=content_decider(resolver))
         os.replace(os.path.join(work, "copy.csv"), out)
         if args.extraneous_out:
-            os.replace(os.path.join(work, "extraneous.csv"), args.extraneous_out)
+            shutil.move(os.path.join(work, "extraneous.csv"), args.extraneous_out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if args.json:
