@@ -197,13 +197,14 @@ def bench_rerun(root: Path, files: int, repeats: int, rclone: str | None) -> dic
     if theirs:
         cases["rclone copy"] = theirs
     runs: dict[str, list[float]] = {c: [] for c in cases}
-    loads = []
+    loads: list[float] = []
+    phases: list[tuple[float, float, float]] = []
     import json
 
     for r in range(repeats):
         for case, cmd in cases.items():
             loads.append(os.getloadavg()[0])
-            t0 = time.perf_counter()
+            t0, began = time.perf_counter(), time.time()
             proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
             wall = time.perf_counter() - t0
             if proc.returncode != 0:
@@ -212,11 +213,28 @@ def bench_rerun(root: Path, files: int, repeats: int, rclone: str | None) -> dic
                 tasks = json.loads(proc.stdout)["Job"]["ProgressSummary"]["TotalNumberOfTasks"]
                 if tasks:
                     raise SystemExit(f"batchops copied {tasks} files again")
+                phases.append(job_phases(root / "home", json.loads(proc.stdout)["Job"]["JobId"],
+                                         began, began + wall))
             elif "Copied" in proc.stderr:  # -v logs every file it copies
                 raise SystemExit("rclone copied files again")
             runs[case].append(wall)
             print(f"  [{r + 1}/{repeats}] {case}: {wall:.3f} s", flush=True)
-    return {"files": files, "runs": runs, "loads": loads}
+    return {"files": files, "runs": runs, "loads": loads, "phases": phases}
+
+
+def job_phases(home: Path, job_id: str, began: float, ended: float
+               ) -> tuple[float, float, float]:
+    """(start-up: command start to `created`; listing and diff: to `prepared`; the rest:
+    to the command's end), from the job's log."""
+    import json
+
+    when = {}
+    for line in (home / "jobs" / job_id / "log").read_text(encoding="utf-8").splitlines():
+        event = json.loads(line)
+        when.setdefault(event["event"], datetime.fromisoformat(
+            event["time"].replace("Z", "+00:00")).timestamp())
+    return (when["created"] - began, when["prepared"] - when["created"],
+            ended - when["prepared"])
 
 
 # -- report ----------------------------------------------------------------------------------
@@ -277,6 +295,11 @@ def section(d: dict, c: dict, command: str, started: float, load0: float) -> str
     for t, rs in c["runs"].items():
         lines.append(f"| {t} | {', '.join(f'{w:.3f}' for w in rs)} | {cmed[t]:.3f} | "
                      f"{cmed[t] / cmed[first]:.2f}× |")
+    if c["phases"]:
+        up, listed, rest = (statistics.median(p[i] for p in c["phases"]) for i in range(3))
+        lines += ["", f"batchops' median phases, from its job log: start-up (interpreter, "
+                      f"imports, the job made) {up:.3f} s · listing both sides and the diff "
+                      f"{listed:.3f} s · the empty job run and its report {rest:.3f} s."]
     if "rclone copy" in cmed:
         faster = cmed[first] < cmed["rclone copy"]
         lines += ["", f"Target (issue 14): faster than rclone: "
