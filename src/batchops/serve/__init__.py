@@ -7,4 +7,6 @@
     api.py      what each operation does (schedule/create.py, schedule/control.py)
     index.py    the job store's index: ListJobs and the runners without reading every job
     runners.py  preparing in the background; the pool of runners (schedule/queue.py)
+    console.py, consoleauth.py, static/   the web console at /, its sign-in and CSRF guard
+    metrics.py  GET /metrics in Prometheus' text format
 """

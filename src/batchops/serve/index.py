@@ -46,6 +46,7 @@ RESCAN_REMOTE = 10.0
 #: Seconds within which the entries of jobs not finished are not looked at again (many
 #: ListJobs requests, and every idle runner, ask at once).
 FRESH = 0.05
+FRESH_REMOTE = 2.0  # a job store on an object store: each look is a GET
 
 
 def account_of(job: dict[str, Any]) -> str:
@@ -231,7 +232,7 @@ class JobIndex:
         """Bring every entry up to date (jobs not finished, jobs made elsewhere)."""
         with self._lock:
             now = time.monotonic()
-            if now - self._refreshed < FRESH:
+            if now - self._refreshed < (FRESH_REMOTE if self._remote else FRESH):
                 return
             self._rescan()
             for job_id in list(self._live):
