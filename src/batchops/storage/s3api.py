@@ -4,13 +4,15 @@ ACLs, restore, object lock, copies with directives, multipart copy, versioned de
 One aiobotocore client per worker and AWS settings, created on first use on the
 worker's own event loop, signing with the same credentials object, region and endpoint
 as obstore (storage/aws.py). botocore signs requests; botocore's own retries are off
-because the scheduler owns retries.
+because the scheduler owns retries. Where awscrt measures cheaper per task it carries
+the call instead, signing with the same credentials: plain server-side copies
+(`CrtCopier`) and tagging, both through `CrtRequests` (awscrt's signer and HTTP client
+on kept-alive connections).
 """
 
 from __future__ import annotations
 
 from contextlib import AsyncExitStack
-from types import MappingProxyType
 from typing import Any
 
 from batchops.storage.aws import AwsContext
@@ -24,12 +26,20 @@ class S3Api:
         self._client: Any = None
         self._lambda: dict[str, Any] = {}
         self._copier: CrtCopier | None = None
+        self._requests: CrtRequests | None = None
 
     def copier(self) -> CrtCopier:
         """The awscrt client for plain server-side copies (created on first use)."""
         if self._copier is None:
-            self._copier = CrtCopier(self._ctx)
+            self._copier = CrtCopier(self._ctx, self.requests())
         return self._copier
+
+    def requests(self) -> CrtRequests:
+        """The awscrt signer and HTTP client for small requests (tagging), created on
+        first use."""
+        if self._requests is None:
+            self._requests = CrtRequests(self._ctx, self._concurrency)
+        return self._requests
 
     async def _make(self, service: str, region: str) -> Any:
         from aiobotocore.config import AioConfig
@@ -62,23 +72,14 @@ class S3Api:
         return client
 
     async def close(self) -> None:
+        if self._requests is not None:
+            self._requests.close()
+            self._requests = None
         if self._stack is not None:
             await self._stack.aclose()
             self._stack = None
             self._client = None
             self._lambda = {}
-
-
-# CRT reports some S3 answers as named errors, without the status or body: S3's own
-# status, code and message for them.
-_CRT_STATUS = MappingProxyType({
-    "AWS_ERROR_S3_SLOW_DOWN": (503, "SlowDown", "Please reduce your request rate."),
-    "AWS_ERROR_S3_INTERNAL_ERROR": (500, "InternalError",
-                                    "We encountered an internal error. Please try again."),
-    "AWS_ERROR_S3_REQUEST_TIME_TOO_SKEWED": (
-        403, "RequestTimeTooSkewed",
-        "The difference between the request time and the current time is too large."),
-})
 
 
 class CrtS3Error(Exception):
@@ -111,99 +112,258 @@ class CrtConnectionError(ConnectionError):
 
 
 class CrtCopier:
-    """Server-side CopyObject between S3 buckets through awscrt (AWS's C runtime: it
-    signs and sends; nothing here signs). Measured here at about 0.4 ms of CPU per copy
-    against about 2.3 ms for the same call through aiobotocore (bench/RESULTS.md).
+    """Server-side CopyObject between S3 buckets through awscrt (`CrtRequests`: awscrt
+    signs and sends, on kept-alive connections; nothing here signs). Measured in
+    bench/s3_cpu.py against aiobotocore's copy_object (about 2.3 ms of CPU per copy
+    through aiobotocore, bench/RESULTS.md) and awscrt's own S3 client, which cost more
+    per copy than the plain HTTP client.
 
-    One per worker; requests complete on CRT threads and resolve asyncio futures on the
-    worker's loop. CRT's own retries are off: the scheduler owns retries.
+    One per worker; the scheduler owns retries.
     """
 
-    def __init__(self, ctx: AwsContext) -> None:
-        from awscrt import io, s3
-
-        self._ctx = ctx
-        self._endpoint = ctx.endpoint_url or ""
-        self._buckets: dict[str, tuple[str, str, bool]] = {}
-        elg = io.EventLoopGroup(1)
-        bootstrap = io.ClientBootstrap(elg, io.DefaultHostResolver(elg))
-        self._s3 = s3
-        self._tls = s3.S3RequestTlsMode
-        self._clients: dict[bool, Any] = {}
-        self._make_client = lambda tls: s3.S3Client(
-            bootstrap=bootstrap, region=ctx.region, tls_mode=tls,
-            credential_provider=ctx.crt_credentials_provider(),
-            retry_config=s3.S3RetryConfig(retry_mode=s3.S3RetryMode.NONE))
-
-    def _target(self, bucket: str, key: str) -> tuple[Any, str, str]:
-        """(client, host, path) of an object: the bucket's endpoint as botocore resolves
-        it (virtual host or path style, FIPS, dual-stack, partition)."""
-        from urllib.parse import quote
-
-        where = self._buckets.get(bucket)
-        if where is None:
-            scheme, host, prefix = self._ctx.bucket_endpoint(bucket)
-            secure = scheme == "https"
-            if secure not in self._clients:
-                self._clients[secure] = self._make_client(
-                    self._tls.ENABLED if secure else self._tls.DISABLED)
-            where = self._buckets[bucket] = (host, prefix, secure)
-        host, prefix, secure = where
-        return self._clients[secure], host, f"{prefix}/{quote(key, safe='/~')}"
+    def __init__(self, ctx: AwsContext, requests: CrtRequests | None = None) -> None:
+        self._requests = requests if requests is not None else CrtRequests(ctx)
 
     async def copy(self, src_bucket: str, src_key: str, version: str | None, dst_bucket: str,
                    dst_key: str) -> None:
-        import asyncio
         from urllib.parse import quote
 
-        from awscrt import http
-
-        client, host, path = self._target(dst_bucket, dst_key)
         source = f"/{src_bucket}/{quote(src_key, safe='/~')}"
         if version:
             source += f"?versionId={quote(version, safe='')}"
-        request = http.HttpRequest("PUT", path, http.HttpHeaders([
-            ("Host", host), ("x-amz-copy-source", source), ("Content-Length", "0")]))
+        _, body = await self._requests.send("PUT", dst_bucket, dst_key, "",
+                                            headers=[("x-amz-copy-source", source)])
+        if b"<Error>" in body:  # CopyObject can fail after a 200: the error is in the body
+            raise CrtS3Error(500, body, {})
+
+
+class CrtRequests:
+    """Small S3 requests (tagging, CopyObject) signed and sent by awscrt: its SigV4 signer
+    (`awscrt.auth.aws_sign_request`, in C) and its HTTP/1.1 client on connections kept
+    alive between requests (a pool per endpoint host). Nothing here signs; the body of
+    a request is built once per job (from botocore's serializer, `tagging_body`) and
+    only the object's path changes per task. Measured in bench/s3_cpu.py against
+    aiobotocore's put_object_tagging, whose Python serialisation and signing cost most
+    of its CPU per task.
+
+    One per worker and AWS settings; requests complete on one CRT thread and resolve
+    asyncio futures on the worker's loop. Errors are raised as `CrtS3Error` (an S3
+    answer) and `CrtConnectionError` (no answer; awscrt's error name), which
+    storage.outcomes.classify maps like botocore's.
+    """
+
+    def __init__(self, ctx: AwsContext, concurrency: int = 64) -> None:
+        from awscrt import auth, io
+
+        self._ctx = ctx
+        self._endpoint = ctx.endpoint_url or ""
+        self._limit = max(1, concurrency)
+        elg = io.EventLoopGroup(1)
+        self._bootstrap = io.ClientBootstrap(elg, io.DefaultHostResolver(elg))
+        self._socket = io.SocketOptions()
+        self._buckets: dict[str, tuple[_Pool, str]] = {}
+        self._pools: dict[tuple[str, str], _Pool] = {}
+        self._signing: dict[bytes, Any] = {}
+        self._base: Any = None
+        if ctx.credentials() is not None:
+            self._base = auth.AwsSigningConfig(
+                algorithm=auth.AwsSigningAlgorithm.V4,
+                signature_type=auth.AwsSignatureType.HTTP_REQUEST_HEADERS,
+                credentials_provider=ctx.crt_credentials_provider(), region=ctx.region,
+                service="s3", use_double_uri_encode=False, should_normalize_uri_path=False,
+                signed_body_header_type=auth.AwsSignedBodyHeaderType.X_AMZ_CONTENT_SHA_256)
+
+    def tagging_body(self, tag_set: list[dict[str, str]]) -> tuple[bytes, list[tuple[str, str]]]:
+        """PutObjectTagging's XML body and its checksum header, as botocore's serializer
+        builds them (once per job)."""
+        import base64
+        import hashlib
+
+        from botocore.serialize import create_serializer
+
+        model = self._ctx.session.get_service_model("s3").operation_model("PutObjectTagging")
+        request = create_serializer("rest-xml").serialize_to_request(
+            {"Bucket": "b", "Key": "k", "Tagging": {"TagSet": tag_set}}, model)
+        body = bytes(request["body"])
+        md5 = base64.b64encode(hashlib.md5(body).digest()).decode()  # noqa: S324 - S3's
+        return body, [("Content-MD5", md5), ("Content-Type", "application/xml")]
+
+    def _target(self, bucket: str) -> tuple[_Pool, str]:
+        where = self._buckets.get(bucket)
+        if where is None:
+            scheme, host, prefix = self._ctx.bucket_endpoint(bucket)
+            pool = self._pools.get((scheme, host))
+            if pool is None:
+                pool = self._pools[(scheme, host)] = _Pool(
+                    scheme, host, self._bootstrap, self._socket, self._limit, self._endpoint)
+            where = self._buckets[bucket] = (pool, prefix)
+        return where
+
+    def _signing_for(self, body: bytes) -> Any:
+        # Keyed by the body itself: a job sends the same bytes object every time, whose
+        # hash Python keeps, so the SHA-256 is computed once per body, not per request.
+        config = self._signing.get(body)
+        if config is None:
+            import hashlib
+
+            if len(self._signing) > 16:
+                self._signing.clear()
+            config = self._signing[body] = self._base.replace(
+                signed_body_value=hashlib.sha256(body).hexdigest())
+        return config
+
+    async def send(self, method: str, bucket: str, key: str, query: str, body: bytes = b"",
+                   headers: list[tuple[str, str]] | None = None) -> tuple[int, bytes]:
+        """Send one signed request for s3://bucket/key (`query`: `tagging`,
+        `tagging&versionId=...`, or empty); return (status, body) of a 2xx answer, raise
+        otherwise."""
+        import asyncio
+        from io import BytesIO
+        from urllib.parse import quote
+
+        from awscrt import auth, http
+
+        pool, prefix = self._target(bucket)
+        path = f"{prefix}/{quote(key, safe='/~')}" + (f"?{query}" if query else "")
+        fields = [("Host", pool.host), *(headers or ()), ("Content-Length", str(len(body)))]
+        request = http.HttpRequest(method, path, http.HttpHeaders(fields),
+                                   BytesIO(body) if body else None)
+        if self._base is not None:
+            signed = auth.aws_sign_request(request, self._signing_for(body))
+            try:
+                if not signed.done():
+                    await asyncio.wrap_future(signed)
+                signed.result()
+            except Exception as exc:  # noqa: BLE001 - awscrt's error, by its name
+                raise _crt_error(exc, self._endpoint) from None
+        return await pool.send(request)
+
+    def close(self) -> None:
+        for pool in self._pools.values():
+            pool.close()
+        self._pools.clear()
+        self._buckets.clear()
+
+
+def _crt_error(exc: BaseException, endpoint: str) -> CrtConnectionError:
+    name = getattr(exc, "name", "") or type(exc).__name__
+    return CrtConnectionError(name, str(exc), endpoint)
+
+
+class _Pool:
+    """Kept-alive awscrt HTTP/1.1 connections to one host, at most `limit` at once."""
+
+    def __init__(self, scheme: str, host: str, bootstrap: Any, socket: Any, limit: int,
+                 endpoint: str) -> None:
+        from collections import deque
+
+        name, _, port = host.rpartition(":") if host.count(":") == 1 else (host, "", "")
+        self.host = host
+        self._name = name or host
+        self._port = int(port) if port else (443 if scheme == "https" else 80)
+        self._tls: Any = None
+        if scheme == "https":
+            from awscrt import io
+
+            self._tls = io.ClientTlsContext(io.TlsContextOptions()).new_connection_options()
+            self._tls.set_server_name(self._name)
+        self._bootstrap, self._socket = bootstrap, socket
+        self._limit, self._endpoint = limit, endpoint
+        self._idle: list[Any] = []
+        self._open = 0
+        self._waiters: deque[Any] = deque()
+
+    async def _acquire(self) -> Any:
+        import asyncio
+
+        while self._idle:
+            conn = self._idle.pop()
+            if conn.is_open():
+                return conn
+            self._open -= 1
+        if self._open >= self._limit:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            return await waiter  # a connection handed over by _release (or None: make one)
+        self._open += 1
+        return None
+
+    async def _connect(self) -> Any:
+        import asyncio
+
+        from awscrt import http
+
+        try:
+            return await asyncio.wrap_future(http.HttpClientConnection.new(
+                self._name, self._port, self._bootstrap, self._socket, self._tls))
+        except Exception as exc:  # noqa: BLE001 - awscrt's error, by its name
+            self._release(None)
+            raise _crt_error(exc, self._endpoint) from None
+
+    def _release(self, conn: Any) -> None:
+        """Give `conn` (None: a connection slot) to the next waiter, or keep it idle."""
+        if conn is not None and not conn.is_open():
+            conn = None
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(conn)
+                return
+        if conn is None:
+            self._open -= 1
+        else:
+            self._idle.append(conn)
+
+    async def send(self, request: Any) -> tuple[int, bytes]:
+        import asyncio
+
+        conn = await self._acquire()
+        if conn is None:
+            conn = await self._connect()
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-        state: dict[str, Any] = {"body": bytearray(), "headers": {}}
+        future = loop.create_future()
+        state: dict[str, Any] = {"body": bytearray()}
 
-        def on_headers(status_code: int, headers: list[tuple[str, str]], **kw: Any) -> None:
-            state["status"] = status_code
-            state["headers"] = {k.lower(): v for k, v in headers}
+        def on_response(http_stream: Any, status_code: int, headers: Any, **kw: Any) -> None:
+            state["status"], state["headers"] = status_code, headers
 
-        def on_body(chunk: bytes, **kw: Any) -> None:
+        def on_body(http_stream: Any, chunk: bytes, **kw: Any) -> None:
             state["body"] += chunk
 
-        def settle(error: BaseException | None) -> None:
+        def settle(done: Any) -> None:
             if not future.done():
+                error = done.exception()
                 if error is None:
                     future.set_result(None)
                 else:
                     future.set_exception(error)
 
-        def on_done(error: BaseException | None = None, status_code: int | None = None,
-                    error_body: bytes | None = None,
-                    error_headers: list[tuple[str, str]] | None = None, **kw: Any) -> None:
-            if error_headers:  # (Retry-After among them)
-                state["headers"] = {k.lower(): v for k, v in error_headers}
-            status = status_code or state.get("status") or 0
-            body = bytes(error_body or state["body"])
-            name = getattr(error, "name", "")
-            if error is not None and not status and name in _CRT_STATUS:
-                status, code, text = _CRT_STATUS[name]
-                body = f"<Error><Code>{code}</Code><Message>{text}</Message></Error>".encode()
-            if error is not None and not status:
-                result: BaseException | None = CrtConnectionError(
-                    name or type(error).__name__, str(error), self._endpoint)
-            elif status >= 300 or b"<Error>" in body:
-                # CopyObject can fail after a 200: the error is then in the body.
-                result = CrtS3Error(status if status >= 300 else 500, body, state["headers"])
-            else:
-                result = None
-            loop.call_soon_threadsafe(settle, result)
+        try:
+            stream = conn.request(request, on_response, on_body)
+            stream.activate()
+        except Exception as exc:  # noqa: BLE001 - a connection closed while idle
+            self._release(None)
+            raise _crt_error(exc, self._endpoint) from None
+        stream.completion_future.add_done_callback(
+            lambda done: loop.call_soon_threadsafe(settle, done))
+        try:
+            await future
+        except asyncio.CancelledError:
+            conn.close()
+            self._release(None)
+            raise
+        except Exception as exc:  # noqa: BLE001 - awscrt's error, by its name
+            conn.close()
+            self._release(None)
+            raise _crt_error(exc, self._endpoint) from None
+        self._release(conn)
+        status, body = state["status"], bytes(state["body"])
+        if status >= 300:
+            headers = {k.lower(): v for k, v in state["headers"]}
+            raise CrtS3Error(status, body, headers)
+        return status, body
 
-        client.make_request(type=self._s3.S3RequestType.DEFAULT, request=request,
-                                  operation_name="CopyObject", on_headers=on_headers,
-                                  on_body=on_body, on_done=on_done)
-        await future
+    def close(self) -> None:
+        for conn in self._idle:
+            conn.close()
+        self._idle.clear()
