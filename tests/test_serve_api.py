@@ -631,3 +631,23 @@ def test_runners_run_the_highest_priority_first(serve, tmp_path, runners) -> Non
     from helpers import decoded_keys
 
     assert sorted(decoded_keys(report_rows(tmp_path, low_id))) == sorted(low_keys)
+
+
+def test_a_job_store_on_s3(serve, tmp_path, s3, bucket) -> None:
+    """--job-store s3://bucket/prefix: the index, the runners and the API on an
+    object-store job home (moto_server here)."""
+    server = serve("--job-store", f"s3://{bucket}/store")
+    assert f"s3://{bucket}/store" in server.banner
+    c = s3control(server)
+    request, keys = copy_request(tmp_path, 5, ConfirmationRequired=True)
+    job_id = c.create_job(**request)["JobId"]
+    wait_status(c, job_id, {"Suspended"})
+    assert [j["JobId"] for j in c.list_jobs(AccountId=ACCOUNT,
+                                            JobStatuses=["Suspended"])["Jobs"]] == [job_id]
+    c.update_job_status(AccountId=ACCOUNT, JobId=job_id, RequestedJobStatus="Ready")
+    job = wait_status(c, job_id, {"Complete", "Failed"})
+    assert job["Status"] == "Complete", job
+    assert len(report_rows(tmp_path, job_id)) == 5
+    keys_there = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket,
+                                                       Prefix="store/")["Contents"]]
+    assert any(k.endswith(f"{job_id}/job.json") for k in keys_there), keys_there
