@@ -17,10 +17,12 @@ Faults, drawn from a seeded `random.Random` for every request whose method is el
 503/500/reset are injected *instead of* forwarding, so the request has no side effect.
 Requests for paths in `deny` are always answered `403 AccessDenied`, for paths in
 `throttle` always `503 SlowDown` (both never forwarded); `script[path]` lists faults
-for the next requests for a path, one per request. Paths are `/bucket/key`,
+for the next requests for a path, one per request (`fault_when`, called with each
+request, picks finer: one part of a multipart copy, say). Paths are `/bucket/key`,
 percent-decoded, without the query string; a request is "for" a path when it is its URL
 path or its `x-amz-copy-source` (server-side copies read the source). `counts` holds the
-number of connections, requests and faults of each kind; `requests_for(path)` the number
+number of connections, requests and faults of each kind; `log` every request (method,
+target, copy-source range); `requests_for(path)` the number
 of requests seen for one path.
 """
 
@@ -32,7 +34,7 @@ import socket
 import struct
 import threading
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from urllib.parse import unquote, urlsplit
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -177,6 +179,11 @@ class FaultProxy:
              "upstream_error"), 0)
         self.paths: Counter[tuple[str, str]] = Counter()  # (method, path) → requests
         self.sources: Counter[tuple[str, str]] = Counter()  # (method, copy source) → requests
+        #: Every request as (method, target with its query, x-amz-copy-source-range).
+        self.log: list[tuple[str, str, str | None]] = []
+        #: Called with each request (method, target, headers); a fault kind it returns
+        #: is injected (after `script`), None lets the request through.
+        self.fault_when: Callable[[str, str, list[tuple[str, str]]], str | None] | None = None
         self.port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.AbstractServer | None = None
@@ -292,6 +299,7 @@ class FaultProxy:
         with self._lock:
             self.counts["requests"] += 1
             self.paths[(req.method, req.path)] += 1
+            self.log.append((req.method, req.target, req.header("x-amz-copy-source-range")))
             if req.copy_source is not None:
                 self.sources[(req.method, req.copy_source)] += 1
 
@@ -301,6 +309,8 @@ class FaultProxy:
             await asyncio.sleep(self.latency)
 
         fault = self._scripted(req)
+        if fault is None and self.fault_when is not None:
+            fault = self.fault_when(req.method, req.target, req.headers)
         if fault is None and eligible:
             fault = self._draw()
         if fault == "reset":

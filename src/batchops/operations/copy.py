@@ -5,7 +5,8 @@ How a task copies, cheapest first:
 - S3 to S3 (another bucket, a version id, or any of Amazon's copy options): S3's
   CopyObject through the S3 API client, server-side, with the options applied; objects
   over 5 GB go through multipart copy (UploadPartCopy), since one CopyObject fails above
-  that size;
+  that size: its parts are copied PART_CONCURRENCY at a time, and a part that fails is
+  retried on its own (the object starts over only once a part's attempts are spent);
 - otherwise (another store): get → put, streamed; large objects go up in parts and are
   never held whole in memory. Content type and user metadata travel where both stores
   keep them.
@@ -58,6 +59,11 @@ SMALL_OBJECT = 16 * 1024 * 1024
 PART_SIZE = 16 * 1024 * 1024
 #: S3 refuses a single CopyObject above 5 GB.
 MAX_SINGLE_COPY = 5 * 1024**3
+#: A multipart copy's UploadPartCopy calls in flight at once (per object), and how often
+#: one part is tried before the object's copy fails (its failure then goes to the task
+#: loop, which retries the whole object). aws-cli sends 10 requests at once.
+PART_CONCURRENCY = 8
+PART_ATTEMPTS = 5
 _WHERE = "Operation.S3PutObjectCopy"
 STORAGE_CLASSES = ("STANDARD", "STANDARD_IA", "ONEZONE_IA", "GLACIER", "INTELLIGENT_TIERING",
                    "DEEP_ARCHIVE", "GLACIER_IR")
@@ -72,7 +78,8 @@ S3_OPTIONS = ("StorageClass", "MetadataDirective", "NewObjectMetadata", "NewObje
               "ObjectLockMode", "ObjectLockRetainUntilDate", "ObjectLockLegalHoldStatus",
               "SSEAwsKmsKeyId", "BucketKeyEnabled", "RequesterPays",
               "ModifiedSinceConstraint", "UnModifiedSinceConstraint", "RedirectLocation",
-              "BatchopsMultipartThreshold")
+              "BatchopsMultipartThreshold", "BatchopsMultipartPartSize",
+              "BatchopsMultipartConcurrency")
 _GRANT_ARGS = MappingProxyType({"READ": "GrantRead", "READ_ACP": "GrantReadACP",
                                 "WRITE_ACP": "GrantWriteACP",
                                 "FULL_CONTROL": "GrantFullControl"})
@@ -232,6 +239,9 @@ class CopyOperation(Operation):
         self._has_options = any(k in params for k in S3_OPTIONS)
         self._multipart_threshold = int(params.get("BatchopsMultipartThreshold",
                                                    MAX_SINGLE_COPY))
+        self._part_size = int(params.get("BatchopsMultipartPartSize", 0))  # 0: by size
+        self._part_concurrency = max(1, int(params.get("BatchopsMultipartConcurrency",
+                                                       PART_CONCURRENCY)))
         self.folders = FolderCopier()
         # --verify: compared after the copy; --skip-unchanged: compared first.
         verify, skip = params.get("BatchopsVerify"), params.get("BatchopsSkipUnchanged")
@@ -343,21 +353,61 @@ class CopyOperation(Operation):
         part = max(64 * 1024 * 1024, -(-size // 10_000))
         if self._multipart_threshold < MAX_SINGLE_COPY:
             part = max(5 * 1024 * 1024, min(part, -(-size // 2)))
+        if self._part_size:
+            part = max(5 * 1024 * 1024, self._part_size, -(-size // 10_000))
         upload = await client.create_multipart_upload(Bucket=bucket, Key=key, **create)
         upload_id = upload["UploadId"]
         try:
-            parts = []
-            for n, start in enumerate(range(0, size, part), 1):
-                end = min(start + part, size) - 1
-                r = await client.upload_part_copy(Bucket=bucket, Key=key, UploadId=upload_id,
-                                                  PartNumber=n, CopySource=source,
-                                                  CopySourceRange=f"bytes={start}-{end}")
-                parts.append({"PartNumber": n, "ETag": r["CopyPartResult"]["ETag"]})
+            parts = await self._copy_parts(client, source, size, part, bucket, key, upload_id)
             await client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id,
                                                    MultipartUpload={"Parts": parts})
         except BaseException:
             await client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
             raise
+
+    async def _copy_parts(self, client: Any, source: dict[str, str], size: int, part: int,
+                          bucket: str, key: str, upload_id: str) -> list[dict[str, Any]]:
+        """UploadPartCopy of every part, `self._part_concurrency` at once; a part whose
+        call fails in a retryable way is sent again (alone, after a backoff or the
+        store's Retry-After), up to PART_ATTEMPTS times. The first part that cannot be
+        copied cancels the others and fails the object."""
+        import asyncio
+
+        from batchops.storage.outcomes import classify
+
+        ranges = iter(enumerate(range(0, size, part), 1))
+        done: dict[int, str] = {}
+
+        async def copy_part(n: int, start: int) -> None:
+            end = min(start + part, size) - 1
+            for attempt in range(1, PART_ATTEMPTS + 1):
+                try:
+                    r = await client.upload_part_copy(
+                        Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=n,
+                        CopySource=source, CopySourceRange=f"bytes={start}-{end}")
+                    done[n] = r["CopyPartResult"]["ETag"]
+                    return
+                except Exception as exc:
+                    outcome = classify(exc)
+                    if not outcome.retryable or attempt == PART_ATTEMPTS:
+                        raise
+                    await asyncio.sleep(max(min(0.1 * 2 ** (attempt - 1), 5.0),
+                                            outcome.retry_after))
+
+        async def lane() -> None:
+            for n, start in ranges:  # one shared iterator: each part is taken once
+                await copy_part(n, start)
+
+        lanes = [asyncio.ensure_future(lane())
+                 for _ in range(min(self._part_concurrency, -(-size // part)))]
+        try:
+            await asyncio.gather(*lanes)
+        except BaseException:
+            for task in lanes:
+                task.cancel()
+            await asyncio.gather(*lanes, return_exceptions=True)
+            raise
+        return [{"PartNumber": n, "ETag": done[n]} for n in sorted(done)]
 
     async def stream_copy(self, src: Location, src_key: str, version: str | None,
                           dst: Location, dst_key: str,
