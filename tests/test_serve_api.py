@@ -23,6 +23,7 @@ import sys
 import textwrap
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -651,3 +652,42 @@ def test_a_job_store_on_s3(serve, tmp_path, s3, bucket) -> None:
     keys_there = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket,
                                                        Prefix="store/")["Contents"]]
     assert any(k.endswith(f"{job_id}/job.json") for k in keys_there), keys_there
+
+
+def test_aws_cli_tagging_job_on_s3_buckets_named_by_arns(serve, tmp_path, s3, bucket) -> None:
+    """The AWS documentation's create-job, as written there: an S3PutObjectTagging job
+    whose manifest and report are S3 objects named by ARNs (moto_server's S3 here)."""
+    keys = [f"photos/{i:03d} a+b.jpg" for i in range(12)]
+    for k in keys:
+        s3.put_object(Bucket=bucket, Key=k, Body=b"x")
+    manifest = "".join(f"{bucket},{urllib.parse.quote_plus(k, safe='/')}\n" for k in keys)
+    put = s3.put_object(Bucket=bucket, Key="manifests/manifest.csv", Body=manifest.encode())
+    server = serve()
+    created = _aws(
+        server, "create-job", "--account-id", ACCOUNT,
+        "--operation", '{"S3PutObjectTagging": {"TagSet": [{"Key": "keyOne", '
+                       '"Value": "ValueOne"}]}}',
+        "--manifest", json.dumps({
+            "Spec": {"Format": "S3BatchOperations_CSV_20180820", "Fields": ["Bucket", "Key"]},
+            "Location": {"ObjectArn": f"arn:aws:s3:::{bucket}/manifests/manifest.csv",
+                         "ETag": put["ETag"].strip('"')}}),
+        "--report", json.dumps({"Bucket": f"arn:aws:s3:::{bucket}",
+                                "Prefix": "final-reports", "Format": "Report_CSV_20180820",
+                                "Enabled": True, "ReportScope": "AllTasks"}),
+        "--priority", "42", "--role-arn", ROLE, "--client-request-token", str(uuid.uuid4()),
+        "--description", "tag photos", "--no-confirmation-required")
+    job_id = created["JobId"]
+    deadline = time.monotonic() + 120
+    while (job := _aws(server, "describe-job", "--account-id", ACCOUNT, "--job-id",
+                       job_id)["Job"])["Status"] not in ("Complete", "Failed"):
+        assert time.monotonic() < deadline, job["Status"]
+        time.sleep(0.3)
+    assert job["Status"] == "Complete", job
+    assert job["Report"]["Bucket"] == f"arn:aws:s3:::{bucket}"
+    assert job["ProgressSummary"]["NumberOfTasksSucceeded"] == len(keys)
+    for k in keys:
+        assert s3.get_object_tagging(Bucket=bucket, Key=k)["TagSet"] == \
+            [{"Key": "keyOne", "Value": "ValueOne"}]
+    report = s3.get_object(Bucket=bucket,
+                           Key=f"final-reports/job-{job_id}/manifest.json")["Body"].read()
+    assert json.loads(report)["Format"] == "Report_CSV_20180820"
