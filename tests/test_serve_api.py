@@ -302,6 +302,7 @@ def test_list_jobs_pages_with_a_stable_next_token(serve, tmp_path) -> None:
     assert seen == list(reversed(made))
     assert newest not in seen
     # From the start again: the new job first, then the same order.
+    wait_status(c, newest, {"Suspended"})
     assert [j["JobId"] for j in c.list_jobs(AccountId=ACCOUNT)["Jobs"]] == \
         [newest, *reversed(made)]
     assert [j["JobId"] for j in c.list_jobs(AccountId=ACCOUNT, MaxResults=2,
@@ -606,7 +607,7 @@ def test_runners_run_the_highest_priority_first(serve, tmp_path, runners) -> Non
     server = serve("--runners", str(runners), "--workers", "1", "--concurrency", "2",
                    "--chunk-size", "10", "--max-ops-per-second", "40")
     c = s3control(server)
-    low, low_keys = copy_request(tmp_path, 120, Priority=1)
+    low, low_keys = copy_request(tmp_path, 240, Priority=1)
     low_id = c.create_job(**low)["JobId"]
     deadline = time.monotonic() + 60
     while _done_chunks(server.home, low_id) < 1:
