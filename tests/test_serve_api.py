@@ -644,8 +644,11 @@ def test_a_job_store_on_s3(serve, tmp_path, s3, bucket) -> None:
     request, keys = copy_request(tmp_path, 5, ConfirmationRequired=True)
     job_id = c.create_job(**request)["JobId"]
     wait_status(c, job_id, {"Suspended"})
-    assert [j["JobId"] for j in c.list_jobs(AccountId=ACCOUNT,
-                                            JobStatuses=["Suspended"])["Jobs"]] == [job_id]
+    deadline = time.monotonic() + 10  # the index looks at an object store every 2 s
+    while [j["JobId"] for j in c.list_jobs(AccountId=ACCOUNT, JobStatuses=[
+            "Suspended"])["Jobs"]] != [job_id]:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
     c.update_job_status(AccountId=ACCOUNT, JobId=job_id, RequestedJobStatus="Ready")
     job = wait_status(c, job_id, {"Complete", "Failed"})
     assert job["Status"] == "Complete", job

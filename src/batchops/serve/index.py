@@ -13,6 +13,10 @@ each job.json), and kept current without re-reading the store:
 - jobs another process created in the same store are found by listing the store's job
   folders, at most once per RESCAN seconds.
 
+So ListJobs shows each job as it is at the request (on an object store, where each look
+is a GET, as it was up to FRESH_REMOTE seconds before); the runners' choice may be FRESH
+seconds old.
+
 Crash: nothing of the index is written anywhere, so nothing of it can be stale or
 half-written after a kill -9; the job files are the only truth, and a server that
 starts again builds the index from them.
@@ -228,11 +232,14 @@ class JobIndex:
                 if entry is not None:
                     self._put(entry)
 
-    def current(self) -> None:
-        """Bring every entry up to date (jobs not finished, jobs made elsewhere)."""
+    def current(self, max_age: float = FRESH) -> None:
+        """Bring every entry up to date (jobs not finished, jobs made elsewhere), unless
+        that was done less than `max_age` seconds ago (FRESH_REMOTE at least on an object
+        store)."""
         with self._lock:
             now = time.monotonic()
-            if now - self._refreshed < (FRESH_REMOTE if self._remote else FRESH):
+            if now - self._refreshed < (max(max_age, FRESH_REMOTE) if self._remote
+                                        else max_age):
                 return
             self._rescan()
             for job_id in list(self._live):
@@ -256,7 +263,7 @@ class JobIndex:
         """ListJobs' output for `account`: newest first, `max_results` a page; NextToken
         names the last job given, so a page never repeats or skips a job that was there
         when the first page was asked (jobs created since come before it)."""
-        self.current()
+        self.current(max_age=0)  # a stat per job not finished: what ListJobs shows is now
         jobs: list[dict[str, Any]] = []
         start = decode_token(next_token) if next_token else None
         with self._lock:
