@@ -450,7 +450,7 @@ def command_text(case: Case) -> str:
     cmd = case.cmd("http://127.0.0.1:PORT")
     cmd = [Path(cmd[0]).name, *cmd[1:]]
     if cmd[0].startswith("python"):
-        cmd = ["python", "tagger.py", *cmd[2:3], "keys.txt"]
+        cmd = ["python", "tagger.py", *cmd[2:3], "keys.txt", *cmd[4:]]
     text = " ".join(f"'{a}'" if "*" in a else a for a in cmd)
     return re.sub(r"\S*/(data|quarter)\.csv", "m.csv", text)
 
