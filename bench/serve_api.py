@@ -61,6 +61,7 @@ SECTION = "## batchops serve: the s3control jobs API (issue 16)"
 ACCOUNT = "123456789012"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/batchops"
 PAGE = 50
+ROUNDS = 5  # turns of each request-rate figure, interleaved
 
 
 def client(url: str) -> Any:
@@ -212,36 +213,9 @@ def main() -> int:
         start_s = time.perf_counter() - t
         c = client(url)
         suspended = sum(1 for i in range(jobs) if i % 50 == 7)
-        figures: dict[str, float] = {}
-        figures["describe"], _ = rate(lambda: c.describe_job(
-            AccountId=ACCOUNT, JobId=random.choice(ids)), args.seconds)
-        figures["list"], _ = rate(lambda: c.list_jobs(AccountId=ACCOUNT, MaxResults=PAGE),
-                                  args.seconds)
-        figures["list_filtered"], _ = rate(lambda: c.list_jobs(
-            AccountId=ACCOUNT, MaxResults=PAGE, JobStatuses=["Suspended"]), args.seconds)
         assert len(c.list_jobs(AccountId=ACCOUNT, MaxResults=PAGE)["Jobs"]) == PAGE
-
-        # Baseline b: the job store read directly, in this process.
         from batchops.results.stores import job_store
         from batchops.schedule.control import describe, list_jobs
-
-        figures["lib_describe"], _ = rate(
-            lambda: describe(job_store(random.choice(ids), str(home))), args.seconds)
-        figures["lib_list"], _ = rate(lambda: list_jobs(str(home), max_results=PAGE),
-                                      args.seconds)
-        figures["lib_list_filtered"], _ = rate(lambda: list_jobs(
-            str(home), statuses=("Suspended",), max_results=PAGE), args.seconds)
-        # Baseline c: the CLI, one command per request (interpreter start included).
-        env = {**os.environ, "BATCHOPS_HOME": str(home)}
-
-        def cli(*argv: str) -> None:
-            subprocess.run([sys.executable, "-m", "batchops", *argv], env=env, check=True,
-                           stdout=subprocess.DEVNULL)
-
-        figures["cli_describe"], _ = rate(lambda: cli("describe-job", "--job-id",
-                                                      random.choice(ids)), args.seconds)
-        figures["cli_list"], _ = rate(lambda: cli("list-jobs", "--max-results", str(PAGE)),
-                                      args.seconds)
 
         # Baseline a: moto_server's s3control, same client and protocol.
         moto, moto_url = start_moto()
@@ -255,10 +229,35 @@ def main() -> int:
         for name in names:
             m.create_access_point(AccountId=ACCOUNT, Name=name, Bucket="bench-bucket")
         moto_fill_s = time.perf_counter() - t
-        figures["moto_get"], _ = rate(lambda: m.get_access_point(
-            AccountId=ACCOUNT, Name=random.choice(names)), args.seconds)
-        figures["moto_list"], _ = rate(lambda: m.list_access_points(
-            AccountId=ACCOUNT, MaxResults=PAGE), args.seconds)
+        # Baseline c: the CLI, one command per request (interpreter start included).
+        env = {**os.environ, "BATCHOPS_HOME": str(home)}
+
+        def cli(*argv: str) -> None:
+            subprocess.run([sys.executable, "-m", "batchops", *argv], env=env, check=True,
+                           stdout=subprocess.DEVNULL)
+
+        calls: dict[str, Callable[[], Any]] = {
+            "describe": lambda: c.describe_job(AccountId=ACCOUNT, JobId=random.choice(ids)),
+            "moto_get": lambda: m.get_access_point(AccountId=ACCOUNT,
+                                                   Name=random.choice(names)),
+            "lib_describe": lambda: describe(job_store(random.choice(ids), str(home))),
+            "cli_describe": lambda: cli("describe-job", "--job-id", random.choice(ids)),
+            "list": lambda: c.list_jobs(AccountId=ACCOUNT, MaxResults=PAGE),
+            "moto_list": lambda: m.list_access_points(AccountId=ACCOUNT, MaxResults=PAGE),
+            "lib_list": lambda: list_jobs(str(home), max_results=PAGE),
+            "cli_list": lambda: cli("list-jobs", "--max-results", str(PAGE)),
+            "list_filtered": lambda: c.list_jobs(AccountId=ACCOUNT, MaxResults=PAGE,
+                                                 JobStatuses=["Suspended"]),
+            "lib_list_filtered": lambda: list_jobs(str(home), statuses=("Suspended",),
+                                                   max_results=PAGE),
+        }
+        # Interleaved: every figure takes a turn in each round (the load of a busy
+        # machine changes within minutes); each figure is the median of its rounds.
+        samples: dict[str, list[float]] = {name: [] for name in calls}
+        for _ in range(ROUNDS):
+            for name, call in calls.items():
+                samples[name].append(rate(call, args.seconds / ROUNDS)[0])
+        figures = {name: statistics.median(v) for name, v in samples.items()}
         stop(moto)
 
         # CreateJob while 4 jobs run.
@@ -271,16 +270,15 @@ def main() -> int:
             time.sleep(0.2)
         requests = [copy_job_request(root, 100, ConfirmationRequired=True)
                     for _ in range(args.creates)]
-        api_ms = []
-        for request in requests:
-            t = time.perf_counter()
-            c.create_job(**request)
-            api_ms.append((time.perf_counter() - t) * 1000)
         from batchops.model.request import options_from_request
         from batchops.schedule.create import create_job
 
-        lib_ms = []
-        for _ in range(args.creates):
+        api_ms: list[float] = []
+        lib_ms: list[float] = []
+        for request in requests:  # in turn: one through the API, one by the library
+            t = time.perf_counter()
+            c.create_job(**request)
+            api_ms.append((time.perf_counter() - t) * 1000)
             opts = options_from_request(copy_job_request(root, 100, ConfirmationRequired=True))
             t = time.perf_counter()
             create_job(opts, str(home))
@@ -350,7 +348,8 @@ Load average (1 min) {load0:.2f} at the start, {load1:.2f} at the end; whole run
 {(time.monotonic() - began) / 60:.1f} min.{busy} Job store: {jobs:,} jobs ({suspended:,}
 Suspended, the rest Complete) written in {fill_s:.1f} s; the server read them into its
 index at start ({start_s:.1f} s from the command to listening). One boto3 s3control client,
-unchanged, one request at a time, the server as its HTTP proxy; {args.seconds:g} s a figure.
+unchanged, one request at a time, the server as its HTTP proxy; {args.seconds:g} s a figure,
+in {ROUNDS} turns interleaved with the others' (each figure the median of its turns).
 
 {rates}
 
@@ -366,7 +365,8 @@ them.
 
 CreateJob while 4 copy jobs run (20,000 rows each, at most 100 tasks/s each, started
 through the API; still {', '.join(still)} at the end): {args.creates} requests one after
-another, each a 100-row local manifest with ConfirmationRequired.
+another, each a 100-row local manifest with ConfirmationRequired, in turn with as many
+`create_job` calls of the library.
 
 {latency}
 """
