@@ -293,6 +293,15 @@ def write_section(preamble: str, blocks_new: dict[str, str], results: Path = RES
 # -- one case --------------------------------------------------------------------------------
 
 
+def installed_env(home: Path, pycache: Path) -> dict[str, str]:
+    """The environment batchops runs in here: job home `home`, and bytecode cached (under
+    `pycache`) as a normal install has it: PYTHONDONTWRITEBYTECODE would recompile an
+    editable install at every start (~0.3 s)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env.update(BATCHOPS_HOME=str(home), PYTHONPYCACHEPREFIX=str(pycache))
+    return env
+
+
 def run_case(root: Path, where: Path, n: int, repeats: int, rclone: str | None,
              keep_targets: bool, rng: random.Random) -> tuple[dict, str, str]:
     """Make the files under `root` (in folder `where`), time every tool; returns (data,
@@ -303,10 +312,7 @@ def run_case(root: Path, where: Path, n: int, repeats: int, rclone: str | None,
     src, manifest, keys = make_source(root, n)
     home = root / "home"
     home.mkdir()
-    # Bytecode is cached (under the work folder) as a normal install has it:
-    # PYTHONDONTWRITEBYTECODE would recompile an editable install at every start.
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    env.update(BATCHOPS_HOME=str(home), PYTHONPYCACHEPREFIX=str(root.parent / "pycache"))
+    env = installed_env(home, root.parent / "pycache")
     exe = batchops_exe()
 
     def command(tool: str, target: Path) -> list[str]:

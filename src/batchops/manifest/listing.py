@@ -9,6 +9,7 @@ under `ManifestOutputLocation`, and described by `GeneratedManifestDescriptor`.
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import os
@@ -281,34 +282,37 @@ def _head_predicate(flt: dict[str, Any]) -> Callable[[dict[str, Any]], bool] | N
 def _list_folder(root: str, prefix: str) -> Iterator[Listed]:
     """The regular files below folder `root` whose keys start with `prefix`, walked from
     the root without following a symlink (the sandbox, storage/localfs.py): symlinks,
-    devices and batchops' own temporaries are skipped. Streamed in directory order (a
-    folder's entries are never held whole: memory stays flat however large it is); only
-    the names of folders still to visit are kept."""
+    devices and batchops' own temporaries are skipped, and a folder replaced by a symlink
+    while it is walked is not entered. Streamed in directory order, a batch of entries at
+    a time (a folder's entries are never held whole: memory stays flat however large it
+    is); only the names of folders still to visit are kept. The system calls are made by
+    the native lister (ext/batchops/_listdir.pyx), without the GIL."""
+    from batchops._listdir import Scanner
     from batchops.storage.localfs import is_temporary
 
+    fsdecode = os.fsdecode
     stack = [""]
     while stack:
         sub = stack.pop()
         folders = []
         try:
-            with os.scandir(os.path.join(root, sub) if sub else root) as it:
-                for entry in it:
-                    key = sub + entry.name
-                    if entry.is_symlink():
-                        continue
-                    if entry.is_dir(follow_symlinks=False):
-                        if key.startswith(prefix) or prefix.startswith(key + "/"):
-                            folders.append(key + "/")
-                    elif entry.is_file(follow_symlinks=False) and key.startswith(prefix) \
-                            and not is_temporary(entry.name):
-                        try:
-                            st = entry.stat(follow_symlinks=False)
-                        except FileNotFoundError:
-                            continue  # removed while listing
-                        yield (key, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC),
-                               "STANDARD", None)
-        except (FileNotFoundError, NotADirectoryError):
-            continue  # removed while listing
+            scanner = Scanner(os.fsencode(os.path.join(root, sub) if sub else root),
+                              follow=not sub)
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                continue  # removed, or replaced by a file or a symlink, while listing
+            raise
+        while batch := scanner.batch(1024):
+            for raw, is_dir, size, mtime_ns in batch:
+                name = fsdecode(raw)
+                key = sub + name
+                if is_dir:
+                    if key.startswith(prefix) or prefix.startswith(key + "/"):
+                        folders.append(key + "/")
+                elif key.startswith(prefix) and not is_temporary(name):
+                    # st_mtime's float, as os.stat makes it
+                    seconds = mtime_ns // 1_000_000_000 + mtime_ns % 1_000_000_000 * 1e-9
+                    yield (key, size, datetime.fromtimestamp(seconds, UTC), "STANDARD", None)
         stack.extend(folders)
 
 
