@@ -288,18 +288,23 @@ def section(d: dict, c: dict, command: str, started: float, load0: float) -> str
                   f"{rss[base]:,.0f} MiB at {d['n']:,} keys a side, {verdict}"
               + ("" if d["n"] >= BASE_KEYS else " (a scaled-down run: the target is for 10M)")
               + "."]
-    lines += ["", f"### re-run of a finished {c['files']:,}-file local copy", "",
-              f"bench/local_copy.py's files (4 KiB each) in {c['where']}; each tool copied "
-              "them once (untimed), then ran again and copied nothing (checked: batchops' "
-              "job had 0 tasks, rclone logged no copy). rclone with 16 transfers and "
-              "checkers, comparing size and modification time as it does by default. "
-              "batchops' bytecode is cached, as a normal install has it (its first, "
-              "untimed run fills the cache).", "",
-              "```", "batchops run --from-listing file://SRC --operation copy --target "
-              "file://DST --skip-unchanged size+mtime --no-progress --json",
-              "rclone copy SRC DST --transfers 16 --checkers 16", "```", "",
-              "| tool | runs, wall (s) | median wall (s) | / batchops |",
-              "|---|---|---:|---:|"]
+    return "\n".join(lines + ["", rerun_section(c)])
+
+
+def rerun_section(c: dict) -> str:
+    """The re-run's block of the section: its table, batchops' phases, the verdict."""
+    lines = [f"### re-run of a finished {c['files']:,}-file local copy", "",
+             f"bench/local_copy.py's files (4 KiB each) in {c['where']}; each tool copied "
+             "them once (untimed), then ran again and copied nothing (checked: batchops' "
+             "job had 0 tasks, rclone logged no copy). rclone with 16 transfers and "
+             "checkers, comparing size and modification time as it does by default. "
+             "batchops' bytecode is cached, as a normal install has it (its first, "
+             "untimed run fills the cache).", "",
+             "```", "batchops run --from-listing file://SRC --operation copy --target "
+             "file://DST --skip-unchanged size+mtime --no-progress --json",
+             "rclone copy SRC DST --transfers 16 --checkers 16", "```", "",
+             "| tool | runs, wall (s) | median wall (s) | / batchops |",
+             "|---|---|---:|---:|"]
     cmed = {t: statistics.median(rs) for t, rs in c["runs"].items()}
     first = next(iter(cmed))
     for t, rs in c["runs"].items():
@@ -325,6 +330,8 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--where", default="/tmp", help="folder for the work files (/tmp)")
     ap.add_argument("--no-results", action="store_true", help="do not write RESULTS.md")
+    ap.add_argument("--only", choices=("diff", "rerun"),
+                    help="run one part only (implies --no-results: the section needs both)")
     args = ap.parse_args()
     started, load0 = time.time(), os.getloadavg()[0]
     print(f"load average {load_average()}", flush=True)
@@ -332,11 +339,18 @@ def main() -> int:
     files = max(100, round(BASE_FILES * scale()))
     with tempfile.TemporaryDirectory(prefix="bench-diff-", dir=args.where) as tmp:
         root = Path(tmp)
-        (root / "diff").mkdir()
-        d = bench_diff(root / "diff", n, args.repeats)
-        shutil.rmtree(root / "diff")
-        c = bench_rerun(root / "rerun", files, args.repeats, find_rclone())
-        c["where"] = args.where
+        if args.only != "rerun":
+            (root / "diff").mkdir()
+            d = bench_diff(root / "diff", n, args.repeats)
+            shutil.rmtree(root / "diff")
+        if args.only != "diff":
+            c = bench_rerun(root / "rerun", files, args.repeats, find_rclone())
+            c["where"] = args.where
+    if args.only:
+        print(f"load average {load_average()}")
+        if args.only == "rerun":
+            print(rerun_section(c))
+        return 0
     env_scale = os.environ.get("BATCHOPS_BENCH_SCALE")
     command = (f"BATCHOPS_BENCH_SCALE={env_scale} " if env_scale else "") + \
         f"python bench/diff.py --repeats {args.repeats}" + \
