@@ -161,6 +161,9 @@ def test_console_shows_progress_live_and_cancels(cli, tmp_path, server, browser)
     _wait("the job to be Active", lambda: browser.find_element(
         By.CSS_SELECTOR, row).get_attribute("data-status") == "Active")
     first = _wait("tasks done", done)
+    # Updates merge into the page: the buttons found now are still the page's own once
+    # the counts have changed (a click while a poll lands is never lost).
+    priority = browser.find_element(By.CSS_SELECTOR, f'{row} button[data-act="priority"]')
     later = _wait("the progress to move on", lambda: done() > first and done())
     assert first < later < 600
     assert browser.execute_script("return window.__sameDocument === true")
@@ -173,7 +176,7 @@ def test_console_shows_progress_live_and_cancels(cli, tmp_path, server, browser)
     _wait("three progress events", lambda: log.read_text().count('"progress"') >= 3)
 
     # Priority through UpdateJobPriority (the dialog, then the API).
-    browser.find_element(By.CSS_SELECTOR, f'{row} button[data-act="priority"]').click()
+    priority.click()  # (stale, and raising, if a poll had replaced the row)
     field = browser.find_element(By.CSS_SELECTOR, "#action-dialog input[name=priority]")
     field.clear()
     field.send_keys("42")

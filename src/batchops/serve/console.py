@@ -1,7 +1,8 @@
 """The web console (`GET /`): the jobs of the server's job store, in the spirit of the S3
 console's Batch Operations view.
 
-Server-rendered HTML and a little JavaScript (static/console.js), no build step:
+Server-rendered HTML and a little JavaScript (static/console.js, with morphdom vendored
+as one file to merge each poll's HTML into the page), no build step:
 
     GET  /                               the job list
     GET  /console/jobs                   the list's rows (the page polls it each second)
@@ -10,7 +11,7 @@ Server-rendered HTML and a little JavaScript (static/console.js), no build step:
                                          the report's parts
     GET  /console/jobs/<id>/panel        that page's body (polled)
     GET  /console/jobs/<id>/report/<key> a part of a report kept in a folder
-    GET  /static/<file>                  console.js, console.css, favicon.svg
+    GET  /static/<file>                  console.js, morphdom.min.js, console.css, favicon.svg
     POST /console/login, /console/logout with --auth sigv4: sign in with a key
 
 Reads are the console's own; every action (confirm, cancel, change priority) is a
@@ -156,6 +157,7 @@ def page(title: str, body: str, token: str, poll: str, account: str | None = Non
 <title>{e(title)} · batchops</title>
 <link rel="icon" href="/static/favicon.svg" type="image/svg+xml">
 <link rel="stylesheet" href="/static/console.css">
+<script src="/static/morphdom.min.js" defer></script>
 <script src="/static/console.js" defer></script>
 </head><body>
 <header><a class="home" href="/">batchops</a> <span class="crumb">Batch Operations</span>

@@ -1,5 +1,8 @@
 // batchops console: live updates by polling, and job actions through the s3control API
-// (UpdateJobStatus, UpdateJobPriority) with the console's anti-CSRF header. No framework.
+// (UpdateJobStatus, UpdateJobPriority) with the console's anti-CSRF header. No framework:
+// each poll's HTML is merged into the page by morphdom (vendored, morphdom.min.js), which
+// changes only the nodes that differ, so a button being pressed or hovered is never
+// replaced under the pointer.
 "use strict";
 
 (function () {
@@ -21,7 +24,7 @@
       if (r.ok) {
         const html = await r.text();
         if (html !== live.dataset.last) {
-          live.innerHTML = html;
+          morphdom(live, `<div>${html}</div>`, { childrenOnly: true });
           live.dataset.last = html;
         }
         if (line.classList.contains("offline")) say("", false);
