@@ -130,6 +130,9 @@ def runner_ceiling(work: Path) -> list[tuple]:
         elapsed, _, _ = run_batchops(home, *args)
         cpu = _children_cpu() - cpu  # the command and its workers (it waits for them)
         tasks = _active_seconds(home)
+        if target:  # the verdict, for the tasks phase (the runner) and the whole command
+            target += "".join(f"; {what} {'met' if rows / t >= 1e6 else '**not met**'}"
+                              for what, t in (("tasks phase", tasks), ("whole command", elapsed)))
         out.append((label, f"noop{' PerTask' if op != 'noop' else ''}, {rows:,} tasks, "
                     "2 workers", "batchops", f"{rows / elapsed:,.0f} tasks/s",
                     f"{elapsed:.2f} s wall (whole command); tasks phase {tasks:.2f} s = "
