@@ -375,6 +375,7 @@ def run_case(root: Path, where: Path, n: int, repeats: int, rclone: str | None,
                   + (f", {died} worker deaths" if died else ""), file=sys.stderr)
         loads.append(load_average())
 
+    floor = durable_floor(root, n) if fs_type(root) != "tmpfs" else None
     best = {t: min(r) for t, r in runs.items()}  # (wall, cpu of that run)
     rate = {t: n / best[t][0] for t in tools}
     rows = ["| tool | best wall (s) | files/s | CPU user+sys (s) | CPU µs/file | cores busy "
@@ -395,6 +396,14 @@ def run_case(root: Path, where: Path, n: int, repeats: int, rclone: str | None,
             "batchops-nosync, BATCHOPS_BENCH_NO_SYNCFS=1). batchops start-up (command start "
             "to the first chunk leased), best run: "
             + (f"**{min(startups):.3f} s**" if startups else "not found in the log") + ".")
+    if floor is not None:
+        mb_s, seconds = floor
+        text += (f" The disk under this folder writes {mb_s:,.0f} MB/s (256 MiB written "
+                 f"sequentially, then fsync, measured after the runs): the files' data "
+                 f"alone, {n:,} × {FILE_SIZE} B, needs at least **{seconds:.3f} s** to be "
+                 f"durable, and batchops' durable copy took "
+                 f"{best['batchops'][0] / seconds:.2f}× that; rclone and cp return before "
+                 "their data is on the disk.")
     notes = []
     if rclone is None:
         notes.append("rclone was not on PATH: no rclone column.")
@@ -419,13 +428,34 @@ def run_case(root: Path, where: Path, n: int, repeats: int, rclone: str | None,
             "load": loads[0], "rate": {t: round(r) for t, r in rate.items()},
             "cpu_us": {t: round(best[t][1] / n * 1e6, 1) for t in tools},
             "cores": {t: round(best[t][1] / best[t][0], 2) for t in tools},
-            "startup": round(min(startups), 3) if startups else float("nan")}
+            "startup": round(min(startups), 3) if startups else float("nan"),
+            "durable_floor_s": round(floor[1], 3) if floor else None}
     block = (f"- date: {date}; commit {rev}; {n:,} files; best of {repeats}; machine: "
              f"{machine()}; load average (1 / 5 / 15 min) before each round: "
              f"{'; '.join(loads)}\n\n{table}\n\n{text}\n"
              + ("\n" + "\n".join(notes) + "\n" if notes else "")
              + f"\n<!-- local-copy case: {json.dumps(data, ensure_ascii=False)} -->")
     return data, heading, block
+
+
+def durable_floor(root: Path, n: int) -> tuple[float, float]:
+    """(MB/s, seconds): how fast the disk under `root` makes data durable (256 MiB
+    written in 1 MiB blocks, then fsync), and so the least time `n` files' data can take
+    to be on the disk, as batchops' copy has it before each chunk's marker."""
+    block, blocks = b"\xa5" * 2**20, 256
+    path = root / "durable-floor.bin"
+    os.sync()
+    start = time.perf_counter()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        for _ in range(blocks):
+            os.write(fd, block)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    mb_s = blocks * len(block) / 1e6 / (time.perf_counter() - start)
+    path.unlink()
+    return mb_s, n * FILE_SIZE / 1e6 / mb_s
 
 
 # -- main ----------------------------------------------------------------------------------
