@@ -70,3 +70,36 @@ def test_the_walk_lists_every_file_once_and_never_leaves_the_root(tmp_path: Path
     top = next(r for r in rows if r[0] == "top")
     assert top[1] == 3 and top[2].timestamp() == pytest.approx(os.stat(root / "top").st_mtime)
     assert [r[0] for r in _list_folder(str(root), "a/b")] == ["a/b/two"]
+
+
+def test_keyed_makes_keys_as_fsdecode_after_the_base(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    names = [b"plain", "\u00fc.txt".encode(), b"caf\xe9"]  # the last is not UTF-8
+    for name in names:
+        with open(os.path.join(os.fsencode(root), name), "wb") as f:
+            f.write(name)
+    (root / "sub").mkdir()
+    scanner = Scanner(os.fsencode(root))
+    entries = {}
+    while batch := scanner.keyed(2, "base/"):
+        assert len(batch) <= 2
+        entries.update({key: rest for key, *rest in batch})
+    want = {"base/" + os.fsdecode(n): [False, len(n), os.stat(root / os.fsdecode(n)).st_mtime_ns]
+            for n in names}
+    assert {k: v for k, v in entries.items() if k != "base/sub"} == want
+    assert entries["base/sub"][0] is True
+
+
+def test_the_walk_skips_batchops_temporaries_only(tmp_path: Path) -> None:
+    from batchops.storage.localfs import TEMP_PREFIX, TEMPORARY_NAME_LENGTH
+
+    root = tmp_path / "root"
+    (root / "a").mkdir(parents=True)
+    temporary = TEMP_PREFIX + "x" * (TEMPORARY_NAME_LENGTH - len(TEMP_PREFIX) - 4) + ".tmp"
+    alike = "y" * (TEMPORARY_NAME_LENGTH - 4) + ".tmp"  # of a temporary's length, not one
+    for name in (temporary, alike, "kept"):
+        (root / name).write_bytes(b"")
+        (root / "a" / name).write_bytes(b"")
+    keys = sorted(r[0] for r in _list_folder(str(root), ""))
+    assert keys == sorted([alike, "kept", f"a/{alike}", "a/kept"])

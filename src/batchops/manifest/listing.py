@@ -280,17 +280,29 @@ def _head_predicate(flt: dict[str, Any]) -> Callable[[dict[str, Any]], bool] | N
 
 
 def _list_folder(root: str, prefix: str) -> Iterator[Listed]:
-    """The regular files below folder `root` whose keys start with `prefix`, walked from
-    the root without following a symlink (the sandbox, storage/localfs.py): symlinks,
-    devices and batchops' own temporaries are skipped, and a folder replaced by a symlink
-    while it is walked is not entered. Streamed in directory order, a batch of entries at
-    a time (a folder's entries are never held whole: memory stays flat however large it
-    is); only the names of folders still to visit are kept. The system calls are made by
-    the native lister (ext/batchops/_listdir.pyx), without the GIL."""
-    from batchops._listdir import Scanner
-    from batchops.storage.localfs import is_temporary
+    """The regular files below folder `root` whose keys start with `prefix` (see
+    `walk_folder`), as listed objects."""
+    fromtimestamp = datetime.fromtimestamp
+    for files in walk_folder(root, prefix):
+        for key, size, mtime_ns in files:
+            # st_mtime's float, as os.stat makes it
+            seconds = mtime_ns // 1_000_000_000 + mtime_ns % 1_000_000_000 * 1e-9
+            yield (key, size, fromtimestamp(seconds, UTC), "STANDARD", None)
 
-    fsdecode = os.fsdecode
+
+def walk_folder(root: str, prefix: str) -> Iterator[list[tuple[str, int, int]]]:
+    """The regular files below folder `root` whose keys start with `prefix`, as
+    (key, size, modification time in ns), walked from the root without following a
+    symlink (the sandbox, storage/localfs.py): symlinks, devices and batchops' own
+    temporaries are skipped, and a folder replaced by a symlink while it is walked is
+    not entered. Streamed in directory order, in lists of at most 1,024 files (a
+    folder's entries are never held whole: memory stays flat however large it is); only
+    the names of folders still to visit are kept. The system calls are made, and the
+    keys decoded, by the native lister (ext/batchops/_listdir.pyx), without the GIL for
+    the system calls: two folders walked in two threads list in parallel."""
+    from batchops._listdir import Scanner
+    from batchops.storage.localfs import TEMPORARY_NAME_LENGTH, is_temporary
+
     stack = [""]
     while stack:
         sub = stack.pop()
@@ -302,29 +314,42 @@ def _list_folder(root: str, prefix: str) -> Iterator[Listed]:
             if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
                 continue  # removed, or replaced by a file or a symlink, while listing
             raise
-        while batch := scanner.batch(1024):
-            for raw, is_dir, size, mtime_ns in batch:
-                name = fsdecode(raw)
-                key = sub + name
-                if is_dir:
-                    if key.startswith(prefix) or prefix.startswith(key + "/"):
+        # Names of a temporary's length are looked at closer; every key of this folder
+        # starts with the prefix when `sub` does (or the prefix is empty).
+        suspect, every = len(sub) + TEMPORARY_NAME_LENGTH, sub.startswith(prefix)
+        while batch := scanner.keyed(1024, sub):
+            files = []
+            for entry in batch:
+                key = entry[0]
+                if entry[1]:
+                    if every or key.startswith(prefix) or prefix.startswith(key + "/"):
                         folders.append(key + "/")
-                elif key.startswith(prefix) and not is_temporary(name):
-                    # st_mtime's float, as os.stat makes it
-                    seconds = mtime_ns // 1_000_000_000 + mtime_ns % 1_000_000_000 * 1e-9
-                    yield (key, size, datetime.fromtimestamp(seconds, UTC), "STANDARD", None)
+                elif (every or key.startswith(prefix)) and not (
+                        len(key) == suspect and is_temporary(key[len(sub):])):
+                    files.append((key, entry[2], entry[3]))
+            if files:
+                yield files
         stack.extend(folders)
+
+
+def _local_folder(url: str) -> tuple[str, str] | None:
+    """(folder, key prefix) of a local store URL; None for any other store."""
+    loc = split_location(url)
+    if loc.local_path is None:
+        return None
+    if not os.path.isdir(loc.local_path):
+        raise SpecError(f"{_WHERE}.SourceBucket {url}: no such folder")
+    return loc.local_path, loc.prefix
 
 
 def _list_store(resolver: Resolver, url: str, prefix: str) -> Iterator[Listed]:
     import obstore as obs
 
-    loc = split_location(url)
-    if loc.local_path is not None:
-        if not os.path.isdir(loc.local_path):
-            raise SpecError(f"{_WHERE}.SourceBucket {url}: no such folder")
-        yield from _list_folder(loc.local_path, loc.prefix + prefix)
+    folder = _local_folder(url)
+    if folder is not None:
+        yield from _list_folder(folder[0], folder[1] + prefix)
         return
+    loc = split_location(url)
     full = loc.prefix + prefix
     # obstore's list() matches whole path segments: list from the last "/" and keep the
     # keys that start with the whole prefix (S3's meaning of a prefix).
@@ -364,6 +389,21 @@ def list_source(gen: dict[str, Any],
                         f"configuration and each object's HEAD); {source} is not S3")
     rows = _list_store(resolver, loc.root + ("/" + loc.prefix if loc.prefix else ""), prefix)
     return loc.root, "", (row for row in rows if keep(*row[:4])) if flt else rows
+
+
+def list_folder_source(gen: dict[str, Any], resolver: Resolver
+                       ) -> tuple[str, Iterator[list[tuple[str, int, int]]]] | None:
+    """For a generator listing a local folder without a filter: (the manifest's bucket
+    column, the files as `walk_folder` gives them: lists of (key, size, mtime in ns));
+    the same objects as `list_source`, without a datetime made for each. None for any
+    other generator (list it with `list_source`)."""
+    if gen.get("Filter"):
+        return None
+    loc = resolver.location(gen["SourceBucket"])
+    if is_s3(loc):
+        return None
+    folder = _local_folder(loc.root + ("/" + loc.prefix if loc.prefix else ""))
+    return None if folder is None else (loc.root, walk_folder(*folder))
 
 
 def generate(gen: dict[str, Any], job_id: str, job_dir: str,
