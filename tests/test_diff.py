@@ -349,3 +349,42 @@ def test_prefixes_map_keys_as_copy_does(cli, s3) -> None:
     assert described["Batchops"]["SkippedUnchanged"]["extraneous"] == 1
     again = _run(cli, f"s3://{src}/data", f"s3://{dst}", *args)
     assert json.loads(again.stdout)["Job"]["ProgressSummary"]["TotalNumberOfTasks"] == 0
+
+
+def test_both_local_sides_are_listed_at_once(tmp_path, monkeypatch) -> None:
+    """The target folder is listed in a thread while the source is (each listing waits
+    here for the other to have started: listed one after the other, the first would
+    wait in vain)."""
+    import threading
+
+    import batchops.manifest.listing as listing
+    from batchops.manifest.diff import diff_stores
+    from batchops.storage.locations import Resolver
+
+    src, dst = _make_local(tmp_path)
+    both = threading.Barrier(2, timeout=10)
+    walk = listing.walk_folder
+
+    def waiting(root: str, prefix: str):  # type: ignore[no-untyped-def]
+        both.wait()
+        yield from walk(root, prefix)
+
+    monkeypatch.setattr(listing, "walk_folder", waiting)
+    counts, _, _ = diff_stores(src, dst, CompareMode.SIZE, str(tmp_path / "out"), Resolver())
+    assert (counts.new, counts.changed, counts.extraneous) == (len(NEW), 1, 1)
+
+
+@pytest.mark.parametrize("mode", ["size", "size+mtime", "etag", "checksum"])
+def test_the_listing_rule_is_model_compare_s(mode) -> None:
+    """listed_difference (what a small diff judges each pair by) answers as
+    metadata_difference does, for every mode, on what listings carry."""
+    from batchops.model.compare import listed_difference
+
+    etags = [None, "0123456789abcdef0123456789abcdef", "0123456789ABCDEF0123456789ABCDEF",
+             "fedcba9876543210fedcba9876543210", "0123456789abcdef0123456789abcdef-2"]
+    values = [(size, mtime, etag) for size in (0, 5) for mtime in (10.0, 10.7, 11.2)
+              for etag in etags]
+    for a in values:
+        for b in values:
+            assert listed_difference(CompareMode(mode), *a, *b) == metadata_difference(
+                CompareMode(mode), ObjectInfo(*a), ObjectInfo(*b)), (a, b)

@@ -12,8 +12,9 @@ listing (checksum mode: listings carry no checksums), the pairs of the same size
 handed to a `decide` callback (the caller's: it reads the objects) in batches.
 
 Listings of at most IN_MEMORY_ROWS objects a side (`diff_stores`) skip Parquet and
-Polars: they are joined in dicts by model/compare.py's rule itself, with the same
-outputs (copy.csv, extraneous.csv).
+Polars: they are joined in a dict by model/compare.py's rule itself
+(`listed_difference`), with the same outputs (copy.csv, extraneous.csv). `diff_stores`
+lists the two sides at once, the target in a thread of its own.
 
 What `diff` writes, in its output folder:
 - `diff/*.parquet`: key, state (new | changed | unchanged | extraneous);
@@ -25,16 +26,17 @@ What `diff` writes, in its output folder:
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from itertools import chain, islice
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 from batchops.model.chunk import encode_key
 from batchops.model.compare import CompareMode
 from batchops.model.errors import BadInputError, BatchopsError, SpecError
-from batchops.storage.locations import Resolver, normalise_url
+from batchops.storage.locations import Resolver, is_s3, normalise_url
 
 if TYPE_CHECKING:
     import polars as pl
@@ -94,12 +96,19 @@ def _micros(when: datetime | float | int) -> int:
 
 
 def normalised(rows: Iterable[tuple[str, int, Any, Any, str | None]],
-               strip: str = "") -> Iterator[Row]:
-    """listing.py's rows (key, size, modified, storage class, ETag) as a diff's: `strip`
-    taken off the front of every key, microseconds, the ETag without quotes."""
+               strip: str = "", batch: int = 1024) -> Iterator[list[Row]]:
+    """listing.py's rows (key, size, modified, storage class, ETag) as a diff's, in
+    lists of at most `batch`: `strip` taken off the front of every key, microseconds,
+    the ETag without quotes."""
     cut = len(strip)
+    out: list[Row] = []
     for key, size, modified, _, etag in rows:
-        yield key[cut:], int(size), _micros(modified), etag.strip('"') if etag else None
+        out.append((key[cut:], int(size), _micros(modified), etag.strip('"') if etag else None))
+        if len(out) >= batch:
+            yield out
+            out = []
+    if out:
+        yield out
 
 
 def write_listing(rows: Iterable[Row], folder: str,
@@ -254,10 +263,10 @@ def _decide(states: pl.LazyFrame, out_dir: str,
 
 
 def _listed(url: str, flag: str, resolver: Resolver, flt: dict[str, Any] | None = None,
-            missing_ok: bool = False) -> tuple[str, str, Iterator[Row]]:
-    """(bucket column, key prefix, rows) of `url`'s listing, filtered by a generator's
-    `flt`; a store's failure to list is one sentence."""
-    from batchops.manifest.listing import list_source, validate_generator
+            missing_ok: bool = False) -> tuple[str, str, Iterator[list[Row]]]:
+    """(bucket column, key prefix, rows in lists) of `url`'s listing, filtered by a
+    generator's `flt`; a store's failure to list is one sentence."""
+    from batchops.manifest.listing import list_folder_source, list_source, validate_generator
     from batchops.storage.outcomes import classify
 
     gen = validate_generator({"SourceBucket": url, "EnableManifestOutput": False,
@@ -267,11 +276,19 @@ def _listed(url: str, flag: str, resolver: Resolver, flt: dict[str, Any] | None 
         if not missing_ok:
             raise SpecError(f"{flag} {url}: no such folder")
         return loc.root, "", iter(())
-    bucket, prefix, rows = list_source(gen, resolver)
+    folder = list_folder_source(gen, resolver)
+    if folder is not None:  # keys already relative to the folder; no datetimes made
+        bucket, prefix = folder[0], ""
+        batches: Iterator[list[Row]] = (
+            [(key, size, mtime_ns // 1000, None) for key, size, mtime_ns in files]
+            for files in folder[1])
+    else:
+        bucket, prefix, rows = list_source(gen, resolver)
+        batches = normalised(rows, prefix)
 
-    def guarded() -> Iterator[Row]:
+    def guarded() -> Iterator[list[Row]]:
         try:
-            yield from normalised(rows, prefix)
+            yield from batches
         except BatchopsError:
             raise
         except Exception as exc:  # noqa: BLE001 - any store's failure to list
@@ -281,19 +298,60 @@ def _listed(url: str, flag: str, resolver: Resolver, flt: dict[str, Any] | None 
     return bucket, prefix, guarded()
 
 
+def _held_or_written(batches: Iterator[list[Row]], limit: int, path: str) -> list[Row] | None:
+    """A side's listing: its rows, when there are at most `limit`; else None, the whole
+    listing having been written to Parquet at `path` (`write_listing`)."""
+    held: list[Row] = []
+    for rows in batches:
+        held += rows
+        if len(held) > limit:
+            write_listing(chain(held, chain.from_iterable(batches)), path)
+            return None
+    return held
+
+
+class _Beside(threading.Thread):
+    """A call run in a thread of its own (`start()`), or in this one (`run()`);
+    `result()` returns what it returned (or raises what it raised), once it ended."""
+
+    def __init__(self, call: Callable[[], Any]) -> None:
+        super().__init__(name="batchops-listing", daemon=True)  # never holds up an exit
+        self._call = call
+        self._out: tuple[bool, Any] = (False, None)
+
+    def run(self) -> None:
+        try:
+            self._out = (True, self._call())
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+            self._out = (False, exc)
+
+    def wait(self) -> None:
+        if self.ident is not None:  # started
+            self.join()
+
+    def result(self) -> Any:
+        self.wait()
+        done, value = self._out
+        if not done:
+            raise value
+        return value
+
+
 def _diff_in_memory(source: Side, src_rows: list[Row], target: Side, dst_rows: list[Row],
                     mode: CompareMode, out_dir: str,
                     decide: Callable[[list[str]], list[bool]] | None) -> DiffCounts:
-    """`diff` of two small listings in dicts, by model/compare.py's rule itself."""
-    from batchops.model.compare import ObjectInfo, metadata_difference
+    """`diff` of two small listings in a dict, by model/compare.py's rule itself."""
+    from batchops.model.compare import listed_difference
 
-    there = {key: ObjectInfo(size, mtime / 1e6, etag) for key, size, mtime, etag in dst_rows}
+    there = {key: (size, mtime, etag) for key, size, mtime, etag in dst_rows}
     new, changed, check = [], [], []
+    pop = there.pop
     for key, size, mtime, etag in src_rows:
-        other = there.pop(key, None)
+        other = pop(key, None)
         if other is None:
             new.append(key)
-        elif metadata_difference(mode, ObjectInfo(size, mtime / 1e6, etag), other):
+        elif listed_difference(mode, size, mtime / 1e6, etag, other[0], other[1] / 1e6,
+                               other[2]):
             changed.append(key)
         elif mode is CompareMode.CHECKSUM:
             check.append(key)
@@ -327,17 +385,12 @@ def diff_stores(source: str, target: str, mode: CompareMode, out_dir: str,
     then `target_key_prefix` joined as Amazon's TargetKeyPrefix (`P/K`), then K. A
     missing target folder is an empty target. `decider(source, target)` makes checksum
     mode's `decide`. Listings of at most `in_memory_rows` objects each are joined in
-    memory, larger ones through Parquet and Polars (memory stays bounded either way).
-    Returns (counts, source side, target side)."""
+    memory, larger ones through Parquet and Polars (memory stays bounded either way);
+    the two are listed at once (but not two S3 listings). Returns (counts, source side,
+    target side)."""
     os.makedirs(out_dir, exist_ok=True)
     paths = [os.path.join(out_dir, name) for name in ("source", "target")]
     s_bucket, s_prefix, s_rows = _listed(source, flags[0], resolver, flt)
-    # One side is listed to its end before the other starts (an S3 listing holds its
-    # event loop while it is being read).
-    s_head = list(islice(s_rows, in_memory_rows + 1))
-    small = len(s_head) <= in_memory_rows
-    if not small:
-        write_listing(chain(s_head, s_rows), paths[0])
     sub = s_prefix
     if target_key_prefix:  # operations/copy.py's join_prefix(TargetKeyPrefix, key)
         sep = "" if target_key_prefix.endswith("/") else "/"
@@ -345,15 +398,28 @@ def diff_stores(source: str, target: str, mode: CompareMode, out_dir: str,
     loc = resolver.location(normalise_url(target, flags[1]))
     url = loc.root + "/" + loc.prefix + sub if loc.prefix or sub else loc.root
     d_bucket, d_prefix, d_rows = _listed(url, flags[1], resolver, missing_ok=True)
-    d_head = list(islice(d_rows, in_memory_rows + 1)) if small else []
-    src = Side("" if small and len(d_head) <= in_memory_rows else paths[0], s_bucket,
+    # The target is listed in a thread while this one lists the source (a local folder's
+    # system calls run without the GIL: two cores list both sides at once); not two S3
+    # listings: they would share one client, whose event loop a thread holds.
+    listing = _Beside(lambda: _held_or_written(d_rows, in_memory_rows, paths[1]))
+    if is_s3(resolver.location(normalise_url(source, flags[0]))) and is_s3(loc):
+        listing.run()
+    else:
+        listing.start()
+    try:
+        s_held = _held_or_written(s_rows, in_memory_rows, paths[0])
+    except Exception:
+        listing.wait()  # nothing is left writing in `out_dir`
+        raise
+    d_held = listing.result()
+    src = Side("" if s_held is not None and d_held is not None else paths[0], s_bucket,
                s_prefix)
     dst = Side(src.listing and paths[1], d_bucket, d_prefix)
     decide = decider(src, dst) if decider is not None and mode is CompareMode.CHECKSUM \
         else None
-    if not src.listing:
-        return _diff_in_memory(src, s_head, dst, d_head, mode, out_dir, decide), src, dst
-    if small:  # the source was small, the target is not
-        write_listing(s_head, paths[0])
-    write_listing(chain(d_head, d_rows), paths[1])
+    if s_held is not None and d_held is not None:
+        return _diff_in_memory(src, s_held, dst, d_held, mode, out_dir, decide), src, dst
+    for held, path in ((s_held, paths[0]), (d_held, paths[1])):
+        if held is not None:  # this side was small, the other not
+            write_listing(held, path)
     return diff(src, dst, mode, out_dir, decide), src, dst

@@ -85,6 +85,10 @@ def _is_md5(etag: str | None) -> bool:
                                                         for c in etag.lower())
 
 
+def _md5_of(etag: str | None) -> str | None:
+    return etag.lower() if etag and _is_md5(etag) else None
+
+
 @dataclass(frozen=True, slots=True)
 class ObjectInfo:
     """What a HEAD (or a stat) tells of one object."""
@@ -98,7 +102,7 @@ class ObjectInfo:
     @property
     def md5_etag(self) -> str | None:
         """The ETag when it is the MD5 of the bytes (a single-part upload), else None."""
-        return self.etag.lower() if self.etag and _is_md5(self.etag) else None
+        return _md5_of(self.etag)
 
     def checksum(self, algorithm: str) -> str | None:
         return next((v for a, v in self.checksums if a == algorithm), None)
@@ -111,18 +115,29 @@ def metadata_difference(mode: CompareMode, src: ObjectInfo,
     means "read the bytes" (see `checksum_plan`)."""
     if dst is None:
         return Difference.TARGET_MISSING
-    if src.size != dst.size:
-        return Difference.SIZE
-    if mode is CompareMode.SIZE_MTIME and int(dst.mtime) < int(src.mtime):
-        return Difference.MTIME
-    if mode is CompareMode.ETAG:
-        a, b = src.md5_etag, dst.md5_etag
-        if a is not None and b is not None and a != b:
-            return Difference.ETAG
-    if mode is CompareMode.CHECKSUM:
+    found = listed_difference(mode, src.size, src.mtime, src.etag,
+                              dst.size, dst.mtime, dst.etag)
+    if found is None and mode is CompareMode.CHECKSUM:
         shared = _shared_checksum(src, dst)
         if shared is not None and src.checksum(shared) != dst.checksum(shared):
             return Difference.CHECKSUM
+    return found
+
+
+def listed_difference(mode: CompareMode, size: int, mtime: float, etag: str | None,
+                      dst_size: int, dst_mtime: float,
+                      dst_etag: str | None) -> Difference | None:
+    """`metadata_difference` of two objects known by what a listing tells (size, mtime
+    in seconds, ETag; no stored checksums), without making ObjectInfos: a listing diff
+    judges every pair of a listing by it."""
+    if size != dst_size:
+        return Difference.SIZE
+    if mode is CompareMode.SIZE_MTIME and int(dst_mtime) < int(mtime):
+        return Difference.MTIME
+    if mode is CompareMode.ETAG:
+        a, b = _md5_of(etag), _md5_of(dst_etag)
+        if a is not None and b is not None and a != b:
+            return Difference.ETAG
     return None
 
 
