@@ -388,3 +388,46 @@ def test_the_listing_rule_is_model_compare_s(mode) -> None:
         for b in values:
             assert listed_difference(CompareMode(mode), *a, *b) == metadata_difference(
                 CompareMode(mode), ObjectInfo(*a), ObjectInfo(*b)), (a, b)
+
+
+RERUN = """
+import json, sys
+from batchops.cli.main import main
+code = main(sys.argv[1:])
+loaded = [m for m in ("polars", "multiprocessing", "subprocess", "socket", "asyncio",
+                      "concurrent.futures") if m in sys.modules]
+print(json.dumps({"code": code, "loaded": loaded}), file=sys.stderr)
+"""
+
+
+def test_a_rerun_with_nothing_to_copy_is_a_whole_job_without_workers(cli, tmp_path) -> None:
+    """Once everything is copied, a re-run is a job of 0 tasks like any other (Complete,
+    its report published, the skip counts in its description and describe-job), made
+    without starting a worker or importing what workers and large diffs need (Polars,
+    multiprocessing, subprocess, asyncio): a re-run's time is mostly start-up."""
+    import subprocess
+    import sys
+
+    src, dst = _make_local(tmp_path / "folders")
+    _run(cli, src, dst, "--skip-unchanged", "size")
+    proc = subprocess.run([sys.executable, "-c", RERUN, "run", "--from-listing", src,
+                           "--operation", "copy", "--target", dst, "--json",
+                           "--no-progress", "--skip-unchanged", "size"],
+                          capture_output=True, text=True, env=cli.env(), timeout=120)
+    said = json.loads(proc.stderr.splitlines()[-1])
+    assert said == {"code": 0, "loaded": []}, proc.stderr
+    job = json.loads(proc.stdout)["Job"]
+    assert job["Status"] == "Complete"
+    assert job["ProgressSummary"]["TotalNumberOfTasks"] == 0
+    assert "0 new and 0 changed objects to copy; 6 unchanged skipped" in job["Description"]
+    described = json.loads(cli("describe-job", "--job-id", job["JobId"], "--extended",
+                               check=True).stdout)
+    assert described["Job"]["Status"] == "Complete"
+    assert described["Batchops"]["SkippedUnchanged"] == {
+        "compare": "size", "new": 0, "changed": 0, "unchanged": 6, "extraneous": 1}
+    report = json.loads(Path(report_manifest_path(cli.home, job["JobId"])).read_text())
+    assert report["Results"] == [] and report["Format"] == "Report_CSV_20180820"
+    events = [json.loads(line)["event"] for line in
+              (cli.home / "jobs" / job["JobId"] / "log").read_text().splitlines()]
+    assert events[0] == "created" and events[-1] == "complete"
+    assert "started" not in events  # no worker

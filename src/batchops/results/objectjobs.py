@@ -30,7 +30,6 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -387,6 +386,8 @@ class ObjectJobStore(JobStore):
         return float(os.environ.get("BATCHOPS_LEASE_SECONDS") or LEASE_SECONDS)
 
     def lock(self) -> None:
+        import socket  # here: a local job store's commands never need it
+
         import obstore as obs
 
         owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"

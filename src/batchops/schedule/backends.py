@@ -27,7 +27,6 @@ the checkpoint holds, and the coordinator reloads the checkpoint after `stop`.
 
 from __future__ import annotations
 
-import multiprocessing.connection
 import queue
 import threading
 import time
@@ -155,6 +154,8 @@ class ProcessBackend:
         waitables: list[Any] = [w.conn for w in self.workers.values()]
         waitables += [w.proc.sentinel for w in self.workers.values()
                       if w.proc.sentinel is not None]
+        import multiprocessing.connection  # here: a job with nothing to run starts no worker
+
         ready = multiprocessing.connection.wait(waitables, timeout=timeout)
         events: list[Event] = []
         for wid, w in list(self.workers.items()):

@@ -8,19 +8,23 @@ spawn: that also starts a resource-tracker interpreter and makes the parent impo
 worker's whole module (asyncio, the operations) only to name its entry point; together
 about 60 ms of CPU at the start of every run, measured on the 20k-file local copy
 (bench/RESULTS.md). This module imports nothing heavy, so the parent can start workers
-before it imports Polars and prepares the manifest.
+before it imports Polars and prepares the manifest; what starting one needs (socket,
+subprocess, multiprocessing's framing: ~5 ms) is imported by the first start, so a job
+with nothing to run never imports it.
 """
 
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
 import sys
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING
 
 from batchops.model.spec import WorkerConfig
+
+if TYPE_CHECKING:
+    import subprocess
+    from multiprocessing.connection import Connection
 
 _CHILD = "import sys; from batchops.execute.worker import child_main; child_main(sys.argv[1:])"
 
@@ -54,6 +58,8 @@ class WorkerProcess:
                 pass
 
     def join(self, timeout: float | None = None) -> None:
+        import subprocess
+
         try:
             self.popen.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -101,6 +107,10 @@ class Worker:
 
 def spawn_worker(wid: int, cfg: WorkerConfig | None = None) -> Worker:
     """Start one worker; without `cfg` it waits for ("config", cfg) as its first message."""
+    import socket
+    import subprocess
+    from multiprocessing.connection import Connection
+
     ours, theirs = socket.socketpair()
     child_fd = theirs.detach()
     try:

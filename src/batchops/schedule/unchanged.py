@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from batchops.manifest.diff import DiffCounts, Side, diff_stores
@@ -42,6 +41,8 @@ def content_decider(resolver: Resolver) -> Callable[[Side, Side], Callable[[list
             return found is not None
 
         def decide(keys: list[str]) -> list[bool]:
+            from concurrent.futures import ThreadPoolExecutor
+
             with ThreadPoolExecutor(16) as pool:
                 return list(pool.map(differs, keys))
 
