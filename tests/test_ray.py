@@ -149,6 +149,44 @@ def test_tagging_over_s3_matches_the_local_engine(cli, cluster, s3, bucket, tmp_
     assert len(reports["ray"]) == 120 and reports["ray"] == reports["local"]
 
 
+def test_chunks_sent_before_an_actor_has_its_job_all_run(cluster, tmp_path) -> None:
+    """An actor handed more chunks than it has call threads before it is configured (the
+    coordinator leases as soon as it can): `submit` only queues, so `configure` still
+    gets a thread and every chunk runs (a `submit` that waited for `configure` held all
+    four threads, and the actor hung until its lease expired)."""
+    import dataclasses
+
+    from batchops.model.spec import JobOptions
+    from batchops.schedule.coordinator import JobRun
+    from batchops.schedule.create import create_job
+    from batchops.schedule.raybackend import RayBackend
+
+    manifest = make_files(tmp_path, 60)
+    store = create_job(JobOptions(manifest=str(manifest), operation="noop", chunk_size=10,
+                                  bucket_map=(("src", f"file://{tmp_path / 'src'}"),)),
+                       home=str(tmp_path / "home"))
+    run = JobRun(store)
+    run._check_manifest()  # the job's chunk ranges
+    assert run._reader is not None and run.sched.n_chunks == 6
+    cfg = dataclasses.replace(run.worker_config(1), manifest=run.info.to_json(),
+                              chunk_size=run.chunk_size)
+    backend = RayBackend(cluster.address)
+    try:
+        backend.prestart(1)
+        [(_, actor)] = backend._spare
+        for c in range(6):  # more than the actor's max_concurrency (4), before its job
+            actor.submit.remote(run._reader.range(c))
+        backend.start(cfg, 1)
+        done: set[int] = set()
+        deadline = time.monotonic() + 60
+        while len(done) < 6 and time.monotonic() < deadline:
+            done |= {e[2]["chunk"] for e in backend.wait(1.0) if e[0] == "done"}
+        assert done == set(range(6))
+    finally:
+        backend.stop(report=False)
+        ray.shutdown()
+
+
 # -- failures in the middle of a job --------------------------------------------------
 
 

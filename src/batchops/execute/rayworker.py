@@ -6,11 +6,14 @@ The coordinator's `RayBackend` (schedule/raybackend.py) makes this class a Ray a
 chunk). Inside, `WorkerCore` runs exactly as in a worker process: the sync path on its
 own thread, the event loop thread for remote stores, the finisher, the heartbeats and
 the task watchdog. Chunks arrive as byte ranges (`ChunkRange`) of the job's copy of the
-manifest, read here: from a path every node sees, or with ranged GETs when the job
-store is on an object store; the driver never sends rows. A worker that must end (a
-stop, an unexpected error) ends its process, as a local worker does; Ray reports the
-actor dead and the coordinator takes its chunks back. The backend ends actors it no
-longer needs with `ray.kill`.
+manifest, which the worker reads itself on its pipe thread, as a worker process does:
+from a path every node sees, or with ranged GETs when the job store is on an object
+store; the driver never sends rows. No call waits for another: `submit` only queues,
+so however many chunks the coordinator keeps in flight, Ray's call threads (the
+actor's `max_concurrency`) are never all held while `configure` waits for one. A
+worker that must end (a stop, an unexpected error, a chunk it cannot read) ends its
+process, as a local worker does; Ray reports the actor dead and the coordinator takes
+its chunks back. The backend ends actors it no longer needs with `ray.kill`.
 
 This module does not import Ray: the backend applies `ray.remote` to `ChunkWorker`.
 """
@@ -24,12 +27,9 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
-from batchops.model.chunk import ChunkRange
-
 if TYPE_CHECKING:  # imported in the actor's process (see `ChunkWorker.__init__`)
     from batchops.execute.worker import WorkerCore
-    from batchops.manifest.reader import ChunkReader
-    from batchops.model.chunk import Chunk
+    from batchops.model.chunk import Chunk, ChunkRange
     from batchops.model.spec import WorkerConfig
 
 
@@ -61,7 +61,6 @@ class ChunkWorker:
         import batchops.manifest.reader  # noqa: F401
         self.wid = wid
         self.pipe = _Pipe()
-        self.reader: ChunkReader | None = None
         self._ready = threading.Event()
         where = {"pid": os.getpid(), "host": socket.gethostname(), "node": _node_id()}
         self.pipe.send(("started", where))
@@ -71,15 +70,8 @@ class ChunkWorker:
     def configure(self, cfg: WorkerConfig) -> None:
         """Take the job: build the stores and start the worker."""
         from batchops.execute.worker import WorkerCore
-        from batchops.manifest.reader import ChunkReader, ManifestInfo, relocated
-        from batchops.results.stores import job_store
 
         os.environ.update(cfg.env)  # the driver's AWS configuration variables (no keys)
-        if cfg.manifest:  # the job's copy where this node finds it (a shared path, or
-            # ranged GETs of a job store on an object store)
-            info, fetch = relocated(ManifestInfo.from_json(cfg.manifest),
-                                    job_store(cfg.job_id, cfg.home).manifest_source)
-            self.reader = ChunkReader(info, cfg.chunk_size, fetch)
         self.worker: WorkerCore = WorkerCore(cfg, self.pipe)
         threading.Thread(target=self._serve, name="batchops-worker", daemon=True).start()
         self._ready.set()
@@ -93,12 +85,7 @@ class ChunkWorker:
             os._exit(1)
 
     def submit(self, chunk: Chunk | ChunkRange) -> None:
-        """Take a chunk (read here from its byte range)."""
-        self._ready.wait()  # calls may overtake `configure` (the actor is threaded)
-        if isinstance(chunk, ChunkRange):
-            if self.reader is None:
-                raise RuntimeError("a chunk range came, but no manifest was configured")
-            chunk = self.reader.read_range(chunk)
+        """Take a chunk, or its byte range (queued: it may come before `configure`)."""
         self.pipe.inbox.put(("chunk", chunk))
 
     def slow_down(self) -> None:
@@ -109,6 +96,7 @@ class ChunkWorker:
         """A cancel: start no more tasks, let the running ones end, and write, for each
         chunk in flight, the tasks that ran; returns when done (the backend then ends
         this actor)."""
+        self._ready.wait()  # a call may overtake `configure` (the actor is threaded)
         self.worker._report_what_ran()
 
     def events(self, timeout: float) -> list[tuple[Any, ...]]:
