@@ -431,3 +431,67 @@ def test_a_rerun_with_nothing_to_copy_is_a_whole_job_without_workers(cli, tmp_pa
               (cli.home / "jobs" / job["JobId"] / "log").read_text().splitlines()]
     assert events[0] == "created" and events[-1] == "complete"
     assert "started" not in events  # no worker
+
+
+def test_the_cli_lists_both_sides_while_it_creates_the_job(tmp_path, monkeypatch) -> None:
+    """`run --from-listing --skip-unchanged` starts both listings before it creates the
+    job (they list while the rest is imported and the job is made), and the preparing
+    pass diffs those: each side is listed once."""
+    import threading
+
+    import batchops.manifest.listing as listing
+    import batchops.schedule.create as create
+    from batchops.cli.main import main
+
+    src, dst = _make_local(tmp_path / "folders")
+    monkeypatch.setenv("BATCHOPS_HOME", str(tmp_path / "home"))
+    walks: list[str] = []
+    walk, made = listing.walk_folder, create.create_job
+
+    def counted(root: str, prefix: str):  # type: ignore[no-untyped-def]
+        walks.append(root)
+        yield from walk(root, prefix)
+
+    def create_job(*args, **kw):  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + 10
+        while len(walks) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(walks) == 2, "the listings had not started when the job was created"
+        return made(*args, **kw)
+
+    monkeypatch.setattr(listing, "walk_folder", counted)
+    monkeypatch.setattr(create, "create_job", create_job)
+    codes: list[int] = []
+    run = threading.Thread(target=lambda: codes.append(main([  # not the main thread:
+        "run", "--from-listing", src, "--operation", "copy", "--target", dst,  # no signals
+        "--no-progress", "--skip-unchanged", "size"])))
+    run.start()
+    run.join(60)
+    assert codes == [0]
+    assert sorted(walks) == sorted([src[len("file://"):], dst[len("file://"):]])
+    assert (Path(dst[len("file://"):]) / "new/b.txt").read_bytes() == OBJECTS["new/b.txt"][0]
+
+
+def test_started_listings_of_another_job_are_not_used(tmp_path) -> None:
+    """create_job diffs the listings it is handed only if they list what its own options
+    name; others (another target) are left aside and its sides listed afresh."""
+    from batchops.model.spec import JobOptions
+    from batchops.schedule.create import create_job
+    from batchops.schedule.unchanged import start_listings
+
+    src, dst = _make_local(tmp_path / "folders")
+    empty = tmp_path / "empty"  # where everything would be new
+    empty.mkdir()
+
+    def options(target: str) -> JobOptions:
+        return JobOptions(manifest="", operation="copy", params={"TargetResource": target},
+                          manifest_generator={"SourceBucket": src,
+                                              "EnableManifestOutput": False},
+                          skip_unchanged="size")
+
+    started = start_listings(options(f"file://{empty}"))
+    assert started is not None
+    store = create_job(options(dst), home=str(tmp_path / "home"), listings=started)
+    assert store.read()["Batchops"]["skip_unchanged"] == {
+        "compare": "size", "new": len(NEW), "changed": 1, "unchanged": 3, "extraneous": 1}
+    assert start_listings(JobOptions(manifest="m.csv", operation="copy")) is None

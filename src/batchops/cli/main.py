@@ -283,10 +283,11 @@ def _announce(store: Any) -> None:
     print(f"job {store.job_id}", file=sys.stderr, flush=True)
 
 
-def _create_announced(opts: Any, args: argparse.Namespace, announce: bool = True) -> Any:
+def _create_announced(opts: Any, args: argparse.Namespace, announce: bool = True,
+                      listings: Any = None) -> Any:
     """create_job, printing the job id before the preparing pass (`announce`; create-job
     prints it on stdout at the end instead); a stop while preparing leaves the job
-    Preparing, and says how to continue it."""
+    Preparing, and says how to continue it. `listings`: create_job's."""
     from batchops.schedule.create import create_job
 
     created: list[Any] = []
@@ -299,7 +300,7 @@ def _create_announced(opts: Any, args: argparse.Namespace, announce: bool = True
             _announce(store)
 
     try:
-        return create_job(opts, on_created=on_created)
+        return create_job(opts, on_created=on_created, listings=listings)
     except KeyboardInterrupt:
         if created:
             print(f"batchops: interrupted while preparing; continue with: batchops resume "
@@ -403,7 +404,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         backend.prestart(_workers_worth_starting(args))
     try:
         opts = _options_from_args(args)
-        store = _create_announced(opts, args)
+        listings = None
+        if args.from_listing and args.skip_unchanged:
+            # Both sides list while this process imports the rest and creates the job.
+            from batchops.schedule.unchanged import start_listings
+
+            listings = start_listings(opts)
+        store = _create_announced(opts, args, listings=listings)
     except BaseException:
         for w in prestarted:
             w.discard()

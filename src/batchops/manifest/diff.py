@@ -30,6 +30,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from functools import partial
 from itertools import chain
 from typing import TYPE_CHECKING, Any
 
@@ -298,16 +299,20 @@ def _listed(url: str, flag: str, resolver: Resolver, flt: dict[str, Any] | None 
     return bucket, prefix, guarded()
 
 
-def _held_or_written(batches: Iterator[list[Row]], limit: int, path: str) -> list[Row] | None:
-    """A side's listing: its rows, when there are at most `limit`; else None, the whole
-    listing having been written to Parquet at `path` (`write_listing`)."""
+def _held(batches: Iterator[list[Row]], limit: int
+          ) -> tuple[list[Row], Iterator[list[Row]] | None]:
+    """A side's listing read up to `limit` rows: (its rows, None) when that was all of
+    it, else (the first rows read, the rest still to read)."""
     held: list[Row] = []
     for rows in batches:
         held += rows
         if len(held) > limit:
-            write_listing(chain(held, chain.from_iterable(batches)), path)
-            return None
-    return held
+            return held, batches
+    return held, None
+
+
+def _write_side(held: list[Row], rest: Iterator[list[Row]] | None, path: str) -> None:
+    write_listing(chain(held, chain.from_iterable(rest or ())), path)
 
 
 class _Beside(threading.Thread):
@@ -374,6 +379,88 @@ def _write_manifest(side: Side, keys: list[str], path: str) -> None:
     os.replace(path + ".tmp", path)
 
 
+class Listings:
+    """The two listings of a diff, under way from the moment this is made: the target's in
+    a thread, the source's in another (a local folder's system calls run without the GIL:
+    two cores list both sides at once), or both in one thread, one after the other, when
+    both are S3 listings (they would share one client, whose event loop a thread holds).
+    Each side is read to its end when it has at most `in_memory_rows` objects, else to
+    its first rows only (`diff` writes it to Parquet). A caller with more to do
+    meanwhile starts them early: the CLI does, before it imports the rest and creates the
+    job. A failure to list is raised by `diff`, not here. For the arguments, see
+    `diff_stores`."""
+
+    def __init__(self, source: str, target: str, resolver: Resolver,
+                 flt: dict[str, Any] | None = None, target_key_prefix: str = "",
+                 flags: tuple[str, str] = ("SOURCE_URL", "TARGET_URL"),
+                 in_memory_rows: int = IN_MEMORY_ROWS) -> None:
+        self._both_s3 = False
+        try:
+            self._src = _listed(source, flags[0], resolver, flt)
+            sub = self._src[1]
+            if target_key_prefix:  # operations/copy.py's join_prefix(TargetKeyPrefix, key)
+                sep = "" if target_key_prefix.endswith("/") else "/"
+                sub = f"{target_key_prefix}{sep}{sub}"
+            loc = resolver.location(normalise_url(target, flags[1]))
+            url = loc.root + "/" + loc.prefix + sub if loc.prefix or sub else loc.root
+            self._dst = _listed(url, flags[1], resolver, missing_ok=True)
+            self._both_s3 = is_s3(resolver.location(normalise_url(source, flags[0]))) and \
+                is_s3(loc)
+        except Exception as exc:  # noqa: BLE001 - raised by diff(), as a failure to list
+            self._error: Exception | None = exc
+            return
+        self._error = None
+        src_rows, dst_rows = self._src[2], self._dst[2]
+        if self._both_s3:
+            self._reading = [_Beside(lambda: (_held(src_rows, in_memory_rows),
+                                              _held(dst_rows, in_memory_rows)))]
+        else:
+            self._reading = [_Beside(lambda: _held(dst_rows, in_memory_rows)),
+                             _Beside(lambda: _held(src_rows, in_memory_rows))]
+        for thread in self._reading:
+            thread.start()
+
+    def _read(self) -> tuple[tuple[list[Row], Iterator[list[Row]] | None], ...]:
+        """(source side, target side), each as `_held` gives it."""
+        if self._error is not None:
+            raise self._error
+        try:
+            if self._both_s3:
+                return tuple(self._reading[0].result())
+            dst = self._reading[0].result()
+            return self._reading[1].result(), dst
+        finally:
+            for thread in self._reading:
+                thread.wait()  # nothing is left listing once this returns or raises
+
+    def diff(self, mode: CompareMode, out_dir: str,
+             decider: Callable[[Side, Side], Callable[[list[str]], list[bool]]]
+             | None = None) -> tuple[DiffCounts, Side, Side]:
+        """Wait for the listings and diff them into `out_dir` (see `diff_stores`)."""
+        (s_held, s_rest), (d_held, d_rest) = self._read()
+        os.makedirs(out_dir, exist_ok=True)
+        small = s_rest is None and d_rest is None
+        paths = ("", "") if small else tuple(os.path.join(out_dir, name)
+                                              for name in ("source", "target"))
+        src = Side(paths[0], self._src[0], self._src[1])
+        dst = Side(paths[1], self._dst[0], self._dst[1])
+        decide = decider(src, dst) if decider is not None and mode is CompareMode.CHECKSUM \
+            else None
+        if small:
+            return _diff_in_memory(src, s_held, dst, d_held, mode, out_dir, decide), src, dst
+        # Both listings written to their ends at once (not two S3 listings).
+        writes = [_Beside(partial(_write_side, held, rest, path)) for held, rest, path in
+                  ((d_held, d_rest, paths[1]), (s_held, s_rest, paths[0]))]
+        for write in writes:
+            if self._both_s3:
+                write.run()
+            else:
+                write.start()
+        for write in writes:
+            write.result()
+        return diff(src, dst, mode, out_dir, decide), src, dst
+
+
 def diff_stores(source: str, target: str, mode: CompareMode, out_dir: str,
                 resolver: Resolver, flt: dict[str, Any] | None = None,
                 target_key_prefix: str = "",
@@ -386,40 +473,7 @@ def diff_stores(source: str, target: str, mode: CompareMode, out_dir: str,
     missing target folder is an empty target. `decider(source, target)` makes checksum
     mode's `decide`. Listings of at most `in_memory_rows` objects each are joined in
     memory, larger ones through Parquet and Polars (memory stays bounded either way);
-    the two are listed at once (but not two S3 listings). Returns (counts, source side,
-    target side)."""
-    os.makedirs(out_dir, exist_ok=True)
-    paths = [os.path.join(out_dir, name) for name in ("source", "target")]
-    s_bucket, s_prefix, s_rows = _listed(source, flags[0], resolver, flt)
-    sub = s_prefix
-    if target_key_prefix:  # operations/copy.py's join_prefix(TargetKeyPrefix, key)
-        sep = "" if target_key_prefix.endswith("/") else "/"
-        sub = f"{target_key_prefix}{sep}{s_prefix}"
-    loc = resolver.location(normalise_url(target, flags[1]))
-    url = loc.root + "/" + loc.prefix + sub if loc.prefix or sub else loc.root
-    d_bucket, d_prefix, d_rows = _listed(url, flags[1], resolver, missing_ok=True)
-    # The target is listed in a thread while this one lists the source (a local folder's
-    # system calls run without the GIL: two cores list both sides at once); not two S3
-    # listings: they would share one client, whose event loop a thread holds.
-    listing = _Beside(lambda: _held_or_written(d_rows, in_memory_rows, paths[1]))
-    if is_s3(resolver.location(normalise_url(source, flags[0]))) and is_s3(loc):
-        listing.run()
-    else:
-        listing.start()
-    try:
-        s_held = _held_or_written(s_rows, in_memory_rows, paths[0])
-    except Exception:
-        listing.wait()  # nothing is left writing in `out_dir`
-        raise
-    d_held = listing.result()
-    src = Side("" if s_held is not None and d_held is not None else paths[0], s_bucket,
-               s_prefix)
-    dst = Side(src.listing and paths[1], d_bucket, d_prefix)
-    decide = decider(src, dst) if decider is not None and mode is CompareMode.CHECKSUM \
-        else None
-    if s_held is not None and d_held is not None:
-        return _diff_in_memory(src, s_held, dst, d_held, mode, out_dir, decide), src, dst
-    for held, path in ((s_held, paths[0]), (d_held, paths[1])):
-        if held is not None:  # this side was small, the other not
-            write_listing(held, path)
-    return diff(src, dst, mode, out_dir, decide), src, dst
+    the two are listed at once (`Listings`). Returns (counts, source side, target
+    side)."""
+    return Listings(source, target, resolver, flt, target_key_prefix, flags,
+                    in_memory_rows).diff(mode, out_dir, decider)

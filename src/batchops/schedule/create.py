@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -55,6 +55,9 @@ from batchops.results.stores import create_job_store, job_store, open_job_store
 from batchops.schedule.failpoints import failpoint
 from batchops.storage.locations import Location, Resolver, normalise_url, split_location
 from batchops.storage.preflight import preflight
+
+if TYPE_CHECKING:
+    from batchops.schedule.unchanged import StartedListings
 
 
 def _fetch_manifest(location: str, job_dir: str, etag: str | None, resolver: Resolver,
@@ -213,7 +216,8 @@ def options_from_json(data: dict[str, Any]) -> JobOptions:
 
 
 def create_job(opts: JobOptions, home: str | None = None,
-               on_created: Callable[[JobStore], None] | None = None) -> JobStore:
+               on_created: Callable[[JobStore], None] | None = None,
+               listings: StartedListings | None = None) -> JobStore:
     """Create a job: validate, write job.json (New), run the preparing pass.
 
     The job ends Ready, or Suspended when confirmation is required. Bad input raises
@@ -222,6 +226,8 @@ def create_job(opts: JobOptions, home: str | None = None,
     A repeated ClientRequestToken with the same request returns the same job.
     `on_created` is called once the job exists, before the preparing pass (the CLI
     prints the job id there: a job stopped while Preparing is resumed by its id).
+    `listings`: a `--skip-unchanged` job's listings, already under way
+    (schedule/unchanged.py `start_listings`).
     """
     opts.check()
     op = get_operation(opts.operation)
@@ -306,7 +312,7 @@ def create_job(opts: JobOptions, home: str | None = None,
         store.log("created", operation=op.alias, manifest=opts.manifest or "generated")
         if on_created is not None:
             on_created(store)
-        _prepare(store, doc, opts, fresh=True)
+        _prepare(store, doc, opts, fresh=True, listings=listings)
     finally:
         store.unlock()
     return store
@@ -324,7 +330,8 @@ def prepare_again(store: JobStore, doc: dict[str, Any]) -> None:
     _prepare(store, doc, options_from_json(options), fresh=False)
 
 
-def _prepare(store: JobStore, doc: dict[str, Any], opts: JobOptions, fresh: bool) -> None:
+def _prepare(store: JobStore, doc: dict[str, Any], opts: JobOptions, fresh: bool,
+             listings: StartedListings | None = None) -> None:
     """The preparing pass: Preparing, then Ready/Suspended (or Failed, with the reason)."""
     job, settings = doc["Job"], doc["Batchops"]
     op = get_operation(opts.operation)
@@ -345,7 +352,7 @@ def _prepare(store: JobStore, doc: dict[str, Any], opts: JobOptions, fresh: bool
                 from batchops.schedule.unchanged import prepare_difference
 
                 path = prepare_difference(opts, generator, params, store.dir, resolver, job,
-                                          settings)
+                                          settings, listings)
             else:
                 path, descriptor = generate(generator, job_id, store.dir, resolver)
                 if descriptor:

@@ -15,9 +15,10 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from batchops.manifest.diff import DiffCounts, Side, diff_stores
+from batchops.manifest.diff import DiffCounts, Listings, Side
 from batchops.model.compare import CompareMode
 from batchops.model.spec import JobOptions, fit_text
 from batchops.operations.compare import ObjectComparer
@@ -58,17 +59,61 @@ def describe_counts(counts: DiffCounts) -> str:
             f"{counts.extraneous:,} extraneous at the target")
 
 
+@dataclass(frozen=True)
+class StartedListings:
+    """Listings started before their job was made (`start_listings`), and what they list:
+    (bucket map, AWS settings, Listings' arguments)."""
+
+    listings: Listings
+    inputs: tuple[Any, ...]
+
+
+def _inputs(opts: JobOptions, generator: dict[str, Any],
+            params: dict[str, Any]) -> tuple[Any, ...]:
+    return (opts.bucket_map, opts.aws, generator["SourceBucket"],
+            str(params["TargetResource"]), generator.get("Filter"),
+            str(params.get("TargetKeyPrefix") or ""))
+
+
+def _listings(inputs: tuple[Any, ...], resolver: Resolver) -> Listings:
+    source, target, flt, target_key_prefix = inputs[2:]
+    return Listings(source, target, resolver, flt, target_key_prefix,
+                    flags=("--from-listing", "--target"))
+
+
+def start_listings(opts: JobOptions) -> StartedListings | None:
+    """The listings a `--skip-unchanged` job on a listing will diff, started now (the CLI
+    starts them before it imports the rest and creates the job: they list meanwhile), or
+    None when the options are not such a job's or do not validate (`create_job` then
+    says why). `create_job` hands them to `prepare_difference`, which uses them only if
+    they list what it would."""
+    from batchops.manifest.listing import validate_generator
+    from batchops.operations import get_operation
+
+    if opts.skip_unchanged is None or not opts.manifest_generator:
+        return None
+    try:
+        resolver = Resolver(opts.bucket_map, aws=opts.aws)
+        params = get_operation(opts.operation).validate(opts.params, resolver)
+        inputs = _inputs(opts, validate_generator(opts.manifest_generator), params)
+    except Exception:  # noqa: BLE001 - create_job refuses the same options in one sentence
+        return None
+    return StartedListings(_listings(inputs, resolver), inputs)
+
+
 def prepare_difference(opts: JobOptions, generator: dict[str, Any], params: dict[str, Any],
                        job_dir: str, resolver: Resolver, job: dict[str, Any],
-                       settings: dict[str, Any]) -> str:
+                       settings: dict[str, Any],
+                       started: StartedListings | None = None) -> str:
     """The preparing pass's manifest for `--skip-unchanged` on a listing: list both
-    sides, diff them; record the counts in the job. Returns the manifest's path."""
+    sides (or take `started`, from `start_listings`, if it lists the same), diff them;
+    record the counts in the job. Returns the manifest's path."""
     mode = CompareMode.parse(str(opts.skip_unchanged), "--skip-unchanged")
     work = os.path.join(job_dir, "difference")
-    counts, _, _ = diff_stores(
-        generator["SourceBucket"], str(params["TargetResource"]), mode, work, resolver,
-        generator.get("Filter"), str(params.get("TargetKeyPrefix") or ""),
-        content_decider(resolver), flags=("--from-listing", "--target"))
+    inputs = _inputs(opts, generator, params)
+    listings = started.listings if started is not None and started.inputs == inputs \
+        else _listings(inputs, resolver)
+    counts, _, _ = listings.diff(mode, work, content_decider(resolver))
     os.replace(os.path.join(work, "extraneous.csv"), os.path.join(job_dir, EXTRANEOUS_MANIFEST))
     path = os.path.join(job_dir, "manifest.csv")
     os.replace(os.path.join(work, "copy.csv"), path)
