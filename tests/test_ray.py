@@ -187,6 +187,23 @@ def test_chunks_sent_before_an_actor_has_its_job_all_run(cluster, tmp_path) -> N
         ray.shutdown()
 
 
+def test_a_large_ray_job_gets_larger_chunks(cli, cluster, tmp_path) -> None:
+    """Each chunk costs the Ray engine actor calls a local worker does not make: a job
+    created for Ray has chunks of up to 50,000 rows, as long as each actor still gets 16
+    (400,000 rows on 2 actors: 12,500); the local engine keeps 10,000."""
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("".join(f"b,k/{i:06d}\n" for i in range(400_000)))
+    sizes = {}
+    for engine, flags in (("local", []), ("ray", ray_flags(cluster))):
+        cli.home = tmp_path / f"home-{engine}"
+        cli("run", "--manifest", str(manifest), "--operation", "noop", "--workers", "2",
+            "--no-progress", *flags, check=True)
+        job = job_dir(cli.home)
+        sizes[engine] = json.loads((job / "job.json").read_text())["Batchops"]["chunk_size"]
+        assert markers(job) == -(-400_000 // sizes[engine])
+    assert sizes == {"local": 10_000, "ray": 12_500}
+
+
 # -- failures in the middle of a job --------------------------------------------------
 
 

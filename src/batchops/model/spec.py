@@ -53,6 +53,7 @@ class JobOptions:
     report_scope: str = "AllTasks"
     report_enabled: bool = True
     chunk_size: int = 0  # 0: automatic (DEFAULT_CHUNK_SIZE, smaller for small manifests)
+    engine: str = "local"  # what the job is created to run on: its automatic chunk size
     bucket_map: tuple[tuple[str, str], ...] = ()
     workers: int = 0  # 0: one per core
     concurrency: int = DEFAULT_CONCURRENCY
@@ -85,6 +86,8 @@ class JobOptions:
     def check(self) -> None:
         if self.chunk_size < 0:
             raise SpecError("--chunk-size must be at least 1")
+        if self.engine not in ("local", "ray"):
+            raise SpecError("--engine must be local or ray")
         if self.workers < 0:
             raise SpecError("--workers must be 0 (one per core) or more")
         if self.concurrency < 1:

@@ -394,7 +394,7 @@ def _prepare(store: JobStore, doc: dict[str, Any], opts: JobOptions, fresh: bool
     settings["manifest"] = info.to_json()
     settings["chunk_size"] = opts.chunk_size or auto_chunk_size(
         info.total_tasks, opts.workers, opts.max_ops_per_second,
-        limited=bool(opts.max_bytes_per_second))
+        limited=bool(opts.max_bytes_per_second), engine=opts.engine)
     try:  # each chunk's byte range in the job's copy (else derived from rows.idx on reading)
         write_chunk_index(info, settings["chunk_size"])
     except OSError as exc:
