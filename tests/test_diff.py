@@ -10,6 +10,7 @@ import os
 import random
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import polars as pl
@@ -475,23 +476,22 @@ def test_the_cli_lists_both_sides_while_it_creates_the_job(tmp_path, monkeypatch
 def test_started_listings_of_another_job_are_not_used(tmp_path) -> None:
     """create_job diffs the listings it is handed only if they list what its own options
     name; others (another target) are left aside and its sides listed afresh."""
-    from batchops.model.spec import JobOptions
+    from batchops.model.spec import AwsSettings, JobOptions
     from batchops.schedule.create import create_job
     from batchops.schedule.unchanged import start_listings
 
     src, dst = _make_local(tmp_path / "folders")
     empty = tmp_path / "empty"  # where everything would be new
     empty.mkdir()
-
-    def options(target: str) -> JobOptions:
-        return JobOptions(manifest="", operation="copy", params={"TargetResource": target},
-                          manifest_generator={"SourceBucket": src,
-                                              "EnableManifestOutput": False},
-                          skip_unchanged="size")
-
-    started = start_listings(options(f"file://{empty}"))
-    assert started is not None
-    store = create_job(options(dst), home=str(tmp_path / "home"), listings=started)
+    opts = JobOptions(manifest="", operation="copy", params={"TargetResource": dst},
+                      manifest_generator={"SourceBucket": src, "EnableManifestOutput": False,
+                                          "Filter": {}},
+                      skip_unchanged="size")
+    started = start_listings(src, f"file://{empty}", {}, "", (), AwsSettings())
+    store = create_job(opts, home=str(tmp_path / "home"), listings=started)
     assert store.read()["Batchops"]["skip_unchanged"] == {
         "compare": "size", "new": len(NEW), "changed": 1, "unchanged": 3, "extraneous": 1}
-    assert start_listings(JobOptions(manifest="m.csv", operation="copy")) is None
+    started = start_listings(src, f"file://{empty}", {}, "", (), AwsSettings())
+    store = create_job(replace(opts, params={"TargetResource": f"file://{empty}"}),
+                       home=str(tmp_path / "home"), listings=started)
+    assert store.read()["Batchops"]["skip_unchanged"]["new"] == 6  # these were

@@ -221,6 +221,43 @@ def _job_store_url(args: argparse.Namespace) -> str:
     return f"{url}?{urlencode(query)}" if query else url
 
 
+def _listing_filter(args: argparse.Namespace) -> dict[str, Any]:
+    """The generator's Filter that `run --from-listing`'s filter flags make."""
+    flt: dict[str, Any] = {}
+    names = {k: v for k, v in (("MatchAnyPrefix", args.prefix),
+                               ("MatchAnySuffix", args.suffix),
+                               ("MatchAnySubstring", args.substring)) if v}
+    if names:
+        flt["KeyNameConstraint"] = names
+    for flag, name in (("created_after", "CreatedAfter"), ("created_before", "CreatedBefore"),
+                       ("larger_than", "ObjectSizeGreaterThanBytes"),
+                       ("smaller_than", "ObjectSizeLessThanBytes")):
+        if getattr(args, flag) is not None:
+            flt[name] = getattr(args, flag)
+    if args.match_storage_class:
+        flt["MatchAnyStorageClass"] = args.match_storage_class
+    return flt
+
+
+def _start_listings(args: argparse.Namespace) -> Any:
+    """`run --from-listing URL --operation copy --target URL --skip-unchanged`: both
+    listings, started before the rest is imported and the job is made (they list
+    meanwhile: schedule/unchanged.py `start_listings`); None for any other run, or flags
+    that do not validate (they are refused in one sentence when the job is made)."""
+    if not (args.from_listing and args.skip_unchanged and args.target and not args.manifest
+            and args.operation in ("copy", "S3PutObjectCopy")):
+        return None
+    from batchops.schedule.unchanged import start_listings
+    from batchops.storage.locations import parse_bucket_map
+
+    try:
+        return start_listings(args.from_listing, args.target, _listing_filter(args),
+                              args.target_key_prefix or "", parse_bucket_map(args.bucket_map),
+                              _aws_from_args(args))
+    except BatchopsError:
+        return None
+
+
 def _options_from_args(args: argparse.Namespace) -> Any:
     from batchops.model.spec import JobOptions
     from batchops.storage.locations import parse_bucket_map
@@ -230,19 +267,7 @@ def _options_from_args(args: argparse.Namespace) -> Any:
     if args.from_listing:
         if args.manifest:
             raise SpecError("give --manifest or --from-listing, not both")
-        flt: dict[str, Any] = {}
-        names = {k: v for k, v in (("MatchAnyPrefix", args.prefix),
-                                   ("MatchAnySuffix", args.suffix),
-                                   ("MatchAnySubstring", args.substring)) if v}
-        if names:
-            flt["KeyNameConstraint"] = names
-        for flag, name in (("created_after", "CreatedAfter"), ("created_before", "CreatedBefore"),
-                           ("larger_than", "ObjectSizeGreaterThanBytes"),
-                           ("smaller_than", "ObjectSizeLessThanBytes")):
-            if getattr(args, flag) is not None:
-                flt[name] = getattr(args, flag)
-        if args.match_storage_class:
-            flt["MatchAnyStorageClass"] = args.match_storage_class
+        flt = _listing_filter(args)
         generator = {"SourceBucket": args.from_listing, "EnableManifestOutput": False,
                      "Filter": flt}
         if args.delete_extraneous and flt:
@@ -270,7 +295,6 @@ def _options_from_args(args: argparse.Namespace) -> Any:
         max_ops_per_second=args.max_ops_per_second,
         max_bytes_per_second=args.max_bytes_per_second, task_timeout=args.task_timeout,
         report_scope=args.report_scope, chunk_size=args.chunk_size,
-        engine=getattr(args, "engine", "local"),
         bucket_map=parse_bucket_map(args.bucket_map), workers=args.workers,
         concurrency=args.concurrency, max_attempts=args.max_attempts,
         description=args.description, priority=args.priority, dry_run=args.dry_run,
@@ -381,8 +405,7 @@ def _workers_worth_starting(args: argparse.Namespace) -> int:
     if rows is None:
         return n
     size = args.chunk_size or auto_chunk_size(rows, n, args.max_ops_per_second,
-                                              bool(args.max_bytes_per_second),
-                                              getattr(args, "engine", "local"))
+                                              bool(args.max_bytes_per_second))
     return max(1, min(n, chunk_count(rows, max(1, size))))
 
 
@@ -405,13 +428,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         backend = RayBackend(args.ray_address)
         backend.prestart(_workers_worth_starting(args))
     try:
+        listings = _start_listings(args)  # they list while the rest is imported
         opts = _options_from_args(args)
-        listings = None
-        if args.from_listing and args.skip_unchanged:
-            # Both sides list while this process imports the rest and creates the job.
-            from batchops.schedule.unchanged import start_listings
-
-            listings = start_listings(opts)
         store = _create_announced(opts, args, listings=listings)
     except BaseException:
         for w in prestarted:

@@ -268,7 +268,6 @@ def _listed(url: str, flag: str, resolver: Resolver, flt: dict[str, Any] | None 
     """(bucket column, key prefix, rows in lists) of `url`'s listing, filtered by a
     generator's `flt`; a store's failure to list is one sentence."""
     from batchops.manifest.listing import list_folder_source, list_source, validate_generator
-    from batchops.storage.outcomes import classify
 
     gen = validate_generator({"SourceBucket": url, "EnableManifestOutput": False,
                               "Filter": flt or {}})
@@ -293,6 +292,8 @@ def _listed(url: str, flag: str, resolver: Resolver, flt: dict[str, Any] | None 
         except BatchopsError:
             raise
         except Exception as exc:  # noqa: BLE001 - any store's failure to list
+            from batchops.storage.outcomes import classify
+
             raise BadInputError(f"{flag} {url}: cannot list it "
                                 f"({classify(exc).message})") from None
 

@@ -20,9 +20,8 @@ from typing import Any
 
 from batchops.manifest.diff import DiffCounts, Listings, Side
 from batchops.model.compare import CompareMode
-from batchops.model.spec import JobOptions, fit_text
-from batchops.operations.compare import ObjectComparer
-from batchops.storage.locations import Resolver
+from batchops.model.spec import AwsSettings, JobOptions, fit_text
+from batchops.storage.locations import Resolver, normalise_url
 
 EXTRANEOUS_MANIFEST = "extraneous.csv"
 
@@ -33,6 +32,9 @@ def content_decider(resolver: Resolver) -> Callable[[Side, Side], Callable[[list
     by their bytes (stored checksums where both have one), 16 at a time."""
 
     def make(src: Side, dst: Side) -> Callable[[list[str]], list[bool]]:
+        # Here: the CLI imports this module to start its listings, before the operations.
+        from batchops.operations.compare import ObjectComparer
+
         comparer = ObjectComparer(resolver, CompareMode.CHECKSUM)
         src_loc, dst_loc = resolver.location(src.bucket), resolver.location(dst.bucket)
 
@@ -81,24 +83,22 @@ def _listings(inputs: tuple[Any, ...], resolver: Resolver) -> Listings:
                     flags=("--from-listing", "--target"))
 
 
-def start_listings(opts: JobOptions) -> StartedListings | None:
-    """The listings a `--skip-unchanged` job on a listing will diff, started now (the CLI
-    starts them before it imports the rest and creates the job: they list meanwhile), or
-    None when the options are not such a job's or do not validate (`create_job` then
-    says why). `create_job` hands them to `prepare_difference`, which uses them only if
-    they list what it would."""
+def start_listings(source: str, target: str, flt: dict[str, Any] | None,
+                   target_key_prefix: str, bucket_map: tuple[tuple[str, str], ...],
+                   aws: AwsSettings) -> StartedListings:
+    """The listings a copy job's `--skip-unchanged` on a listing of `source` into `target`
+    will diff, started now: the CLI starts them from its flags before it imports the rest
+    and creates the job, so that they list meanwhile. `create_job` hands them to
+    `prepare_difference`, which uses them only if they list what the job's own options
+    name. Raises SpecError for a URL that does not validate."""
     from batchops.manifest.listing import validate_generator
-    from batchops.operations import get_operation
 
-    if opts.skip_unchanged is None or not opts.manifest_generator:
-        return None
-    try:
-        resolver = Resolver(opts.bucket_map, aws=opts.aws)
-        params = get_operation(opts.operation).validate(opts.params, resolver)
-        inputs = _inputs(opts, validate_generator(opts.manifest_generator), params)
-    except Exception:  # noqa: BLE001 - create_job refuses the same options in one sentence
-        return None
-    return StartedListings(_listings(inputs, resolver), inputs)
+    generator = validate_generator({"SourceBucket": source, "EnableManifestOutput": False,
+                                    "Filter": flt or {}})
+    inputs = (bucket_map, aws, generator["SourceBucket"],
+              normalise_url(target, "TargetResource"), generator.get("Filter"),
+              target_key_prefix)
+    return StartedListings(_listings(inputs, Resolver(bucket_map, aws=aws)), inputs)
 
 
 def prepare_difference(opts: JobOptions, generator: dict[str, Any], params: dict[str, Any],
