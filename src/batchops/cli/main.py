@@ -295,6 +295,7 @@ def _options_from_args(args: argparse.Namespace) -> Any:
         max_ops_per_second=args.max_ops_per_second,
         max_bytes_per_second=args.max_bytes_per_second, task_timeout=args.task_timeout,
         report_scope=args.report_scope, chunk_size=args.chunk_size,
+        engine=getattr(args, "engine", "local"),
         bucket_map=parse_bucket_map(args.bucket_map), workers=args.workers,
         concurrency=args.concurrency, max_attempts=args.max_attempts,
         description=args.description, priority=args.priority, dry_run=args.dry_run,
@@ -405,7 +406,8 @@ def _workers_worth_starting(args: argparse.Namespace) -> int:
     if rows is None:
         return n
     size = args.chunk_size or auto_chunk_size(rows, n, args.max_ops_per_second,
-                                              bool(args.max_bytes_per_second))
+                                              bool(args.max_bytes_per_second),
+                                              getattr(args, "engine", "local"))
     return max(1, min(n, chunk_count(rows, max(1, size))))
 
 
