@@ -458,6 +458,8 @@ class Listings:
             else:
                 write.start()
         for write in writes:
+            write.wait()  # both ended before either's failure is raised
+        for write in writes:
             write.result()
         return diff(src, dst, mode, out_dir, decide), src, dst
 
