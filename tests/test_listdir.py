@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import errno
 import os
+from functools import partial
 from pathlib import Path
 
 import pytest
 
-from batchops._listdir import Scanner
+from batchops._listdir import Scanner, Walker
 from batchops.manifest.listing import _list_folder
 
 
@@ -72,23 +73,39 @@ def test_the_walk_lists_every_file_once_and_never_leaves_the_root(tmp_path: Path
     assert [r[0] for r in _list_folder(str(root), "a/b")] == ["a/b/two"]
 
 
-def test_keyed_makes_keys_as_fsdecode_after_the_base(tmp_path: Path) -> None:
+def test_the_walker_makes_keys_as_fsdecode_and_batches_across_folders(
+        tmp_path: Path) -> None:
     root = tmp_path / "root"
-    root.mkdir()
+    (root / "sub" / "deeper").mkdir(parents=True)
     names = [b"plain", "\u00fc.txt".encode(), b"caf\xe9"]  # the last is not UTF-8
-    for name in names:
-        with open(os.path.join(os.fsencode(root), name), "wb") as f:
-            f.write(name)
-    (root / "sub").mkdir()
-    scanner = Scanner(os.fsencode(root))
-    entries = {}
-    while batch := scanner.keyed(2, "base/"):
-        assert len(batch) <= 2
-        entries.update({key: rest for key, *rest in batch})
-    want = {"base/" + os.fsdecode(n): [False, len(n), os.stat(root / os.fsdecode(n)).st_mtime_ns]
-            for n in names}
-    assert {k: v for k, v in entries.items() if k != "base/sub"} == want
-    assert entries["base/sub"][0] is True
+    for folder in (b"", b"sub/", b"sub/deeper/"):
+        for name in names:
+            with open(os.path.join(os.fsencode(root), folder + name), "wb") as f:
+                f.write(name)
+    walker = Walker(os.fsencode(root))
+    rows = []
+    while batch := walker.batch(4):
+        assert len(batch) <= 4
+        rows += batch
+    assert walker.batch() == []
+    want = {os.fsdecode(folder + name): (len(name), os.stat(
+        os.path.join(os.fsencode(root), folder + name)).st_mtime_ns)
+        for folder in (b"", b"sub/", b"sub/deeper/") for name in names}
+    assert len(rows) == len(want) and {k: (s, t) for k, s, t in rows} == want
+
+
+def test_the_walker_enters_only_folders_that_can_hold_the_prefix(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    for key in ("a/b/one", "a/bc/two", "a/c/three", "ab", "b/four"):
+        (root / key).parent.mkdir(parents=True, exist_ok=True)
+        (root / key).write_bytes(b"")
+    for prefix, keys in (("a/b", ["a/b/one", "a/bc/two"]), ("a/b/", ["a/b/one"]),
+                         ("a", ["a/b/one", "a/bc/two", "a/c/three", "ab"]), ("zz", []),
+                         ("", ["a/b/one", "a/bc/two", "a/c/three", "ab", "b/four"])):
+        walker = Walker(os.fsencode(root), prefix.encode())
+        got = [k for batch in iter(partial(walker.batch, 2), []) for k, _, _ in batch]
+        assert sorted(got) == keys, prefix
+    assert Walker(os.fsencode(tmp_path / "missing")).batch() == []
 
 
 def test_the_walk_skips_batchops_temporaries_only(tmp_path: Path) -> None:

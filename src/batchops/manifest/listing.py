@@ -9,7 +9,6 @@ under `ManifestOutputLocation`, and described by `GeneratedManifestDescriptor`.
 
 from __future__ import annotations
 
-import errno
 import gzip
 import hashlib
 import os
@@ -297,39 +296,16 @@ def walk_folder(root: str, prefix: str) -> Iterator[list[tuple[str, int, int]]]:
     temporaries are skipped, and a folder replaced by a symlink while it is walked is
     not entered. Streamed in directory order, in lists of at most 1,024 files (a
     folder's entries are never held whole: memory stays flat however large it is); only
-    the names of folders still to visit are kept. The system calls are made, and the
-    keys decoded, by the native lister (ext/batchops/_listdir.pyx), without the GIL for
-    the system calls: two folders walked in two threads list in parallel."""
-    from batchops._listdir import Scanner
-    from batchops.storage.localfs import TEMPORARY_NAME_LENGTH, is_temporary
+    the names of folders still to visit are kept. The walk is the native lister's
+    (ext/batchops/_listdir.pyx `Walker`): it goes from folder to folder without the GIL,
+    so two folders walked in two threads list in parallel, beside Python's own work."""
+    from batchops._listdir import Walker
+    from batchops.storage.localfs import TEMP_PREFIX, TEMP_SUFFIX, TEMPORARY_NAME_LENGTH
 
-    stack = [""]
-    while stack:
-        sub = stack.pop()
-        folders = []
-        try:
-            scanner = Scanner(os.fsencode(os.path.join(root, sub) if sub else root),
-                              follow=not sub)
-        except OSError as exc:
-            if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
-                continue  # removed, or replaced by a file or a symlink, while listing
-            raise
-        # Names of a temporary's length are looked at closer; every key of this folder
-        # starts with the prefix when `sub` does (or the prefix is empty).
-        suspect, every = len(sub) + TEMPORARY_NAME_LENGTH, sub.startswith(prefix)
-        while batch := scanner.keyed(1024, sub):
-            files = []
-            for entry in batch:
-                key = entry[0]
-                if entry[1]:
-                    if every or key.startswith(prefix) or prefix.startswith(key + "/"):
-                        folders.append(key + "/")
-                elif (every or key.startswith(prefix)) and not (
-                        len(key) == suspect and is_temporary(key[len(sub):])):
-                    files.append((key, entry[2], entry[3]))
-            if files:
-                yield files
-        stack.extend(folders)
+    walker = Walker(os.fsencode(root), os.fsencode(prefix), os.fsencode(TEMP_PREFIX),
+                    os.fsencode(TEMP_SUFFIX), TEMPORARY_NAME_LENGTH)
+    while files := walker.batch(1024):
+        yield files
 
 
 def _local_folder(url: str) -> tuple[str, str] | None:

@@ -61,14 +61,14 @@ def safe_relative(key: str) -> str:
     return rel
 
 
-#: The length of every name `is_temporary` accepts.
-TEMPORARY_NAME_LENGTH = 30
+#: The length of every name `is_temporary` accepts (all ASCII), and how it ends.
+TEMPORARY_NAME_LENGTH, TEMP_SUFFIX = 30, ".tmp"
 
 
 def is_temporary(name: str) -> bool:
     """Whether a file name is one of batchops' copy temporaries (never an object)."""
     return len(name) == TEMPORARY_NAME_LENGTH and name.startswith(TEMP_PREFIX) and \
-        name.endswith(".tmp")
+        name.endswith(TEMP_SUFFIX)
 
 
 def _unsafe(key: str) -> TaskError:
