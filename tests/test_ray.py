@@ -272,6 +272,20 @@ def test_a_killed_driver_is_resumed_by_a_new_one(cli, cluster, tmp_path) -> None
     _check_copied_once(tmp_path, job, 1500)
 
 
+def test_sigterm_pauses_a_ray_job_as_a_local_one(cli, cluster, tmp_path) -> None:
+    """ray.init installs a SIGTERM handler that exits at once (the job was left Active,
+    after a stack dump); the driver keeps its own: the job stops Paused and resumes."""
+    proc, job = _start_slow_copy(cli, cluster, tmp_path, 1500, 2, 300)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (proc.returncode, err)
+    assert "SIGTERM received" not in err and f"batchops resume {job.name}" in err, err
+    assert json.loads((job / "job.json").read_text())["Job"]["Status"] == "Paused"
+    done = cli("resume", job.name, "--no-progress", *ray_flags(cluster), timeout=180)
+    assert done.returncode == 0, done.stderr
+    _check_copied_once(tmp_path, job, 1500)
+
+
 def test_two_attempts_at_one_chunk_commit_once(cli, cluster, tmp_path, monkeypatch) -> None:
     """Chunk 1 runs on both actors at once; the attempt that gets to its commit first is
     held there until the other has committed: it loses, and only the winner's parts are

@@ -25,6 +25,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import signal
+import threading
 import time
 from typing import Any
 
@@ -57,6 +59,11 @@ def connect(address: str | None) -> Any:
         return ray
     address = address or os.environ.get("RAY_ADDRESS") or None
     probe(address)
+    # ray.init puts a SIGTERM handler of its own in place of the caller's (it exits at
+    # once, leaving the job Active); the caller's is put back, so that a SIGTERM stops a
+    # job as it does on the local engine: Paused, and `resume` continues it.
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main else None
     try:
         # No runtime environment of ours: a job with one cannot use the worker processes
         # Ray keeps started (measured: ~0.8 s more per actor start, bench/RESULTS.md);
@@ -67,6 +74,9 @@ def connect(address: str | None) -> Any:
         where = f"--ray-address {address}" if address else "a local Ray instance"
         raise RayError(f"cannot start or join {where}: {type(exc).__name__}: "
                        f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return ray
 
 
