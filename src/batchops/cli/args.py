@@ -178,7 +178,8 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chunk-size", type=int, default=0, metavar="K",
                    help="manifest rows per chunk: the unit of checkpoint and report part "
                         "(default 10000, fewer for small manifests so every worker gets "
-                        "several)")
+                        "several; with --engine ray up to 50000 for large ones, as long as "
+                        "each actor gets 16)")
     p.add_argument("--max-attempts", type=int, default=5, metavar="N",
                    help="attempts per task for retryable errors (default 5)")
     p.add_argument("--max-ops-per-second", type=float, default=0.0, metavar="N",
