@@ -347,17 +347,16 @@ def _diff_in_memory(source: Side, src_rows: list[Row], target: Side, dst_rows: l
                     mode: CompareMode, out_dir: str,
                     decide: Callable[[list[str]], list[bool]] | None) -> DiffCounts:
     """`diff` of two small listings in a dict, by model/compare.py's rule itself."""
-    from batchops.model.compare import listed_difference
+    from batchops.model.compare import listed_rule
 
     there = {key: (size, mtime, etag) for key, size, mtime, etag in dst_rows}
     new, changed, check = [], [], []
-    pop = there.pop
+    pop, differs = there.pop, listed_rule(mode)
     for key, size, mtime, etag in src_rows:
         other = pop(key, None)
         if other is None:
             new.append(key)
-        elif listed_difference(mode, size, mtime / 1e6, etag, other[0], other[1] / 1e6,
-                               other[2]):
+        elif differs(size, mtime / 1e6, etag, other[0], other[1] / 1e6, other[2]):
             changed.append(key)
         elif mode is CompareMode.CHECKSUM:
             check.append(key)

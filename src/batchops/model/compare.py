@@ -17,6 +17,7 @@ Modes, and how far each can be trusted:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -128,17 +129,41 @@ def listed_difference(mode: CompareMode, size: int, mtime: float, etag: str | No
                       dst_size: int, dst_mtime: float,
                       dst_etag: str | None) -> Difference | None:
     """`metadata_difference` of two objects known by what a listing tells (size, mtime
-    in seconds, ETag; no stored checksums), without making ObjectInfos: a listing diff
-    judges every pair of a listing by it."""
+    in seconds, ETag; no stored checksums), without making ObjectInfos."""
+    return listed_rule(mode)(size, mtime, etag, dst_size, dst_mtime, dst_etag)
+
+
+ListedRule = Callable[[int, float, "str | None", int, float, "str | None"], "Difference | None"]
+
+
+def _by_size(size: int, mtime: float, etag: str | None, dst_size: int, dst_mtime: float,
+             dst_etag: str | None) -> Difference | None:
+    return Difference.SIZE if size != dst_size else None
+
+
+def _by_size_mtime(size: int, mtime: float, etag: str | None, dst_size: int,
+                   dst_mtime: float, dst_etag: str | None) -> Difference | None:
     if size != dst_size:
         return Difference.SIZE
-    if mode is CompareMode.SIZE_MTIME and int(dst_mtime) < int(mtime):
-        return Difference.MTIME
-    if mode is CompareMode.ETAG:
-        a, b = _md5_of(etag), _md5_of(dst_etag)
-        if a is not None and b is not None and a != b:
-            return Difference.ETAG
-    return None
+    return Difference.MTIME if int(dst_mtime) < int(mtime) else None
+
+
+def _by_etag(size: int, mtime: float, etag: str | None, dst_size: int, dst_mtime: float,
+             dst_etag: str | None) -> Difference | None:
+    if size != dst_size:
+        return Difference.SIZE
+    a, b = _md5_of(etag), _md5_of(dst_etag)
+    return Difference.ETAG if a is not None and b is not None and a != b else None
+
+
+def listed_rule(mode: CompareMode) -> ListedRule:
+    """`listed_difference` for one mode, as a function of (size, mtime, etag, dst_size,
+    dst_mtime, dst_etag): a listing diff judges every pair of its listings by it (the
+    mode is looked at once, not at every pair). In checksum mode the sizes decide here;
+    the rest is the stored checksums' or the bytes'."""
+    if mode is CompareMode.SIZE_MTIME:
+        return _by_size_mtime
+    return _by_etag if mode is CompareMode.ETAG else _by_size
 
 
 def _shared_checksum(src: ObjectInfo, dst: ObjectInfo) -> str | None:
