@@ -153,3 +153,27 @@ def test_retry_failed_on_an_s3_job_store(cli, s3, bucket, tmp_path: Path) -> Non
     assert job["ProgressSummary"]["NumberOfTasksSucceeded"] == 2
     assert job["ProgressSummary"]["TotalNumberOfTasks"] == 2
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a", "b", "c", "d"]
+
+
+def test_retry_failed_of_a_skip_unchanged_listing_job(cli, tmp_path) -> None:
+    """A job made by `run --from-listing ... --skip-unchanged` (no manifest of its own):
+    its retry is a job over the failed rows, not refused for want of a listing."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    (src / "sub").mkdir(parents=True)
+    (src / "ok.txt").write_bytes(b"ok")
+    (src / "blocked").write_bytes(b"file")
+    (dst / "blocked").mkdir(parents=True)  # a folder where the file must go: it fails
+    (dst / "blocked" / "x").write_bytes(b"x")
+    first = cli("run", "--from-listing", f"file://{src}", "--operation", "copy",
+                "--target", f"file://{dst}", "--skip-unchanged", "size", "--json",
+                "--no-progress")
+    assert first.returncode == 1, first.stderr
+    old_id = job_id_of(first.stdout)
+    (dst / "blocked" / "x").unlink()  # the cause is fixed
+    (dst / "blocked").rmdir()
+    proc = cli("retry-failed", old_id, "--json", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    job = json.loads(proc.stdout)["Job"]
+    assert job["ProgressSummary"]["TotalNumberOfTasks"] == 1
+    assert (dst / "blocked").read_bytes() == b"file"
+    assert (dst / "ok.txt").read_bytes() == b"ok"

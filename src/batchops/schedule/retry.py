@@ -93,8 +93,10 @@ def retry_options(store: JobStore, manifest: str, operation: str | None = None,
     return dataclasses.replace(
         old, manifest=manifest, manifest_generator=None, manifest_format=CSV_FORMAT,
         manifest_etag=None, manifest_version=None, client_request_token=None,
-        operation=alias, params=params, description=fit_text(description), tags=tags,
-        dry_run=False, **given)
+        # The failed rows are the manifest: a listing job's --skip-unchanged chose them
+        # already (and needs a listing, which the retry no longer has).
+        skip_unchanged=None, operation=alias, params=params,
+        description=fit_text(description), tags=tags, dry_run=False, **given)
 
 
 def prepare_retry(store: JobStore, operation: str | None = None,
