@@ -177,3 +177,24 @@ def test_retry_failed_of_a_skip_unchanged_listing_job(cli, tmp_path) -> None:
     assert job["ProgressSummary"]["TotalNumberOfTasks"] == 1
     assert (dst / "blocked").read_bytes() == b"file"
     assert (dst / "ok.txt").read_bytes() == b"ok"
+
+
+def test_retry_failed_takes_a_setting_of_zero(cli, tmp_path) -> None:
+    """`--max-ops-per-second 0` (no limit) is a setting, not "not given": the new job
+    does not keep the old job's limit."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    (src / "blocked").write_bytes(b"file")
+    (dst / "blocked").mkdir(parents=True)  # a folder where the file must go: it fails
+    (dst / "blocked" / "x").write_bytes(b"x")
+    first = cli("run", "--from-listing", f"file://{src}", "--operation", "copy",
+                "--target", f"file://{dst}", "--max-ops-per-second", "5", "--json",
+                "--no-progress")
+    assert first.returncode == 1, first.stderr
+    old_id = job_id_of(first.stdout)
+    proc = cli("retry-failed", old_id, "--max-ops-per-second", "0", "--json", "--no-progress")
+    new_id = job_id_of(proc.stdout)
+    old = json.loads((cli.home / "jobs" / old_id / "job.json").read_text())["Batchops"]
+    new = json.loads((cli.home / "jobs" / new_id / "job.json").read_text())["Batchops"]
+    assert old["max_ops_per_second"] == 5
+    assert new["max_ops_per_second"] == 0

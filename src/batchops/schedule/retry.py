@@ -89,7 +89,7 @@ def retry_options(store: JobStore, manifest: str, operation: str | None = None,
     description = f"retry of the failed tasks of job {store.job_id}"
     if old.description:
         description += f" ({old.description})"
-    given = {k: v for k, v in settings.items() if v}
+    given = {k: v for k, v in settings.items() if v is not None}  # 0: no limit, one per core
     return dataclasses.replace(
         old, manifest=manifest, manifest_generator=None, manifest_format=CSV_FORMAT,
         manifest_etag=None, manifest_version=None, client_request_token=None,
