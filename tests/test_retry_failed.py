@@ -155,20 +155,26 @@ def test_retry_failed_on_an_s3_job_store(cli, s3, bucket, tmp_path: Path) -> Non
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a", "b", "c", "d"]
 
 
+
+def _listing_copy_with_a_failure(cli, tmp_path, *flags):  # type: ignore[no-untyped-def]
+    """`run --from-listing` of src (ok.txt, blocked) to dst, where a folder stands in
+    blocked's place so that its row fails: (the job's id, dst)."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    (src / "ok.txt").write_bytes(b"ok")
+    (src / "blocked").write_bytes(b"file")
+    (dst / "blocked").mkdir(parents=True)
+    (dst / "blocked" / "x").write_bytes(b"x")
+    first = cli("run", "--from-listing", f"file://{src}", "--operation", "copy",
+                "--target", f"file://{dst}", *flags, "--json", "--no-progress")
+    assert first.returncode == 1, first.stderr
+    return job_id_of(first.stdout), dst
+
+
 def test_retry_failed_of_a_skip_unchanged_listing_job(cli, tmp_path) -> None:
     """A job made by `run --from-listing ... --skip-unchanged` (no manifest of its own):
     its retry is a job over the failed rows, not refused for want of a listing."""
-    src, dst = tmp_path / "src", tmp_path / "dst"
-    (src / "sub").mkdir(parents=True)
-    (src / "ok.txt").write_bytes(b"ok")
-    (src / "blocked").write_bytes(b"file")
-    (dst / "blocked").mkdir(parents=True)  # a folder where the file must go: it fails
-    (dst / "blocked" / "x").write_bytes(b"x")
-    first = cli("run", "--from-listing", f"file://{src}", "--operation", "copy",
-                "--target", f"file://{dst}", "--skip-unchanged", "size", "--json",
-                "--no-progress")
-    assert first.returncode == 1, first.stderr
-    old_id = job_id_of(first.stdout)
+    old_id, dst = _listing_copy_with_a_failure(cli, tmp_path, "--skip-unchanged", "size")
     (dst / "blocked" / "x").unlink()  # the cause is fixed
     (dst / "blocked").rmdir()
     proc = cli("retry-failed", old_id, "--json", "--no-progress")
@@ -182,16 +188,7 @@ def test_retry_failed_of_a_skip_unchanged_listing_job(cli, tmp_path) -> None:
 def test_retry_failed_takes_a_setting_of_zero(cli, tmp_path) -> None:
     """`--max-ops-per-second 0` (no limit) is a setting, not "not given": the new job
     does not keep the old job's limit."""
-    src, dst = tmp_path / "src", tmp_path / "dst"
-    src.mkdir()
-    (src / "blocked").write_bytes(b"file")
-    (dst / "blocked").mkdir(parents=True)  # a folder where the file must go: it fails
-    (dst / "blocked" / "x").write_bytes(b"x")
-    first = cli("run", "--from-listing", f"file://{src}", "--operation", "copy",
-                "--target", f"file://{dst}", "--max-ops-per-second", "5", "--json",
-                "--no-progress")
-    assert first.returncode == 1, first.stderr
-    old_id = job_id_of(first.stdout)
+    old_id, _ = _listing_copy_with_a_failure(cli, tmp_path, "--max-ops-per-second", "5")
     proc = cli("retry-failed", old_id, "--max-ops-per-second", "0", "--json", "--no-progress")
     new_id = job_id_of(proc.stdout)
     old = json.loads((cli.home / "jobs" / old_id / "job.json").read_text())["Batchops"]
